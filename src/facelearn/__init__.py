@@ -1,0 +1,3 @@
+"""facelearn: train, distill, evaluate and deploy face-recognition models with PyTorch."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,124 @@
+"""MobileFaceNet (Chen et al., 2018) as insightface arcface_torch builds it ("mbf").
+
+Key names and shapes follow ``recognition/arcface_torch/backbones/mobilefacenet.py`` (``width``
+is its ``scale``; the default 2 with blocks (1, 4, 6, 2) is ``mbf``). The global depth-wise
+convolution (GDC) head expects 112×112 input (a 7×7 final map).
+Stages end at 56, 28, 14 and 7 pixels, matching the iResNet stages for distillation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Backbone
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, in_c, out_c, kernel=1, stride=1, padding=0, groups=1):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False),
+            nn.BatchNorm2d(out_c),
+            nn.PReLU(out_c),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class LinearBlock(nn.Module):
+    def __init__(self, in_c, out_c, kernel=1, stride=1, padding=0, groups=1):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False),
+            nn.BatchNorm2d(out_c),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class DepthWise(nn.Module):
+    """1×1 expand → 3×3 depth-wise → 1×1 linear projection, with an optional residual."""
+
+    def __init__(self, in_c, out_c, residual=False, stride=2, groups=1):
+        super().__init__()
+        self.residual = residual
+        self.layers = nn.Sequential(
+            ConvBlock(in_c, groups),
+            ConvBlock(groups, groups, 3, stride, 1, groups=groups),
+            LinearBlock(groups, out_c),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(x)
+        return x + out if self.residual else out
+
+
+class Residual(nn.Module):
+    def __init__(self, c, num_block, groups):
+        super().__init__()
+        self.layers = nn.Sequential(*[DepthWise(c, c, True, 1, groups) for _ in range(num_block)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class GDC(nn.Module):
+    def __init__(self, embedding_size: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            LinearBlock(512, 512, kernel=7, groups=512),
+            nn.Flatten(),
+            nn.Linear(512, embedding_size, bias=False),
+            nn.BatchNorm1d(embedding_size),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class MobileFaceNet(Backbone):
+    def __init__(self, embedding_size: int = 512, blocks=(1, 4, 6, 2), width: int = 2):
+        super().__init__()
+        self.embedding_size = embedding_size
+        c1, c2 = 64 * width, 128 * width
+        self.layers = nn.ModuleList()
+        self.layers.append(ConvBlock(3, c1, 3, 2, 1))
+        if blocks[0] == 1:
+            self.layers.append(ConvBlock(c1, c1, 3, 1, 1, groups=64))
+        else:
+            self.layers.append(Residual(c1, blocks[0], groups=128))
+        self.layers.extend(
+            [
+                DepthWise(c1, c1, stride=2, groups=128),
+                Residual(c1, blocks[1], groups=128),
+                DepthWise(c1, c2, stride=2, groups=256),
+                Residual(c2, blocks[2], groups=256),
+                DepthWise(c2, c2, stride=2, groups=512),
+                Residual(c2, blocks[3], groups=256),
+            ]
+        )
+        self.conv_sep = ConvBlock(c2, 512)
+        self.features = GDC(embedding_size)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def stages(self):
+        layers = self.layers
+        return [
+            lambda x: layers[1](layers[0](x)),
+            lambda x: layers[3](layers[2](x)),
+            lambda x: layers[5](layers[4](x)),
+            lambda x: self.conv_sep(layers[7](layers[6](x))),
+        ]
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        return self.features(features)
