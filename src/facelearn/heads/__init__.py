@@ -1,0 +1,51 @@
+"""Margin heads by name: ``build_head(config, embedding_size, num_classes)``."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+from ..registry import Registry
+from .arcface import ArcFaceHead, CombinedMarginHead
+from .base import Head, HeadOutput, MarginHead
+from .cosface import CosFaceHead
+from .softmax import NormSoftmaxHead, SoftmaxHead
+from .sphereface import SphereFaceHead
+
+HEADS: Registry[Head] = Registry("head")
+HEADS.register("softmax")(SoftmaxHead)
+HEADS.register("normsoftmax")(NormSoftmaxHead)
+HEADS.register("sphereface")(SphereFaceHead)
+HEADS.register("cosface")(CosFaceHead)
+HEADS.register("arcface")(ArcFaceHead)
+HEADS.register("combined")(CombinedMarginHead)
+
+
+def build_head(config, embedding_size: int, num_classes: int) -> Head:
+    """Build from a :class:`facelearn.config.HeadConfig`; options left at None keep the head's
+    defaults, and an option the head does not take is an error naming those it does take."""
+    head_class = HEADS.get(config.name)
+    accepted = [p for p in inspect.signature(head_class).parameters if p not in ("embedding_size", "num_classes")]
+    options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "name"}
+    options = {key: value for key, value in options.items() if value is not None}
+    wrong = sorted(set(options) - set(accepted))
+    if wrong:
+        raise ValueError(
+            f"head {config.name!r} does not take {', '.join(wrong)}; it takes: {', '.join(accepted)}"
+        )
+    return head_class(embedding_size, num_classes, **options)
+
+
+__all__ = [
+    "HEADS",
+    "ArcFaceHead",
+    "CombinedMarginHead",
+    "CosFaceHead",
+    "Head",
+    "HeadOutput",
+    "MarginHead",
+    "NormSoftmaxHead",
+    "SoftmaxHead",
+    "SphereFaceHead",
+    "build_head",
+]

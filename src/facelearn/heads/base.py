@@ -1,0 +1,85 @@
+"""The one base class of every margin head: normalise → cosine → change the target logit → scale.
+
+A concrete head overrides :meth:`MarginHead.target_logit` (and, rarely, :meth:`logit_scale`).
+The cosine and the margin are computed in at least fp32 with autocast off, and every ``acos`` or
+``sqrt(1 - cos²)`` sees a cosine clamped away from ±1, so neither fp16/bf16 training nor a
+perfectly aligned sample produces NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+COS_EPS = 1e-7  # keeps d/dc acos(c) and d/dc sqrt(1 - c²) finite
+
+
+@dataclass
+class HeadOutput:
+    loss: torch.Tensor
+    logits: torch.Tensor  # what the cross-entropy saw, scale included
+
+
+def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
+def clamp_cos(cos: torch.Tensor) -> torch.Tensor:
+    return cos.clamp(-1 + COS_EPS, 1 - COS_EPS)
+
+
+class Head(nn.Module):
+    """Embeddings (N, d) and labels (N,) → :class:`HeadOutput`."""
+
+    embedding_size: int
+    num_classes: int
+
+    def check_embeddings(self, embeddings: torch.Tensor) -> None:
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_size:
+            raise ValueError(
+                f"{type(self).__name__} expects embeddings of shape (N, {self.embedding_size}), "
+                f"got {tuple(embeddings.shape)}: set model.embedding_size and the head to agree"
+            )
+
+
+class MarginHead(Head):
+    """Cosine head with class centres ``weight`` (C, d), initialised N(0, 0.01) as insightface."""
+
+    def __init__(self, embedding_size: int, num_classes: int, scale: float = 64.0):
+        super().__init__()
+        self.embedding_size = embedding_size
+        self.num_classes = num_classes
+        self.scale = scale
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
+        nn.init.normal_(self.weight, 0.0, 0.01)
+
+    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(at_least_fp32(embeddings), dim=1)
+        w = F.normalize(at_least_fp32(self.weight), dim=1)
+        return F.linear(x, w).clamp(-1, 1)
+
+    def target_logit(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """The target column's cosine (N,) → its margin-modified value (before the scale)."""
+        return cos
+
+    def logit_scale(self, embeddings: torch.Tensor) -> float | torch.Tensor:
+        return self.scale
+
+    def logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self.check_embeddings(embeddings)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            cos = self.cosine(embeddings)
+            index = labels.view(-1, 1)
+            target = self.target_logit(cos.gather(1, index).squeeze(1), labels, embeddings)
+            logits = cos.scatter(1, index, target.unsqueeze(1).to(cos.dtype))
+            return logits * self.logit_scale(embeddings)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> HeadOutput:
+        logits = self.logits(embeddings, labels)
+        return HeadOutput(F.cross_entropy(logits, labels), logits)
+
+    def extra_repr(self) -> str:
+        return f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, scale={self.scale}"
