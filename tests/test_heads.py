@@ -51,7 +51,9 @@ def assert_matches(head, record, fixture, dtype_name, atol=1e-5):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("reference", ["tface_localfc_ArcFace", "curricularface_official_ArcFace", "pml_ArcFaceLoss_m0.5rad"])
+@pytest.mark.parametrize(
+    "reference", ["tface_localfc_ArcFace", "curricularface_official_ArcFace", "pml_ArcFaceLoss_m0.5rad"]
+)
 def test_arcface_exact_gradient_thmm_matches_references(fixture, reference, dtype):
     assert_matches(ArcFaceHead(8, 5), fixture["heads"][reference], fixture, dtype)
 

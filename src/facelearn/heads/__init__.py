@@ -30,9 +30,7 @@ def build_head(config, embedding_size: int, num_classes: int) -> Head:
     options = {key: value for key, value in options.items() if value is not None}
     wrong = sorted(set(options) - set(accepted))
     if wrong:
-        raise ValueError(
-            f"head {config.name!r} does not take {', '.join(wrong)}; it takes: {', '.join(accepted)}"
-        )
+        raise ValueError(f"head {config.name!r} does not take {', '.join(wrong)}; it takes: {', '.join(accepted)}")
     return head_class(embedding_size, num_classes, **options)
 
 

@@ -1,0 +1,1 @@
+"""Datasets, verification pairs and transforms."""

@@ -1,0 +1,47 @@
+"""Identity folders: ``root/<identity>/<image>``, one folder per person, labels by sorted name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .images import IMAGE_EXTENSIONS, read_image
+
+
+class ImageFolder:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"dataset folder {self.root} does not exist: set data.root to a folder of identity folders"
+            )
+        self.identities = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        self.paths: list[Path] = []
+        self.labels: list[int] = []
+        for label, name in enumerate(self.identities):
+            for path in sorted((self.root / name).iterdir()):
+                if path.suffix.lower() in IMAGE_EXTENSIONS:
+                    self.paths.append(path)
+                    self.labels.append(label)
+        if not self.paths:
+            raise ValueError(
+                f"dataset folder {self.root} holds no images: expected {self.root}/<identity>/<image> "
+                f"with extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.identities)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def label(self, index: int) -> int:
+        return self.labels[index]
+
+    def image(self, index: int) -> np.ndarray:
+        return read_image(self.paths[index])
+
+    def describe(self, index: int) -> str:
+        return str(self.paths[index])

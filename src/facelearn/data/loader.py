@@ -1,0 +1,115 @@
+"""Training data: seeded per-sample augmentation, resumable batch order, skipped bad images.
+
+The batch sampler is an infinite, deterministic function of (seed, batch number): resuming at
+batch b replays exactly the batches an uninterrupted run would have seen. Each sample's
+augmentation randomness comes from ``rng([seed, epoch, index])``, independent of workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import DataConfig
+from .folder import ImageFolder
+from .images import ImageError, fit_size
+from .recordio import RecordDataset
+from .synthetic import SyntheticFaces
+from .transforms import TrainTransform
+
+log = logging.getLogger(__name__)
+
+
+def build_source(config: DataConfig, seed: int):
+    """The image source named by ``data.kind``: anything with len, num_classes, label, image."""
+    if config.kind == "synthetic":
+        return SyntheticFaces(config.num_identities, config.images_per_identity, config.image_size, seed)
+    if config.root is None:
+        raise ValueError(f"data.kind={config.kind} needs data.root (the dataset directory)")
+    if config.kind == "folder":
+        return ImageFolder(config.root)
+    if config.kind == "recordio":
+        return RecordDataset(config.root)
+    raise ValueError(f"unknown data.kind {config.kind!r}; valid: synthetic, folder, recordio")
+
+
+class TrainingDataset(torch.utils.data.Dataset):
+    """Keys are (epoch, index); an unreadable image returns None (skipped) unless ``strict``."""
+
+    def __init__(self, source, transform: TrainTransform, image_size: int, seed: int, strict: bool = False):
+        self.source, self.transform = source, transform
+        self.image_size, self.seed, self.strict = image_size, seed, strict
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        try:
+            image = fit_size(self.source.image(index), self.image_size)
+        except ImageError as error:
+            if self.strict:
+                raise
+            log.warning("skipping unreadable image: %s", error)
+            return None
+        rng = np.random.default_rng([self.seed, epoch, index])
+        return self.transform(image, rng), self.source.label(index)
+
+
+class SeededBatchSampler:
+    """Infinite batches of (epoch, index) keys; epoch e is permutation(rng([seed, e])).
+
+    With ``world_size`` > 1 each rank takes its slice of the global batch of
+    ``batch_size × world_size`` samples.
+    """
+
+    def __init__(
+        self, length: int, batch_size: int, seed: int, start_batch: int = 0, rank: int = 0, world_size: int = 1
+    ):
+        global_batch = batch_size * world_size
+        if length < global_batch:
+            raise ValueError(f"the dataset has {length} images, fewer than one global batch of {global_batch}")
+        self.length, self.batch_size, self.seed = length, batch_size, seed
+        self.start_batch, self.rank, self.world_size = start_batch, rank, world_size
+        self.batches_per_epoch = length // global_batch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        batch = self.start_batch
+        while True:
+            epoch, position = divmod(batch, self.batches_per_epoch)
+            order = np.random.default_rng([self.seed, 6, epoch]).permutation(self.length)
+            start = (position * self.world_size + self.rank) * self.batch_size
+            yield [(epoch, int(i)) for i in order[start : start + self.batch_size]]
+            batch += 1
+
+
+def collate(samples) -> dict:
+    """Stack images and labels; count the samples that came back None (unreadable)."""
+    kept = [s for s in samples if s is not None]
+    images = torch.stack([s[0] for s in kept]) if kept else torch.empty(0)
+    labels = torch.tensor([s[1] for s in kept], dtype=torch.long)
+    return {"images": images, "labels": labels, "skipped": len(samples) - len(kept)}
+
+
+def build_train_loader(
+    dataset: TrainingDataset,
+    batch_size: int,
+    seed: int,
+    start_batch: int,
+    num_workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    sampler = SeededBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world_size)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )

@@ -1,0 +1,92 @@
+"""Verification sets: N labelled pairs over 2N images (pair i = images 2i and 2i+1).
+
+Three sources give the same :class:`PairSet`: an insightface ``.bin``, an LFW-style
+``pairs.txt`` with an image root, and synthetic unseen identities (easy or degraded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .images import decode_image, fit_size, read_image
+from .synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
+from .transforms import HARD_DEGRADATION, Degrade
+from .verification_bin import load_verification_bin
+
+
+@dataclass
+class PairSet:
+    name: str
+    issame: np.ndarray  # (N,) bool
+    load: Callable[[int], np.ndarray]  # image index in [0, 2N) → HWC uint8 RGB
+
+    @property
+    def num_pairs(self) -> int:
+        return len(self.issame)
+
+
+def pairs_from_bin(path: str | Path, name: str | None = None, image_size: int = 112) -> PairSet:
+    bins, issame = load_verification_bin(path)
+    return PairSet(
+        name or Path(path).stem, issame, lambda i: fit_size(decode_image(bins[i], f"{path}[{i}]"), image_size)
+    )
+
+
+def read_lfw_pairs(pairs_txt: str | Path) -> list[tuple[str, int, str, int]]:
+    """LFW ``pairs.txt``: a header line ("10 300"), then "name i j" (same) or "name1 i name2 j"."""
+    lines = Path(pairs_txt).read_text().split("\n")
+    pairs = []
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) == 3:
+            pairs.append((fields[0], int(fields[1]), fields[0], int(fields[2])))
+        elif len(fields) == 4:
+            pairs.append((fields[0], int(fields[1]), fields[2], int(fields[3])))
+        else:
+            raise ValueError(f"{pairs_txt}:{number}: expected 'name i j' or 'name1 i name2 j', got {line!r}")
+    return pairs
+
+
+def pairs_from_lfw(pairs_txt: str | Path, root: str | Path, name: str = "lfw", image_size: int = 112) -> PairSet:
+    """LFW-style pairs over ``root/<name>/<name>_<####>.jpg``; missing files fail here, not mid-run."""
+    root = Path(root)
+    paths: list[Path] = []
+    issame = []
+    for name1, i, name2, j in read_lfw_pairs(pairs_txt):
+        paths += [root / name1 / f"{name1}_{i:04d}.jpg", root / name2 / f"{name2}_{j:04d}.jpg"]
+        issame.append(name1 == name2)
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images of {pairs_txt} are missing under {root}, e.g. {missing[0]}")
+    return PairSet(name, np.array(issame), lambda k: fit_size(read_image(paths[k]), image_size))
+
+
+def synthetic_pairs(
+    num_pairs: int, seed: int = 0, hard: bool = False, image_size: int = 112, name: str | None = None
+) -> PairSet:
+    """Balanced pairs of identities never used in training (``UNSEEN_IDENTITY_OFFSET`` on).
+
+    Pair k uses identity ``offset + 2k`` (and ``offset + 2k + 1`` for a different pair). ``hard``
+    degrades both images with :data:`HARD_DEGRADATION`, deterministically per image.
+    """
+    rng = np.random.default_rng([seed, 4])
+    issame = np.zeros(num_pairs, bool)
+    issame[rng.permutation(num_pairs)[: num_pairs // 2]] = True
+    faces = SyntheticFaces(1, 1, image_size, seed)
+    degrade = Degrade(HARD_DEGRADATION)
+
+    def load(index: int) -> np.ndarray:
+        pair, member = divmod(index, 2)
+        identity = UNSEEN_IDENTITY_OFFSET + 2 * pair + (member if not issame[pair] else 0)
+        image = faces.render(identity, member)
+        if hard:
+            image = degrade(image, np.random.default_rng([seed, 5, index]))
+        return image
+
+    return PairSet(name or ("synthetic_hard" if hard else "synthetic"), issame, load)

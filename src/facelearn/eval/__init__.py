@@ -1,0 +1,1 @@
+"""Verification evaluation: embeddings, 10-fold protocol, score metrics, plots."""
