@@ -69,6 +69,7 @@ class DegradeConfig:
 class DataConfig:
     kind: str = "synthetic"  # synthetic, folder, recordio
     root: str | None = None  # folder / recordio: dataset directory
+    num_classes: int | None = None  # head size; empty: counted from the data
     num_identities: int = 400  # synthetic only
     images_per_identity: int = 24  # synthetic only
     image_size: int = 112
@@ -186,6 +187,8 @@ def _coerce(kind: Any, value: Any, where: str) -> Any:
         return value if isinstance(value, kind) else from_dict(kind, value, where)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is str and isinstance(value, bool):
+        return "on" if value else "off"  # YAML 1.1 reads a bare off/on as a boolean
     if kind is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if kind in (int, float) and isinstance(value, bool):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import EvalSetConfig
 from .images import decode_image, fit_size, read_image
 from .synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
 from .transforms import HARD_DEGRADATION, Degrade
@@ -90,3 +91,17 @@ def synthetic_pairs(
         return image
 
     return PairSet(name or ("synthetic_hard" if hard else "synthetic"), issame, load)
+
+
+def pair_set_from_config(config: EvalSetConfig, seed: int = 0, image_size: int = 112) -> PairSet:
+    if config.kind == "synthetic":
+        return synthetic_pairs(config.num_pairs, seed, config.hard, image_size, config.name)
+    if config.kind == "bin":
+        if not config.path:
+            raise ValueError(f"eval set {config.name!r}: kind 'bin' needs path (the .bin file)")
+        return pairs_from_bin(config.path, config.name, image_size)
+    if config.kind == "pairs":
+        if not (config.path and config.root):
+            raise ValueError(f"eval set {config.name!r}: kind 'pairs' needs path (pairs.txt) and root (images)")
+        return pairs_from_lfw(config.path, config.root, config.name, image_size)
+    raise ValueError(f"eval set {config.name!r}: unknown kind {config.kind!r}; valid: synthetic, bin, pairs")

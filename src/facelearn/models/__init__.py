@@ -11,17 +11,19 @@ BACKBONES: Registry[Backbone] = Registry("backbone")
 
 for _depth in DEPTHS:
     BACKBONES.register(f"iresnet{_depth}")(
-        lambda embedding_size=512, dropout=0.0, _d=_depth: iresnet(_d, embedding_size, dropout)
+        lambda embedding_size=512, dropout=0.0, input_size=112, _d=_depth: iresnet(
+            _d, embedding_size, dropout, input_size
+        )
     )
 BACKBONES.register("mobilefacenet")(MobileFaceNet)
 
 
-def build_backbone(config) -> Backbone:
-    """Build from a :class:`facelearn.config.ModelConfig`."""
+def build_backbone(config, input_size: int = 112) -> Backbone:
+    """Build from a :class:`facelearn.config.ModelConfig` for square faces of ``input_size``."""
     factory = BACKBONES.get(config.name)
     if config.name == "mobilefacenet":
-        return factory(config.embedding_size, tuple(config.blocks), config.width)
-    return factory(config.embedding_size, config.dropout)
+        return factory(config.embedding_size, tuple(config.blocks), config.width, input_size)
+    return factory(config.embedding_size, config.dropout, input_size)
 
 
 __all__ = ["BACKBONES", "Backbone", "MobileFaceNet", "build_backbone", "iresnet"]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .base import Backbone
+from .mobilefacenet import final_map_size
 
 DEPTHS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 14, 3], 100: [3, 13, 30, 3], 200: [6, 26, 60, 6]}
 
@@ -39,9 +40,7 @@ class IBasicBlock(nn.Module):
 
 
 class IResNet(Backbone):
-    fc_scale = 7 * 7
-
-    def __init__(self, layers: list[int], embedding_size: int = 512, dropout: float = 0.0):
+    def __init__(self, layers: list[int], embedding_size: int = 512, dropout: float = 0.0, input_size: int = 112):
         super().__init__()
         self.embedding_size = embedding_size
         self.inplanes = 64
@@ -54,7 +53,7 @@ class IResNet(Backbone):
         self.layer4 = self._make_layer(512, layers[3])
         self.bn2 = nn.BatchNorm2d(512, eps=1e-5)
         self.dropout = nn.Dropout(p=dropout)
-        self.fc = nn.Linear(512 * self.fc_scale, embedding_size)
+        self.fc = nn.Linear(512 * final_map_size(input_size) ** 2, embedding_size)
         self.features = nn.BatchNorm1d(embedding_size, eps=1e-5)
         nn.init.constant_(self.features.weight, 1.0)
         self.features.weight.requires_grad = False
@@ -87,7 +86,7 @@ class IResNet(Backbone):
         return self.features(self.fc(self.dropout(x)))
 
 
-def iresnet(depth: int, embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+def iresnet(depth: int, embedding_size: int = 512, dropout: float = 0.0, input_size: int = 112) -> IResNet:
     if depth not in DEPTHS:
         raise ValueError(f"no iResNet-{depth}; depths: {sorted(DEPTHS)}")
-    return IResNet(DEPTHS[depth], embedding_size, dropout)
+    return IResNet(DEPTHS[depth], embedding_size, dropout, input_size)

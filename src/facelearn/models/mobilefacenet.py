@@ -2,7 +2,8 @@
 
 Key names and shapes follow ``recognition/arcface_torch/backbones/mobilefacenet.py`` (``width``
 is its ``scale``; the default 2 with blocks (1, 4, 6, 2) is ``mbf``). The global depth-wise
-convolution (GDC) head expects 112×112 input (a 7×7 final map).
+convolution (GDC) spans the final map: 7×7 for the standard 112×112 input; ``input_size`` sets
+it for smaller faces (the demo's 64×64).
 Stages end at 56, 28, 14 and 7 pixels, matching the iResNet stages for distillation.
 """
 
@@ -12,6 +13,13 @@ import torch
 from torch import nn
 
 from .base import Backbone
+
+
+def final_map_size(input_size: int) -> int:
+    """Side of the last feature map: four stride-2 stages (7 for 112×112 input)."""
+    if input_size % 16:
+        raise ValueError(f"input size must be a multiple of 16, got {input_size}")
+    return input_size // 16
 
 
 class ConvBlock(nn.Module):
@@ -66,10 +74,10 @@ class Residual(nn.Module):
 
 
 class GDC(nn.Module):
-    def __init__(self, embedding_size: int):
+    def __init__(self, embedding_size: int, kernel: int = 7):
         super().__init__()
         self.layers = nn.Sequential(
-            LinearBlock(512, 512, kernel=7, groups=512),
+            LinearBlock(512, 512, kernel=kernel, groups=512),
             nn.Flatten(),
             nn.Linear(512, embedding_size, bias=False),
             nn.BatchNorm1d(embedding_size),
@@ -80,7 +88,7 @@ class GDC(nn.Module):
 
 
 class MobileFaceNet(Backbone):
-    def __init__(self, embedding_size: int = 512, blocks=(1, 4, 6, 2), width: int = 2):
+    def __init__(self, embedding_size: int = 512, blocks=(1, 4, 6, 2), width: int = 2, input_size: int = 112):
         super().__init__()
         self.embedding_size = embedding_size
         c1, c2 = 64 * width, 128 * width
@@ -101,7 +109,7 @@ class MobileFaceNet(Backbone):
             ]
         )
         self.conv_sep = ConvBlock(c2, 512)
-        self.features = GDC(embedding_size)
+        self.features = GDC(embedding_size, final_map_size(input_size))
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

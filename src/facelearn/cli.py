@@ -1,0 +1,147 @@
+"""The ``facelearn`` command: parse → config → library call. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from .config import ConfigError, ModelConfig, from_dict, load_config
+
+
+def recipe_path(name: str) -> Path:
+    """A recipe shipped with the package (``configs/<name>.yaml``)."""
+    return Path(str(resources.files("facelearn") / "configs" / f"{name}.yaml"))
+
+
+def run_training(config_path: Path, overrides: list[str]) -> dict:
+    from .train.build import build_trainer
+
+    config = load_config(config_path, overrides)
+    return build_trainer(config).fit(), config
+
+
+def command_train(args: argparse.Namespace) -> None:
+    summary, config = run_training(Path(args.config), args.overrides)
+    print_summary(summary, config.train.output_dir)
+
+
+def command_demo(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    overrides = [f"train.output_dir={args.output}", *args.overrides]
+    summary, config = run_training(recipe_path("demo"), overrides)
+    print_summary(summary, config.train.output_dir, time.perf_counter() - start)
+
+
+def print_summary(summary: dict, run_dir: str, seconds: float | None = None) -> None:
+    print(f"\nfacelearn: trained {summary['step']} steps" + (f" in {seconds / 60:.1f} min" if seconds else ""))
+    if summary["skipped_images"]:
+        print(f"  skipped {summary['skipped_images']} unreadable images (see the log)")
+    for name, result in summary["verification"].items():
+        tars = ", ".join(f"TAR@FAR={far} {100 * tar:.1f}%" for far, tar in result["tar_at_far"].items())
+        print(
+            f"  {name:<24} accuracy {100 * result['accuracy']:.2f} ± {100 * result['accuracy_std']:.2f}%  "
+            f"AUC {result['auc']:.4f}  EER {100 * result['eer']:.2f}%  {tars}  "
+            f"threshold cos>{result['threshold_cosine']:.3f}"
+        )
+    print(f"  run directory: {run_dir} (config.yaml, checkpoints, metrics.json, eval/*.png, tensorboard/)")
+
+
+def command_eval(args: argparse.Namespace) -> None:
+    import torch
+
+    from .data.pairs import pairs_from_bin, pairs_from_lfw, synthetic_pairs
+    from .eval.embed import evaluate_pair_set
+    from .models import build_backbone
+    from .train.checkpoint import FORMAT, load_backbone_weights, load_checkpoint
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    if checkpoint.get("format") == FORMAT:
+        model_config = from_dict(ModelConfig, checkpoint["config"]["model"])
+        image_size = checkpoint["config"]["data"]["image_size"]
+    else:
+        if not args.model:
+            raise ConfigError(f"{args.checkpoint} is a plain state_dict: name its architecture with --model")
+        model_config, image_size = ModelConfig(name=args.model, embedding_size=args.embedding_size), 112
+    backbone = build_backbone(model_config, image_size)
+    load_backbone_weights(backbone, args.checkpoint)
+    sets = []
+    if args.bin:
+        sets += [pairs_from_bin(path, image_size=image_size) for path in args.bin]
+    if args.pairs:
+        if not args.root:
+            raise ConfigError("--pairs needs --root, the folder of the images")
+        sets.append(pairs_from_lfw(args.pairs, args.root, Path(args.pairs).parent.name or "pairs", image_size))
+    if args.synthetic:
+        sets.append(synthetic_pairs(args.synthetic, hard=False, image_size=image_size, name="synthetic_unseen"))
+        sets.append(synthetic_pairs(args.synthetic, hard=True, image_size=image_size, name="synthetic_unseen_hard"))
+    if not sets:
+        raise ConfigError("nothing to evaluate: give --bin, --pairs/--root or --synthetic")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backbone.to(device)
+    results = {}
+    for pairs in sets:
+        result = evaluate_pair_set(
+            backbone, pairs, args.output, batch_size=args.batch_size, flip=not args.no_flip, device=device
+        )
+        results[pairs.name] = result.to_dict()
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    (Path(args.output) / "metrics.json").write_text(json.dumps(results, indent=2))
+    print_summary({"step": checkpoint.get("step", 0), "skipped_images": 0, "verification": results}, args.output)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facelearn", description="Train, evaluate and deploy face recognition.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step to the console")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="train a small model on synthetic faces and verify unseen ones")
+    demo.add_argument("--output", default="runs/demo", help="run directory (default: runs/demo)")
+    demo.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
+    demo.set_defaults(func=command_demo)
+
+    train = commands.add_parser("train", help="train from a YAML recipe")
+    train.add_argument("config", help="recipe, e.g. configs/demo.yaml")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. head.margin=0.4 optim.lr=0.05")
+    train.set_defaults(func=command_train)
+
+    evaluate = commands.add_parser("eval", help="10-fold verification of a checkpoint")
+    evaluate.add_argument("checkpoint", help="a facelearn checkpoint, or an arcface_torch model.pt with --model")
+    evaluate.add_argument("--model", help="architecture of a plain state_dict (e.g. iresnet50)")
+    evaluate.add_argument("--embedding-size", type=int, default=512)
+    evaluate.add_argument("--bin", nargs="+", help="insightface .bin verification files")
+    evaluate.add_argument("--pairs", help="LFW-style pairs.txt")
+    evaluate.add_argument("--root", help="image root for --pairs")
+    evaluate.add_argument("--synthetic", type=int, metavar="N", help="N pairs of unseen synthetic identities")
+    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument("--no-flip", action="store_true", help="embed without flip test-time augmentation")
+    evaluate.add_argument("--output", default="eval", help="folder for metrics.json and plots")
+    evaluate.set_defaults(func=command_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from .train.checkpoint import CheckpointError
+    from .train.engine import TrainingDiverged
+
+    try:
+        args.func(args)
+    except (ConfigError, CheckpointError, FileNotFoundError, KeyError, ValueError) as error:
+        print(f"facelearn: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as error:
+        print(f"facelearn: training stopped: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

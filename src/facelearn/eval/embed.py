@@ -1,0 +1,75 @@
+"""Embedding extraction with flip test-time augmentation, and evaluation of pair sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.pairs import PairSet
+from ..data.transforms import to_tensor
+from .plots import plot_roc, plot_score_histogram
+from .verification import VerificationResult, evaluate_pairs
+
+
+@torch.no_grad()
+def embed_images(
+    backbone: torch.nn.Module,
+    load,
+    count: int,
+    batch_size: int = 128,
+    flip: bool = True,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[np.ndarray, float]:
+    """Unit embeddings of images ``load(0) … load(count-1)`` and their XNorm.
+
+    With ``flip``, the embeddings of the image and its mirror are summed before normalising (as
+    insightface); XNorm is the mean norm of the un-normalised embeddings of both copies.
+    """
+    was_training = backbone.training
+    backbone.eval()
+    device = torch.device(device)
+    fused, norms = [], []
+    for start in range(0, count, batch_size):
+        batch = torch.stack([to_tensor(load(i)) for i in range(start, min(start + batch_size, count))])
+        views = [batch, batch.flip(3)] if flip else [batch]
+        total = 0
+        for view in views:
+            view = view.to(device)
+            if channels_last:
+                view = view.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+                embedding = backbone(view).float()
+            norms.append(embedding.norm(dim=1).cpu())
+            total = total + embedding
+        fused.append(torch.nn.functional.normalize(total, dim=1).cpu())
+    backbone.train(was_training)
+    return torch.cat(fused).numpy(), float(torch.cat(norms).mean())
+
+
+def evaluate_pair_set(
+    backbone: torch.nn.Module,
+    pairs: PairSet,
+    output_dir: str | Path | None = None,
+    **embed_options,
+) -> VerificationResult:
+    """Embed a pair set, run the 10-fold protocol, and (with ``output_dir``) write
+    ``<name>.json``, ``<name>_scores.png`` and ``<name>_roc.png``."""
+    embeddings, xnorm = embed_images(backbone, pairs.load, 2 * pairs.num_pairs, **embed_options)
+    result = evaluate_pairs(embeddings[0::2], embeddings[1::2], pairs.issame)
+    result.xnorm = xnorm
+    if output_dir is not None:
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        scores = np.sum(embeddings[0::2] * embeddings[1::2], 1)
+        (output_dir / f"{pairs.name}.json").write_text(json.dumps(result.to_dict(), indent=2))
+        title = f"{pairs.name}: accuracy {100 * result.accuracy:.2f}%"
+        plot_score_histogram(
+            scores, pairs.issame, result.threshold_cosine, output_dir / f"{pairs.name}_scores.png", title
+        )
+        plot_roc({pairs.name: (scores, pairs.issame)}, output_dir / f"{pairs.name}_roc.png")
+    return result

@@ -1,0 +1,49 @@
+"""Score histogram and ROC plots (PNG), written with matplotlib's Agg backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .metrics import roc_curve  # noqa: E402
+
+
+def plot_score_histogram(
+    scores: np.ndarray, issame: np.ndarray, threshold: float, path: str | Path, title: str
+) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(-1, 1, 81)
+    ax.hist(scores[issame], bins=bins, alpha=0.6, label=f"genuine ({issame.sum()})", color="tab:green")
+    ax.hist(scores[~issame], bins=bins, alpha=0.6, label=f"impostor ({(~issame).sum()})", color="tab:red")
+    ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("pairs")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "ROC") -> None:
+    """``curves``: name → (scores, issame)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (scores, issame) in curves.items():
+        fpr, tpr, _ = roc_curve(scores, issame)
+        ax.plot(np.maximum(fpr, 1e-5), tpr, label=name)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-4, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Training: the engine, tasks, checkpoints and schedules."""

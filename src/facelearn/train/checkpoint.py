@@ -1,0 +1,104 @@
+"""Checkpoints: full training state, written atomically, loaded without unrestricted pickle.
+
+A checkpoint is written to a temporary file in the same folder, flushed to disk and renamed over
+the target, so a crash leaves either the old file or the new one, never half of one. Loading
+uses ``torch.load(weights_only=True)``: tensors and plain containers only, no code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "facelearn-checkpoint-1"
+_STEP_FILE = re.compile(r"step_(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (truncated, corrupt, or for another model)."""
+
+
+def save_atomic(state: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        others = [p.name for p in step_checkpoints(path.parent) if p != path]
+        hint = f"; other checkpoints in {path.parent}: {', '.join(others)}" if others else ""
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {error}). "
+            f"Delete it to resume from an earlier one{hint}"
+        ) from error
+
+
+def step_checkpoints(run_dir: str | Path) -> list[Path]:
+    """``step_*.pt`` files in ``run_dir``, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _STEP_FILE.search(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def step_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / f"step_{step:07d}.pt"
+
+
+def prune(run_dir: str | Path, keep_last: int) -> None:
+    for path in step_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+        path.unlink()
+
+
+def rng_state() -> dict:
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def backbone_state(checkpoint: dict) -> dict:
+    """Backbone weights from a facelearn checkpoint, or the dict itself if it is already a plain
+    backbone state_dict (an insightface arcface_torch ``model.pt``)."""
+    if checkpoint.get("format") == FORMAT:
+        prefix = "backbone."
+        return {k[len(prefix) :]: v for k, v in checkpoint["task"].items() if k.startswith(prefix)}
+    return checkpoint
+
+
+def load_backbone_weights(backbone: torch.nn.Module, path: str | Path) -> None:
+    state = backbone_state(load_checkpoint(path))
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match {type(backbone).__name__}: missing keys {missing[:5]}, "
+            f"unexpected keys {unexpected[:5]} (check model.name and model.embedding_size)"
+        )

@@ -1,0 +1,248 @@
+"""The one training loop. Tasks say what a step computes; the engine does everything else.
+
+Device and threads, channels_last, autocast (bf16 on CPU, fp16 with a grad scaler on CUDA),
+gradient accumulation and clipping, the schedule, progress bar and TensorBoard, periodic
+verification, atomic checkpoints (keep-last-N plus best), exact resume, and a clean stop on a
+non-finite loss that leaves the last good checkpoint untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..config import Config, dump_config, to_dict
+from ..data.loader import TrainingDataset, build_train_loader
+from ..data.pairs import PairSet
+from ..data.transforms import TrainTransform
+from ..eval.embed import evaluate_pair_set
+from .checkpoint import (
+    FORMAT,
+    CheckpointError,
+    load_backbone_weights,
+    load_checkpoint,
+    prune,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+    step_checkpoints,
+    step_path,
+)
+from .schedule import build_scheduler
+from .tasks import Task
+
+log = logging.getLogger("facelearn.train")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "off":
+        return None
+    if mode == "auto":
+        return torch.float16 if device.type == "cuda" else torch.bfloat16
+    if mode in ("bf16", "fp16"):
+        return torch.bfloat16 if mode == "bf16" else torch.float16
+    raise ValueError(f"unknown train.amp {mode!r}; valid: auto, bf16, fp16, off")
+
+
+def build_optimizer(task: Task, config: Config) -> torch.optim.Optimizer:
+    """SGD or AdamW; 1-D parameters (BatchNorm, PReLU, biases) skip weight decay unless
+    ``optim.decay_norm_and_bias``."""
+    optim = config.optim
+    decay, no_decay = [], []
+    for parameter in task.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim <= 1 and not optim.decay_norm_and_bias else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov)
+    if optim.name == "adamw":
+        return torch.optim.AdamW(groups, lr=optim.lr)
+    raise ValueError(f"unknown optim.name {optim.name!r}; valid: sgd, adamw")
+
+
+class Trainer:
+    def __init__(self, config: Config, task: Task, source, eval_sets: list[PairSet]):
+        self.config = config
+        self.train_config = config.train
+        self.run_dir = Path(config.train.output_dir)
+        self.device = resolve_device(config.train.device)
+        self.amp_dtype = resolve_amp(config.train.amp, self.device)
+        self.task = task.to(self.device)
+        if config.train.channels_last:
+            self.task.to(memory_format=torch.channels_last)
+        self.source = source
+        self.eval_sets = eval_sets
+        self.optimizer = build_optimizer(task, config)
+        self.scheduler = build_scheduler(self.optimizer, config.train.steps, config.schedule)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.step = 0
+        self.best_accuracy = -1.0
+        self.skipped_images = 0
+
+    # ---------------------------------------------------------------- state
+    def state(self) -> dict:
+        return {
+            "format": FORMAT,
+            "step": self.step,
+            "task": self.task.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "best_accuracy": self.best_accuracy,
+            "config": to_dict(self.config),
+        }
+
+    def restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        if state.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is not a facelearn training checkpoint")
+        try:
+            self.task.load_state_dict(state["task"])
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"{path} was written for another model or class count than this config: {error}"
+            ) from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.step = state["step"]
+        self.best_accuracy = state["best_accuracy"]
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def save(self) -> Path:
+        path = step_path(self.run_dir, self.step)
+        save_atomic(self.state(), path)
+        prune(self.run_dir, self.train_config.keep_last)
+        return path
+
+    # ---------------------------------------------------------------- loop
+    def fit(self) -> dict:
+        cfg = self.train_config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(self.config, self.run_dir / "config.yaml")
+        self.task.check_labels(self.source)
+        existing = step_checkpoints(self.run_dir) if cfg.resume else []
+        if existing:
+            self.restore(existing[-1])
+        elif cfg.init_backbone:
+            load_backbone_weights(self.task.backbone, cfg.init_backbone)
+            log.info("initialised the backbone from %s", cfg.init_backbone)
+
+        data = self.config.data
+        dataset = TrainingDataset(
+            self.source, TrainTransform(data.flip, data.degrade), data.image_size, cfg.seed, data.strict
+        )
+        loader = build_train_loader(dataset, cfg.batch_size, cfg.seed, self.step * cfg.grad_accum, data.num_workers)
+        batches = iter(loader)
+
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        progress = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True, mininterval=1.0)
+        window_start, window_images = time.perf_counter(), 0
+        self.task.train()
+        while self.step < cfg.steps:
+            loss_value, images = self.train_step(batches)
+            window_images += images
+            self.step += 1
+            progress.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                speed = window_images / (time.perf_counter() - window_start)
+                lr = self.optimizer.param_groups[0]["lr"]
+                progress.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.4f}", img_s=f"{speed:.0f}")
+                writer.add_scalar("train/loss", loss_value, self.step)
+                writer.add_scalar("train/lr", lr, self.step)
+                writer.add_scalar("train/images_per_second", speed, self.step)
+                log.info("step %d loss %.4f lr %.5f %.1f img/s", self.step, loss_value, lr, speed)
+                window_start, window_images = time.perf_counter(), 0
+            if self.config.eval.every and self.step % self.config.eval.every == 0 and self.step < cfg.steps:
+                self.evaluate(writer, output_dir=None)
+            if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                self.save()
+        progress.close()
+        metrics = self.evaluate(writer, output_dir=self.run_dir / "eval")
+        self.save()
+        torch.save(self.task.backbone.state_dict(), self.run_dir / "backbone.pt")
+        summary = {"step": self.step, "skipped_images": self.skipped_images, "verification": metrics}
+        (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        writer.close()
+        return summary
+
+    def train_step(self, batches) -> tuple[float, int]:
+        cfg = self.train_config
+        total_loss, images = 0.0, 0
+        for _ in range(cfg.grad_accum):
+            batch = next(batches)
+            self.skipped_images += batch["skipped"]
+            if batch["labels"].numel() == 0:
+                continue
+            batch["images"] = batch["images"].to(self.device, non_blocking=True)
+            if cfg.channels_last:
+                batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
+            batch["labels"] = batch["labels"].to(self.device, non_blocking=True)
+            with torch.autocast(
+                self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+            ):
+                output = self.task(batch)
+            loss = output.loss.float()
+            if not torch.isfinite(loss):
+                last = step_checkpoints(self.run_dir)
+                where = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
+                raise TrainingDiverged(
+                    f"the loss became {loss.item()} at step {self.step + 1}; training stopped and {where}. "
+                    f"Lower optim.lr, keep train.clip_grad_norm on, or check the data"
+                )
+            self.scaler.scale(loss / cfg.grad_accum).backward()
+            total_loss += loss.item() / cfg.grad_accum
+            images += batch["labels"].numel()
+        self.scaler.unscale_(self.optimizer)
+        if cfg.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.task.parameters(), cfg.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return total_loss, images
+
+    def evaluate(self, writer, output_dir: Path | None) -> dict:
+        results = {}
+        for pairs in self.eval_sets:
+            result = evaluate_pair_set(
+                self.task.backbone,
+                pairs,
+                output_dir,
+                batch_size=self.config.eval.batch_size,
+                flip=self.config.eval.flip,
+                device=self.device,
+                channels_last=self.train_config.channels_last,
+                amp_dtype=self.amp_dtype,
+            )
+            results[pairs.name] = result.to_dict()
+            writer.add_scalar(f"verification/{pairs.name}/accuracy", result.accuracy, self.step)
+            log.info("step %d %s accuracy %.4f ± %.4f", self.step, pairs.name, result.accuracy, result.accuracy_std)
+        if results:
+            first = next(iter(results.values()))["accuracy"]
+            if first > self.best_accuracy:
+                self.best_accuracy = first
+                save_atomic(self.state(), self.run_dir / "best.pt")
+        return results

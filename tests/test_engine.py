@@ -1,0 +1,161 @@
+"""The training engine: exact resume, atomic checkpoints, divergence, fine-tuning, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facelearn.config import load_config
+from facelearn.train.build import build_trainer
+from facelearn.train.checkpoint import CheckpointError, load_checkpoint, step_checkpoints
+from facelearn.train.engine import TrainingDiverged
+from facelearn.train.schedule import lr_factor
+
+TINY = [
+    "model.name=mobilefacenet",
+    "model.width=1",
+    "model.blocks=[1,1,1,1]",
+    "model.embedding_size=32",
+    "data.num_identities=6",
+    "data.images_per_identity=4",
+    "data.image_size=32",
+    "data.num_workers=0",
+    "train.batch_size=8",
+    "train.steps=6",
+    "train.checkpoint_every=3",
+    "train.log_every=3",
+    "train.keep_last=5",
+    "schedule.warmup_steps=2",
+    "optim.lr=0.05",
+    "eval.sets=[{name: unseen, kind: synthetic, num_pairs: 20}]",
+]
+
+
+def tiny_config(run_dir, *overrides):
+    return load_config(None, [*TINY, f"train.output_dir={run_dir}", *overrides])
+
+
+def weights(run_dir):
+    return load_checkpoint(step_checkpoints(run_dir)[-1])["task"]
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    torch.set_num_threads(1)
+    build_trainer(tiny_config(tmp_path / "straight")).fit()
+    killed = build_trainer(tiny_config(tmp_path / "resumed"))
+    original, calls = killed.task.forward, {"n": 0}
+
+    def killed_at_step_5(batch):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # as a kill between two checkpoints
+        return original(batch)
+
+    killed.task.forward = killed_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    assert [p.name for p in step_checkpoints(tmp_path / "resumed")] == ["step_0000003.pt"]
+    summary = build_trainer(tiny_config(tmp_path / "resumed")).fit()
+    assert summary["step"] == 6
+    straight, resumed = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    # and training did move the weights
+    fresh = build_trainer(tiny_config(tmp_path / "fresh", "train.steps=0")).task.state_dict()
+    assert not torch.equal(fresh["head.weight"], straight["head.weight"])
+
+
+def test_run_directory_holds_config_checkpoints_metrics_and_plots(tmp_path):
+    summary = build_trainer(tiny_config(tmp_path, "train.keep_last=1")).fit()
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.yaml", "metrics.json", "best.pt", "backbone.pt", "tensorboard", "eval"} <= names
+    assert [p.name for p in step_checkpoints(tmp_path)] == ["step_0000006.pt"]  # keep-last-1
+    assert {"unseen.json", "unseen_scores.png", "unseen_roc.png"} <= {p.name for p in (tmp_path / "eval").iterdir()}
+    assert 0.0 <= summary["verification"]["unseen"]["accuracy"] <= 1.0
+    state = load_checkpoint(tmp_path / "step_0000006.pt")
+    assert {"task", "optimizer", "scheduler", "scaler", "rng", "step", "config"} <= set(state)
+
+
+def test_truncated_checkpoint_is_a_clear_error_and_the_previous_one_stays(tmp_path):
+    build_trainer(tiny_config(tmp_path)).fit()
+    newest = step_checkpoints(tmp_path)[-1]
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"truncated or corrupt.*step_0000003.pt"):
+        build_trainer(tiny_config(tmp_path, "train.steps=9")).fit()
+    load_checkpoint(tmp_path / "step_0000003.pt")  # still intact
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    trainer = build_trainer(tiny_config(tmp_path))
+    original = trainer.task.forward
+    calls = {"n": 0}
+
+    def poisoned(batch):
+        calls["n"] += 1
+        output = original(batch)
+        if calls["n"] == 5:
+            output.loss = output.loss * float("nan")
+        return output
+
+    monkeypatch.setattr(trainer.task, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"nan at step 5.*step_0000003.pt"):
+        trainer.fit()
+    assert [p.name for p in step_checkpoints(tmp_path)] == ["step_0000003.pt"]
+    load_checkpoint(tmp_path / "step_0000003.pt")
+
+
+def test_labels_outside_the_head_are_rejected_before_training(tmp_path):
+    with pytest.raises(ValueError, match="labels up to 5 but the head has 4 classes"):
+        build_trainer(tiny_config(tmp_path, "data.num_classes=4")).fit()
+    assert not step_checkpoints(tmp_path)
+
+
+def test_resume_with_another_class_count_is_a_clear_error(tmp_path):
+    build_trainer(tiny_config(tmp_path, "train.steps=3")).fit()
+    with pytest.raises(CheckpointError, match="another model or class count"):
+        build_trainer(tiny_config(tmp_path, "data.num_identities=7")).fit()
+
+
+def test_fine_tuning_starts_from_backbone_weights(tmp_path):
+    build_trainer(tiny_config(tmp_path / "base")).fit()
+    trainer = build_trainer(
+        tiny_config(tmp_path / "tuned", f"train.init_backbone={tmp_path / 'base' / 'backbone.pt'}", "train.steps=0")
+    )
+    trainer.fit()
+    base = torch.load(tmp_path / "base" / "backbone.pt", weights_only=True)
+    for key, value in trainer.task.backbone.state_dict().items():
+        assert torch.equal(value, base[key]), key
+    wrong = tiny_config(
+        tmp_path / "wrong", f"train.init_backbone={tmp_path / 'base' / 'backbone.pt'}", "model.name=iresnet18"
+    )
+    with pytest.raises(CheckpointError, match="does not match IResNet"):
+        build_trainer(wrong).fit()
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tmp_path):
+    torch.set_num_threads(1)
+    common = ["train.amp=off", "train.steps=2", "eval.sets=[]", "train.clip_grad_norm=0", "optim.weight_decay=0"]
+    big = build_trainer(tiny_config(tmp_path / "big", *common, "train.batch_size=8"))
+    big.task.backbone.eval()  # BatchNorm statistics differ between 1×8 and 2×4: freeze them
+    accum = build_trainer(tiny_config(tmp_path / "acc", *common, "train.batch_size=4", "train.grad_accum=2"))
+    accum.task.backbone.eval()
+    for trainer in (big, accum):
+        trainer.task.train = lambda mode=True: None  # keep eval-mode BatchNorm in fit()
+        trainer.fit()
+    for (key, a), b in zip(big.task.state_dict().items(), accum.task.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_schedules():
+    from facelearn.config import ScheduleConfig
+
+    warm = ScheduleConfig(warmup_steps=10, decay="cosine")
+    assert lr_factor(0, 100, warm) == pytest.approx(0.1)
+    assert lr_factor(10, 100, warm) == pytest.approx(1.0)
+    assert lr_factor(55, 100, warm) == pytest.approx(0.5)
+    assert lr_factor(100, 100, warm) == pytest.approx(0.0)
+    poly = ScheduleConfig(warmup_steps=0, decay="poly", power=2.0)
+    assert lr_factor(50, 100, poly) == pytest.approx(0.25)
+    step = ScheduleConfig(warmup_steps=0, decay="step", milestones=[0.5, 0.75], gamma=0.1)
+    assert [lr_factor(s, 100, step) for s in (49, 50, 80)] == pytest.approx([1.0, 0.1, 0.01])
