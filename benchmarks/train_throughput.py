@@ -45,6 +45,7 @@ def time_steps(backbone, head, batch, labels, channels_last, amp_dtype, steps, w
     if channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)
         batch = batch.contiguous(memory_format=torch.channels_last)
+    start, in_head = time.perf_counter(), 0.0
     for step in range(warmup + steps):
         if step == warmup:
             start, in_head = time.perf_counter(), 0.0

@@ -45,7 +45,8 @@ def print_summary(summary: dict, run_dir: str, seconds: float | None = None) -> 
         tars = ", ".join(f"TAR@FAR={far} {100 * tar:.1f}%" for far, tar in result["tar_at_far"].items())
         print(
             f"  {name:<24} accuracy {100 * result['accuracy']:.2f} ± {100 * result['accuracy_std']:.2f}%  "
-            f"AUC {result['auc']:.4f}  EER {100 * result['eer']:.2f}%  {tars}  "
+            + (f"AUC {result['auc']:.4f}  EER {100 * result['eer']:.2f}%  " if result["auc"] is not None else "")
+            + f"{tars}  "
             f"threshold cos>{result['threshold_cosine']:.3f}"
         )
     print(f"  run directory: {run_dir} (config.yaml, checkpoints, metrics.json, eval/*.png, tensorboard/)")

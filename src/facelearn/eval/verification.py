@@ -33,8 +33,8 @@ class VerificationResult:
     val: float  # TAR at FAR = 1e-3, insightface VAL protocol (10-fold)
     val_std: float
     far: float
-    auc: float
-    eer: float
+    auc: float | None  # None when the set lacks genuine or impostor pairs
+    eer: float | None
     tar_at_far: dict[str, float] = field(default_factory=dict)  # IJB closest-FPR rule
     xnorm: float | None = None  # mean un-normalised embedding norm
 
@@ -113,17 +113,20 @@ def evaluate_pairs(
         fold_thr.append(best)
         fold_acc.append(float(_accuracy(*counts.below(np.array([best]), [k]))[0]))
         _, fp, _, n_neg = counts.below(VAL_THRESHOLDS, train)
-        threshold = _val_threshold(fp / n_neg, far_target)
+        threshold = _val_threshold(fp / n_neg if n_neg else np.zeros(len(VAL_THRESHOLDS)), far_target)
         tp, fp, n_pos, n_neg = counts.below(np.array([threshold]), [k])
         vals.append(float(tp[0] / n_pos) if n_pos else 0.0)
         fars.append(float(fp[0] / n_neg) if n_neg else 0.0)
 
     all_folds = list(range(folds))
     best_all = float(ACCURACY_THRESHOLDS[int(np.argmax(_accuracy(*counts.below(ACCURACY_THRESHOLDS, all_folds))))])
-    cosine = 1.0 - dist / 2.0
-    fpr, tpr, _ = roc_curve(cosine, issame)
-    n_neg = int((~issame).sum())
-    tars = {f"{far:g}": tar_at_far(fpr, tpr, far) for far in tar_fars if n_neg * far >= 1}
+    n_neg, n_pos = int((~issame).sum()), int(issame.sum())
+    auc_value = eer = None  # undefined without both genuine and impostor pairs
+    tars = {}
+    if n_neg and n_pos:
+        fpr, tpr, _ = roc_curve(1.0 - dist / 2.0, issame)
+        auc_value, eer = auc(fpr, tpr), equal_error_rate(fpr, tpr)
+        tars = {f"{far:g}": tar_at_far(fpr, tpr, far) for far in tar_fars if n_neg * far >= 1}
     return VerificationResult(
         num_pairs=len(issame),
         accuracy=float(np.mean(fold_acc)),
@@ -134,7 +137,7 @@ def evaluate_pairs(
         val=float(np.mean(vals)),
         val_std=float(np.std(vals)),
         far=float(np.mean(fars)),
-        auc=auc(fpr, tpr),
-        eer=equal_error_rate(fpr, tpr),
+        auc=auc_value,
+        eer=eer,
         tar_at_far=tars,
     )

@@ -127,7 +127,7 @@ class Trainer:
         set_rng_state(state["rng"])
         self.step = state["step"]
         self.best_accuracy = state["best_accuracy"]
-        log.info("resumed from %s at step %d", path, self.step)
+        log.warning("resuming from %s at step %d (train.resume=false or a new output_dir starts over)", path, self.step)
 
     def save(self) -> Path:
         path = step_path(self.run_dir, self.step)

@@ -1,0 +1,54 @@
+"""The facelearn command: train, eval and their error messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import shared_path
+from test_engine import TINY
+
+from facelearn.cli import main, recipe_path
+
+
+def test_train_then_eval_from_the_command_line(tmp_path, capsys):
+    overrides = [*TINY, f"train.output_dir={tmp_path / 'run'}"]
+    assert main(["train", str(recipe_path("demo")), *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "trained 6 steps" in out and "unseen" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["step"] == 6
+    code = main(["eval", str(tmp_path / "run" / "best.pt"), "--synthetic", "20", "--output", str(tmp_path / "eval")])
+    assert code == 0
+    results = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(results) == {"synthetic_unseen", "synthetic_unseen_hard"}
+
+
+def test_eval_reads_an_insightface_bin(tmp_path, capsys):
+    small_lfw = shared_path("data", "insightface_bin", "small_lfw.bin")
+    assert main(["train", str(recipe_path("demo")), *TINY, "data.image_size=112", f"train.output_dir={tmp_path}"]) == 0
+    assert main(["eval", str(tmp_path / "backbone.pt"), "--bin", str(small_lfw), "--output", str(tmp_path / "e")]) == 2
+    assert "--model" in capsys.readouterr().err  # a plain state_dict needs its architecture named
+    code = main(["eval", str(tmp_path / "best.pt"), "--bin", str(small_lfw), "--output", str(tmp_path / "e")])
+    assert code == 0
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["small_lfw"]["num_pairs"] == 10
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optim.lrr=0.1", "unknown config key 'optim.lrr'; valid keys here: name, lr"),
+        ("head.name=arcfase", "unknown head 'arcfase'; valid names: arcface"),
+        ("data.kind=folder", "needs data.root"),
+    ],
+)
+def test_bad_input_exits_with_a_clear_message(tmp_path, capsys, override, message):
+    code = main(["train", str(recipe_path("demo")), *TINY, f"train.output_dir={tmp_path}", override])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_dataset_folder(tmp_path, capsys):
+    args = [*TINY, f"train.output_dir={tmp_path}", "data.kind=folder", f"data.root={tmp_path / 'nope'}"]
+    assert main(["train", str(recipe_path("demo")), *args]) == 2
+    assert "does not exist" in capsys.readouterr().err
