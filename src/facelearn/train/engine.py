@@ -138,6 +138,7 @@ class Trainer:
     # ---------------------------------------------------------------- loop
     def fit(self) -> dict:
         cfg = self.train_config
+        started = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(self.config, self.run_dir / "config.yaml")
         self.task.check_labels(self.source)
@@ -183,7 +184,12 @@ class Trainer:
         metrics = self.evaluate(writer, output_dir=self.run_dir / "eval")
         self.save()
         torch.save(self.task.backbone.state_dict(), self.run_dir / "backbone.pt")
-        summary = {"step": self.step, "skipped_images": self.skipped_images, "verification": metrics}
+        summary = {
+            "step": self.step,
+            "seconds": round(time.perf_counter() - started, 1),
+            "skipped_images": self.skipped_images,
+            "verification": metrics,
+        }
         (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         writer.close()
         return summary
