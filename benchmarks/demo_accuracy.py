@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
 import yaml
+from common import RESULTS, write_result
 
 from facelearn.cli import main as facelearn
 
@@ -26,7 +25,7 @@ from facelearn.cli import main as facelearn
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", help="a finished demo run directory to record instead of running the demo")
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "demo.json"))
+    parser.add_argument("--output", default=str(RESULTS / "demo.json"))
     args = parser.parse_args()
     run = Path(args.run) if args.run else Path(tempfile.mkdtemp(prefix="facelearn-demo-"))
     if not (run / "metrics.json").is_file() and facelearn(["demo", "--output", str(run)]) != 0:
@@ -54,23 +53,16 @@ def main() -> None:
             f"{result['auc']:>8.4f}{100 * result['eer']:>7.2f}%{'' if tar is None else f'{100 * tar:>13.1f}%'}"
         )
     print(f"trained {summary['step']} steps in {summary.get('seconds', float('nan')) / 60:.1f} min")
-    machine = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
-    record = {
-        "machine": machine,
-        "command": "facelearn demo (recorded by: python " + " ".join(sys.argv) + ")",
-        "steps": summary["step"],
-        "train_and_eval_seconds": summary.get("seconds"),
-        "rows": rows,
-        "config": {k: config[k] for k in ("model", "head", "data", "train")},
-    }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(record, indent=2))
-    print(f"wrote {args.output}")
+    write_result(
+        args.output,
+        {
+            "recorded_run": "facelearn demo",
+            "steps": summary["step"],
+            "train_and_eval_seconds": summary.get("seconds"),
+            "rows": rows,
+            "config": {k: config[k] for k in ("model", "head", "data", "train")},
+        },
+    )
 
 
 if __name__ == "__main__":

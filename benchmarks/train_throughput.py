@@ -13,13 +13,10 @@ benchmarks/results/train_throughput.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
+from common import RESULTS, write_result
 
 from facelearn.config import HeadConfig, ModelConfig
 from facelearn.heads import build_head
@@ -67,7 +64,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--classes", nargs="+", type=int, default=[10_000, 100_000])
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "train_throughput.json"))
+    parser.add_argument("--output", default=str(RESULTS / "train_throughput.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
     batch = torch.randn(args.batch_size, 3, 112, 112)
@@ -98,24 +95,9 @@ def main() -> None:
                     }
                 )
                 print(f"{model_name:<15}{setting:<21}{num_classes:>9}{speed:>10.1f}{100 * in_head / step:>11.1f}%")
-    machine = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-    }
-    result = {
-        "machine": machine,
-        "command": "python " + " ".join(sys.argv),
-        "batch_size": args.batch_size,
-        "image_size": 112,
-        "steps_timed": args.steps,
-        "rows": rows,
-    }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.output}")
+    write_result(
+        args.output, {"batch_size": args.batch_size, "image_size": 112, "steps_timed": args.steps, "rows": rows}
+    )
 
 
 if __name__ == "__main__":
