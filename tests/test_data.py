@@ -80,13 +80,14 @@ def test_image_folder_labels_and_errors(tmp_path):
         ImageFolder(tmp_path / "empty")
 
 
-def test_unreadable_image_is_skipped_and_counted_or_fatal_when_strict(tmp_path):
+def test_unreadable_image_is_skipped_and_counted_or_fatal_when_strict(tmp_path, caplog):
     write_folder(tmp_path / "faces", corrupt=True)
     folder = ImageFolder(tmp_path / "faces")
     broken = next(i for i in range(len(folder)) if folder.paths[i].name == "broken.jpg")
     dataset = TrainingDataset(folder, TrainTransform(), 112, seed=0)
     batch = collate([dataset[(0, i)] for i in range(len(folder))])
     assert batch["skipped"] == 1 and len(batch["labels"]) == len(folder) - 1
+    assert "broken.jpg" in caplog.text  # reported by name
     strict = TrainingDataset(folder, TrainTransform(), 112, seed=0, strict=True)
     with pytest.raises(ImageError, match="broken.jpg"):
         strict[(0, broken)]

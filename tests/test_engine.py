@@ -69,7 +69,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
 def test_run_directory_holds_config_checkpoints_metrics_and_plots(tmp_path):
     summary = build_trainer(tiny_config(tmp_path, "train.keep_last=1")).fit()
     names = {p.name for p in tmp_path.iterdir()}
-    assert {"config.yaml", "metrics.json", "best.pt", "backbone.pt", "tensorboard", "eval"} <= names
+    assert {"config.yaml", "metrics.json", "train.log", "best.pt", "backbone.pt", "tensorboard", "eval"} <= names
+    assert "step 6 unseen accuracy" in (tmp_path / "train.log").read_text()
     assert [p.name for p in step_checkpoints(tmp_path)] == ["step_0000006.pt"]  # keep-last-1
     assert {"unseen.json", "unseen_scores.png", "unseen_roc.png"} <= {p.name for p in (tmp_path / "eval").iterdir()}
     assert 0.0 <= summary["verification"]["unseen"]["accuracy"] <= 1.0
@@ -159,3 +160,24 @@ def test_schedules():
     assert lr_factor(50, 100, poly) == pytest.approx(0.25)
     step = ScheduleConfig(warmup_steps=0, decay="step", milestones=[0.5, 0.75], gamma=0.1)
     assert [lr_factor(s, 100, step) for s in (49, 50, 80)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_training_on_a_folder_skips_and_counts_an_unreadable_image(tmp_path):
+    from test_data import write_folder
+
+    write_folder(tmp_path / "faces", corrupt=True)  # 6 good images and broken.jpg
+    config = tiny_config(
+        tmp_path / "run", "data.kind=folder", f"data.root={tmp_path / 'faces'}", "train.batch_size=7", "train.steps=2"
+    )
+    summary = build_trainer(config).fit()
+    assert summary["skipped_images"] == 2  # every batch holds all 7 images, one of them unreadable
+    assert "broken.jpg" in (tmp_path / "run" / "train.log").read_text()
+    strict = tiny_config(
+        tmp_path / "strict",
+        "data.kind=folder",
+        f"data.root={tmp_path / 'faces'}",
+        "train.batch_size=7",
+        "data.strict=true",
+    )
+    with pytest.raises(Exception, match="broken.jpg"):
+        build_trainer(strict).fit()

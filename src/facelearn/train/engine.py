@@ -137,9 +137,24 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def fit(self) -> dict:
+        """Train to ``train.steps`` (resuming if a checkpoint exists), evaluate, and return the
+        summary also written to ``metrics.json``. The run's log goes to ``train.log``."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.run_dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package_log = logging.getLogger("facelearn")
+        package_log.addHandler(handler)
+        if package_log.getEffectiveLevel() > logging.INFO:
+            package_log.setLevel(logging.INFO)
+        try:
+            return self._fit()
+        finally:
+            package_log.removeHandler(handler)
+            handler.close()
+
+    def _fit(self) -> dict:
         cfg = self.train_config
         started = time.perf_counter()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(self.config, self.run_dir / "config.yaml")
         self.task.check_labels(self.source)
         existing = step_checkpoints(self.run_dir) if cfg.resume else []
