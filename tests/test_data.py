@@ -106,6 +106,10 @@ def test_image_decoding_variants(tmp_path):
     assert read_image(tmp_path / "gray.png").shape == (64, 64, 3)
     assert read_image(tmp_path / "deep.png").dtype == np.uint8
     assert tuple(read_image(tmp_path / "rgba.png")[0, 0]) == (255, 0, 0)
+    whole = encode_image(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    (tmp_path / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ImageError, match="truncated.jpg"):
+        read_image(tmp_path / "truncated.jpg")
     (tmp_path / "text.jpg").write_text("hello")
     with pytest.raises(ImageError, match="text.jpg"):
         read_image(tmp_path / "text.jpg")
