@@ -42,6 +42,3 @@ class ImageFolder:
 
     def image(self, index: int) -> np.ndarray:
         return read_image(self.paths[index])
-
-    def describe(self, index: int) -> str:
-        return str(self.paths[index])

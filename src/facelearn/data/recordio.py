@@ -158,6 +158,3 @@ class RecordDataset:
     def image(self, index: int) -> np.ndarray:
         _, _, payload = unpack(self.reader.read(self.keys[index]))
         return decode_image(payload, f"{self.reader.rec_path} record {self.keys[index]}")
-
-    def describe(self, index: int) -> str:
-        return f"{self.reader.rec_path} record {self.keys[index]}"
