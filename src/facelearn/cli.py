@@ -107,6 +107,7 @@ def command_prepare(args: argparse.Namespace) -> None:
         min_face_size=args.min_face_size,
         max_size=args.max_size,
         center_fraction=args.center_fraction,
+        no_face=args.no_face,
     )
     if args.pairs:
         report = prepare_pairs_bin(args.pairs, args.source, args.output, options, args.workers)
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--min-face-size", type=int, default=20)
     prepare.add_argument("--max-size", type=int, default=1600, help="detect on a downscaled copy above this")
     prepare.add_argument("--center-fraction", type=float, default=0.6, help="centre crop side / shorter side")
+    prepare.add_argument("--no-face", default="skip", choices=["skip", "center"], help="image without a face")
     prepare.add_argument("--workers", type=int, default=2, help="processes (0 = in this process)")
     prepare.add_argument("--recordio", action="store_true", help="also pack train.rec/train.idx")
     prepare.set_defaults(func=command_prepare)

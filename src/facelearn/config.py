@@ -107,6 +107,7 @@ class EvalSetConfig:
     root: str | None = None  # pairs: image root
     num_pairs: int = 2000  # synthetic only
     hard: bool = False  # synthetic only: degrade both images of every pair
+    folds: int = 10  # contiguous folds: thresholds are chosen on the others, accuracy reported per fold
 
 
 @dataclass

@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -45,12 +45,15 @@ class PrepareOptions:
     min_face_size: int = 20
     max_size: int = 1600  # longer side above which detection runs on a downscaled copy
     center_fraction: float = 0.6  # side of the central square as a fraction of the shorter side
+    no_face: str = "skip"  # an image where no face is found: skip it, or keep its central crop ("center")
 
     def __post_init__(self) -> None:
         if self.crop not in CROPS:
             raise ValueError(f"unknown crop {self.crop!r}; valid: {', '.join(CROPS)}")
         if self.choose not in ("largest", "central"):
             raise ValueError(f"unknown face choice {self.choose!r}; valid: largest, central")
+        if self.no_face not in ("skip", "center"):
+            raise ValueError(f"unknown no_face action {self.no_face!r}; valid: skip, center")
         if not 0 < self.center_fraction <= 1:
             raise ValueError(f"center_fraction must be in (0, 1], got {self.center_fraction}")
 
@@ -74,14 +77,14 @@ def center_crop(image: np.ndarray, fraction: float, size: int) -> np.ndarray:
 def crop_face(
     image: np.ndarray, options: PrepareOptions, detector: FaceDetector | None
 ) -> tuple[np.ndarray | None, int]:
-    """(aligned face or None when no face is found, number of faces found)."""
+    """(aligned face, number of faces found); no face gives None, or the central crop with ``no_face="center"``."""
     if options.crop == "resize":
         return cv2.resize(image, (options.size, options.size), interpolation=cv2.INTER_AREA), 1
     if options.crop == "center":
         return center_crop(image, options.center_fraction, options.size), 1
     faces = detector.detect(image)
     if len(faces) == 0:
-        return None, 0
+        return (center_crop(image, options.center_fraction, options.size) if options.no_face == "center" else None), 0
     chosen = choose_face(faces, image.shape, options.choose)
     return align_face(image, faces.landmarks[chosen], options.size, options.size), len(faces)
 
@@ -107,7 +110,7 @@ def _align_file(task: tuple[str, str | None]) -> dict:
         return {"source": source, "status": "error", "faces": 0, "reason": str(error)}
     except Exception as error:  # a bad file must not stop a run over thousands of images
         return {"source": source, "status": "error", "faces": 0, "reason": f"{type(error).__name__}: {error}"}
-    result = {"source": source, "status": "ok" if face is not None else "no_face", "faces": count}
+    result = {"source": source, "status": "ok" if count else "no_face", "faces": count}
     if face is None:
         return result
     data = encode_image(face, ".jpg", 95)
@@ -234,8 +237,8 @@ def prepare_pairs_bin(
 ) -> dict:
     """An LFW-style pairs list over ``root/<name>/<name>_<####>.<ext>`` → an insightface ``.bin``.
 
-    Every pair must keep both images, so an image where no face is found (or that fails) falls back
-    to the central crop; the report counts those fallbacks so the evaluation can be judged.
+    Every pair must keep both images, so an image where no face is found falls back to the central
+    crop (the report lists those, so the evaluation can be judged); an unreadable image is an error.
     """
     root = Path(root)
     pairs = read_lfw_pairs(pairs_txt)
@@ -246,16 +249,12 @@ def prepare_pairs_bin(
         if not matches:
             raise FileNotFoundError(f"{pairs_txt}: image {number} of {name} not found under {root / name}")
         paths[(name, number)] = str(matches[0])
+    options = replace(options, no_face="center")
     results = {r["source"]: r for r in _run([(p, None) for p in paths.values()], options, workers, "pairs")}
-    fallback_options = PrepareOptions(crop="center", size=options.size, center_fraction=options.center_fraction)
-    fallbacks, bins = [], []
-    for name1, i, name2, j in pairs:
-        for key in ((name1, i), (name2, j)):
-            result = results[paths[key]]
-            if "jpeg" not in result:
-                fallbacks.append(paths[key])
-                face, _ = crop_face(read_image(paths[key]), fallback_options, None)
-                result["jpeg"] = encode_image(face, ".jpg", 95)
-            bins.append(result["jpeg"])
+    failed = [r for r in results.values() if r["status"] == "error"]
+    if failed:
+        raise ImageError(f"{len(failed)} images of the pairs cannot be read, e.g. {failed[0]['reason']}")
+    bins = [results[paths[key]]["jpeg"] for n1, i, n2, j in pairs for key in ((n1, i), (n2, j))]
     write_verification_bin(output, bins, [n1 == n2 for n1, _, n2, _ in pairs])
-    return {"pairs": len(pairs), "images": len(paths), "center_crop_fallbacks": sorted(set(fallbacks))}
+    fallbacks = sorted(r["source"] for r in results.values() if r["status"] == "no_face")
+    return {"pairs": len(pairs), "images": len(paths), "center_crop_fallbacks": fallbacks}

@@ -24,6 +24,7 @@ class PairSet:
     name: str
     issame: np.ndarray  # (N,) bool
     load: Callable[[int], np.ndarray]  # image index in [0, 2N) → HWC uint8 RGB
+    folds: int = 10  # contiguous folds of the protocol (LFW: 10 of 600 pairs; a 3-fold subset: 3)
 
     @property
     def num_pairs(self) -> int:
@@ -95,13 +96,18 @@ def synthetic_pairs(
 
 def pair_set_from_config(config: EvalSetConfig, seed: int = 0, image_size: int = 112) -> PairSet:
     if config.kind == "synthetic":
-        return synthetic_pairs(config.num_pairs, seed, config.hard, image_size, config.name)
-    if config.kind == "bin":
+        pairs = synthetic_pairs(config.num_pairs, seed, config.hard, image_size, config.name)
+    elif config.kind == "bin":
         if not config.path:
             raise ValueError(f"eval set {config.name!r}: kind 'bin' needs path (the .bin file)")
-        return pairs_from_bin(config.path, config.name, image_size)
-    if config.kind == "pairs":
+        pairs = pairs_from_bin(config.path, config.name, image_size)
+    elif config.kind == "pairs":
         if not (config.path and config.root):
             raise ValueError(f"eval set {config.name!r}: kind 'pairs' needs path (pairs.txt) and root (images)")
-        return pairs_from_lfw(config.path, config.root, config.name, image_size)
-    raise ValueError(f"eval set {config.name!r}: unknown kind {config.kind!r}; valid: synthetic, bin, pairs")
+        pairs = pairs_from_lfw(config.path, config.root, config.name, image_size)
+    else:
+        raise ValueError(f"eval set {config.name!r}: unknown kind {config.kind!r}; valid: synthetic, bin, pairs")
+    if not 2 <= config.folds <= pairs.num_pairs:
+        raise ValueError(f"eval set {config.name!r}: folds must be in [2, {pairs.num_pairs}], got {config.folds}")
+    pairs.folds = config.folds
+    return pairs

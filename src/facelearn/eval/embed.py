@@ -57,10 +57,10 @@ def evaluate_pair_set(
     output_dir: str | Path | None = None,
     **embed_options,
 ) -> VerificationResult:
-    """Embed a pair set, run the 10-fold protocol, and (with ``output_dir``) write
+    """Embed a pair set, run the k-fold protocol (``pairs.folds``), and (with ``output_dir``) write
     ``<name>.json``, ``<name>_scores.png`` and ``<name>_roc.png``."""
     embeddings, xnorm = embed_images(backbone, pairs.load, 2 * pairs.num_pairs, **embed_options)
-    result = evaluate_pairs(embeddings[0::2], embeddings[1::2], pairs.issame)
+    result = evaluate_pairs(embeddings[0::2], embeddings[1::2], pairs.issame, folds=pairs.folds)
     result.xnorm = xnorm
     if output_dir is not None:
         output_dir = Path(output_dir)
