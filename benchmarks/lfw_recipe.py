@@ -52,6 +52,7 @@ def link_identities(names: set[str] | list[str], lfw: Path, folder: Path) -> Non
 
 
 def make_split(lfw: Path, work: Path) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
     train, test_pairs = lfw_split(lfw / "pairs.txt", lfw / "lfw", test_folds=(8, 9, 10))
     write_pairs(work / "pairs_folds_8_10.txt", test_pairs, folds=3)
     test_names = {name for n1, _, n2, _ in test_pairs for name in (n1, n2)}
