@@ -10,7 +10,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from .config import ConfigError, ModelConfig, from_dict, load_config
+from .config import ConfigError, load_config
 
 
 def recipe_path(name: str) -> Path:
@@ -38,7 +38,8 @@ def command_demo(args: argparse.Namespace) -> None:
 
 
 def print_summary(summary: dict, run_dir: str, seconds: float | None = None) -> None:
-    print(f"\nfacelearn: trained {summary['step']} steps" + (f" in {seconds / 60:.1f} min" if seconds else ""))
+    if summary["step"] is not None:
+        print(f"\nfacelearn: trained {summary['step']} steps" + (f" in {seconds / 60:.1f} min" if seconds else ""))
     if summary["skipped_images"]:
         print(f"  skipped {summary['skipped_images']} unreadable images (see the log)")
     for name, result in summary["verification"].items():
@@ -57,19 +58,9 @@ def command_eval(args: argparse.Namespace) -> None:
 
     from .data.pairs import pairs_from_bin, pairs_from_lfw, synthetic_pairs
     from .eval.embed import evaluate_pair_set
-    from .models import build_backbone
-    from .train.checkpoint import FORMAT, load_backbone_weights, load_checkpoint
+    from .train.checkpoint import backbone_from_checkpoint
 
-    checkpoint = load_checkpoint(args.checkpoint)
-    if checkpoint.get("format") == FORMAT:
-        model_config = from_dict(ModelConfig, checkpoint["config"]["model"])
-        image_size = checkpoint["config"]["data"]["image_size"]
-    else:
-        if not args.model:
-            raise ConfigError(f"{args.checkpoint} is a plain state_dict: name its architecture with --model")
-        model_config, image_size = ModelConfig(name=args.model, embedding_size=args.embedding_size), 112
-    backbone = build_backbone(model_config, image_size)
-    load_backbone_weights(backbone, args.checkpoint)
+    backbone, image_size = backbone_from_checkpoint(args.checkpoint, args.model, args.embedding_size)
     sets = []
     if args.bin:
         sets += [pairs_from_bin(path, image_size=image_size) for path in args.bin]
@@ -92,7 +83,7 @@ def command_eval(args: argparse.Namespace) -> None:
         results[pairs.name] = result.to_dict()
     Path(args.output).mkdir(parents=True, exist_ok=True)
     (Path(args.output) / "metrics.json").write_text(json.dumps(results, indent=2))
-    print_summary({"step": checkpoint.get("step", 0), "skipped_images": 0, "verification": results}, args.output)
+    print_summary({"step": None, "skipped_images": 0, "verification": results}, args.output)
 
 
 def command_prepare(args: argparse.Namespace) -> None:

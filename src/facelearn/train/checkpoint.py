@@ -102,3 +102,27 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str | Path) -> None:
             f"{path} does not match {type(backbone).__name__}: missing keys {missing[:5]}, "
             f"unexpected keys {unexpected[:5]} (check model.name and model.embedding_size)"
         )
+
+
+def backbone_from_checkpoint(
+    path: str | Path, model_name: str | None = None, embedding_size: int = 512
+) -> tuple[torch.nn.Module, int]:
+    """(backbone with the checkpoint's weights, in eval mode; its input size).
+
+    A facelearn checkpoint names its architecture; a plain state_dict (arcface_torch ``model.pt``)
+    needs ``model_name`` and is taken to be for 112×112 faces.
+    """
+    from ..config import ModelConfig, from_dict
+    from ..models import build_backbone
+
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("format") == FORMAT:
+        model_config = from_dict(ModelConfig, checkpoint["config"]["model"])
+        image_size = checkpoint["config"]["data"]["image_size"]
+    elif model_name:
+        model_config, image_size = ModelConfig(name=model_name, embedding_size=embedding_size), 112
+    else:
+        raise CheckpointError(f"{path} is a plain state_dict: name its architecture (--model)")
+    backbone = build_backbone(model_config, image_size)
+    load_backbone_weights(backbone, path)
+    return backbone.eval(), image_size
