@@ -80,6 +80,35 @@ class DataConfig:
 
 
 @dataclass
+class DDLGroupConfig:
+    """A student group of DDL: hard views made from the easy images by ``degrade``, or (``degrade``
+    empty) the images that ``ddl.metadata`` assigns to a group of this ``name``."""
+
+    name: str = "downsample_4x"
+    degrade: DegradeConfig | None = field(
+        default_factory=lambda: DegradeConfig(downsample_prob=1.0, downsample_sizes=[28])  # 112 px / 4
+    )
+
+
+@dataclass
+class DDLConfig:
+    """Distribution Distillation Loss (``train.task: ddl``); see :mod:`facelearn.losses.ddl`."""
+
+    students: list[DDLGroupConfig] = field(default_factory=lambda: [DDLGroupConfig()])
+    metadata: str | None = None  # CSV "path,group" (paths relative to data.root; the teacher group is "easy")
+    pairs: int = 32  # b: per group and step, b single images of distinct identities and b positive pairs
+    positive_threshold: float = 0.0
+    mining: str = "paper"  # paper (hardest other sample) or reference (TFace: later rows, floored at 0)
+    histogram: str = "reference"  # reference (1000 nodes on [0, 0.999]) or paper (R nodes on [-1, 1])
+    bins: int | None = None  # paper preset only (default 101)
+    sigma: float = 0.1  # Gaussian kernel width: gamma = 1 / (2 sigma^2)
+    pos_weight: float = 0.1  # lambda 1
+    neg_weight: float = 0.02  # lambda 2
+    order_weight: float = 0.5  # lambda 3
+    detach_teacher: bool = False  # True: no gradient through the teacher histograms (the reference lets it flow)
+
+
+@dataclass
 class OptimConfig:
     name: str = "sgd"  # sgd, adamw
     lr: float = 0.1
@@ -106,7 +135,9 @@ class EvalSetConfig:
     path: str | None = None  # bin: the .bin file; pairs: pairs.txt
     root: str | None = None  # pairs: image root
     num_pairs: int = 2000  # synthetic only
-    hard: bool = False  # synthetic only: degrade both images of every pair
+    hard: bool = False  # degrade the images of every pair (see hard_members and degrade)
+    hard_members: str = "both"  # both: hard-hard pairs; second: easy-hard pairs (the second image degraded)
+    degrade: DegradeConfig | None = None  # the degradation of hard images (empty: the fixed HARD_DEGRADATION)
     folds: int = 10  # contiguous folds: thresholds are chosen on the others, accuracy reported per fold
 
 
@@ -137,6 +168,8 @@ class TrainConfig:
     output_dir: str = "runs/demo"
     resume: bool = True  # continue from the newest checkpoint in output_dir if there is one
     init_backbone: str | None = None  # fine-tune: backbone weights (facelearn or arcface_torch)
+    init_head: bool = False  # fine-tune: also take the head from init_backbone (a facelearn checkpoint)
+    task: str = "classification"  # classification, or ddl (the ddl section)
 
 
 @dataclass
@@ -148,6 +181,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    ddl: DDLConfig = field(default_factory=DDLConfig)
 
 
 def from_dict(cls: type, data: Any, where: str = "") -> Any:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import EvalSetConfig
+from ..config import DegradeConfig, EvalSetConfig
 from .images import decode_image, fit_size, read_image
 from .synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
 from .transforms import HARD_DEGRADATION, Degrade
@@ -69,6 +69,23 @@ def pairs_from_lfw(pairs_txt: str | Path, root: str | Path, name: str = "lfw", i
     return PairSet(name, np.array(issame), lambda k: fit_size(read_image(paths[k]), image_size))
 
 
+def degraded(pairs: PairSet, config: DegradeConfig | None = None, members: str = "both", seed: int = 0) -> PairSet:
+    """The same pairs with hard images: both members degraded (hard–hard) or only the second one
+    (easy–hard). Each image's degradation is fixed by (seed, index), so every evaluation sees the
+    same hard images. ``config`` defaults to :data:`HARD_DEGRADATION`."""
+    if members not in ("both", "second"):
+        raise ValueError(f"unknown hard_members {members!r}; valid: both, second")
+    degrade = Degrade(config or HARD_DEGRADATION)
+
+    def load(index: int) -> np.ndarray:
+        image = pairs.load(index)
+        if members == "both" or index % 2 == 1:
+            image = degrade(image, np.random.default_rng([seed, 5, index]))
+        return image
+
+    return PairSet(pairs.name, pairs.issame, load, pairs.folds)
+
+
 def synthetic_pairs(
     num_pairs: int, seed: int = 0, hard: bool = False, image_size: int = 112, name: str | None = None
 ) -> PairSet:
@@ -81,22 +98,19 @@ def synthetic_pairs(
     issame = np.zeros(num_pairs, bool)
     issame[rng.permutation(num_pairs)[: num_pairs // 2]] = True
     faces = SyntheticFaces(1, 1, image_size, seed)
-    degrade = Degrade(HARD_DEGRADATION)
 
     def load(index: int) -> np.ndarray:
         pair, member = divmod(index, 2)
         identity = UNSEEN_IDENTITY_OFFSET + 2 * pair + (member if not issame[pair] else 0)
-        image = faces.render(identity, member)
-        if hard:
-            image = degrade(image, np.random.default_rng([seed, 5, index]))
-        return image
+        return faces.render(identity, member)
 
-    return PairSet(name or ("synthetic_hard" if hard else "synthetic"), issame, load)
+    pairs = PairSet(name or ("synthetic_hard" if hard else "synthetic"), issame, load)
+    return degraded(pairs, seed=seed) if hard else pairs
 
 
 def pair_set_from_config(config: EvalSetConfig, seed: int = 0, image_size: int = 112) -> PairSet:
     if config.kind == "synthetic":
-        pairs = synthetic_pairs(config.num_pairs, seed, config.hard, image_size, config.name)
+        pairs = synthetic_pairs(config.num_pairs, seed, False, image_size, config.name)
     elif config.kind == "bin":
         if not config.path:
             raise ValueError(f"eval set {config.name!r}: kind 'bin' needs path (the .bin file)")
@@ -110,4 +124,4 @@ def pair_set_from_config(config: EvalSetConfig, seed: int = 0, image_size: int =
     if not 2 <= config.folds <= pairs.num_pairs:
         raise ValueError(f"eval set {config.name!r}: folds must be in [2, {pairs.num_pairs}], got {config.folds}")
     pairs.folds = config.folds
-    return pairs
+    return degraded(pairs, config.degrade, config.hard_members, seed) if config.hard else pairs

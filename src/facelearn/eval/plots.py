@@ -47,3 +47,28 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_group_distributions(groups: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str) -> None:
+    """DDL's picture: per group (teacher first), the positive and the mined-negative similarities."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), sharey=True, squeeze=False)
+    bins = np.linspace(-1, 1, 81)
+    for ax, (name, (positives, negatives)) in zip(axes[0], groups.items(), strict=True):
+        ax.hist(negatives, bins=bins, density=True, alpha=0.6, color="tab:red", label=f"S⁻ mean {negatives.mean():.3f}")
+        if len(positives):
+            ax.hist(
+                positives,
+                bins=bins,
+                density=True,
+                alpha=0.6,
+                color="tab:green",
+                label=f"S⁺ mean {positives.mean():.3f}",
+            )
+        ax.set_title(name)
+        ax.set_xlabel("cosine similarity")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("density")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

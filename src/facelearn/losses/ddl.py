@@ -138,6 +138,10 @@ class DDLLoss(nn.Module):
                 f"DDL needs a teacher and at least one student with singles and pairs each; got {len(singles)} "
                 f"single groups, {len(pairs_first)} and {len(pairs_second)} pair groups"
             )
+        with torch.autocast(singles[0].device.type, enabled=False):  # similarities and logs in fp32 or fp64
+            return self._forward(singles, pairs_first, pairs_second, single_labels)
+
+    def _forward(self, singles, pairs_first, pairs_second, single_labels) -> DDLOutput:
         dtype = torch.float64 if singles[0].dtype == torch.float64 else torch.float32
         nodes = histogram_nodes(self.histogram, self.bins, dtype).to(singles[0].device)
         output = DDLOutput(loss=singles[0].new_zeros((), dtype=dtype))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 
 from ..config import Config
+from ..data.ddl_batches import build_ddl_loader, build_groups
 from ..data.loader import build_source
 from ..data.pairs import pair_set_from_config
 from ..heads import build_head
+from ..losses import DDLLoss
 from ..models import build_backbone
 from .engine import Trainer
-from .tasks import ClassificationTask
+from .tasks import ClassificationTask, DDLTask
 
 
 def build_trainer(config: Config) -> Trainer:
@@ -21,6 +23,33 @@ def build_trainer(config: Config) -> Trainer:
     num_classes = config.data.num_classes or source.num_classes
     backbone = build_backbone(config.model, config.data.image_size)
     head = build_head(config.head, config.model.embedding_size, num_classes)
-    task = ClassificationTask(backbone, head)
     eval_sets = [pair_set_from_config(s, config.train.seed, config.data.image_size) for s in config.eval.sets]
-    return Trainer(config, task, source, eval_sets)
+    if config.train.task == "classification":
+        return Trainer(config, ClassificationTask(backbone, head), source, eval_sets)
+    if config.train.task == "ddl":
+        return ddl_trainer(config, backbone, head, source, eval_sets)
+    raise ValueError(f"unknown train.task {config.train.task!r}; valid: classification, ddl")
+
+
+def ddl_trainer(config: Config, backbone, head, source, eval_sets) -> Trainer:
+    ddl = config.ddl
+    groups = build_groups(source, ddl)
+    loss = DDLLoss(
+        ddl.pos_weight,
+        ddl.neg_weight,
+        ddl.order_weight,
+        ddl.positive_threshold,
+        ddl.mining,
+        ddl.histogram,
+        ddl.bins,
+        ddl.sigma,
+        ddl.detach_teacher,
+    )
+    task = DDLTask(backbone, head, loss, [g.name for g in groups], ddl.pairs)
+    data, seed = config.data, config.train.seed
+
+    def make_loader(start_batch: int):
+        options = {"flip": data.flip, "strict": data.strict, "num_workers": data.num_workers}
+        return build_ddl_loader(source, groups, ddl, data.image_size, seed, start_batch, **options)
+
+    return Trainer(config, task, source, eval_sets, make_loader)

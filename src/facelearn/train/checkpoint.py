@@ -104,6 +104,18 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str | Path) -> None:
         )
 
 
+def load_head_weights(head: torch.nn.Module, path: str | Path) -> None:
+    """The margin head of a facelearn checkpoint (fine-tuning on the same identities)."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a plain backbone state_dict: it has no head (set train.init_head=false)")
+    state = {k[len("head.") :]: v for k, v in checkpoint["task"].items() if k.startswith("head.")}
+    try:
+        head.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"the head of {path} does not fit this head (class count or kind): {error}") from None
+
+
 def backbone_from_checkpoint(
     path: str | Path, model_name: str | None = None, embedding_size: int = 512
 ) -> tuple[torch.nn.Module, int]:

@@ -26,6 +26,7 @@ from .checkpoint import (
     CheckpointError,
     load_backbone_weights,
     load_checkpoint,
+    load_head_weights,
     prune,
     rng_state,
     save_atomic,
@@ -79,8 +80,10 @@ def build_optimizer(task: Task, config: Config) -> torch.optim.Optimizer:
 
 
 class Trainer:
-    def __init__(self, config: Config, task: Task, source, eval_sets: list[PairSet]):
+    def __init__(self, config: Config, task: Task, source, eval_sets: list[PairSet], make_loader=None):
+        """``make_loader(start_batch)`` gives the task's batches (default: classification batches)."""
         self.config = config
+        self.make_loader = make_loader or self.classification_loader
         self.train_config = config.train
         self.run_dir = Path(config.train.output_dir)
         self.device = resolve_device(config.train.device)
@@ -136,6 +139,13 @@ class Trainer:
         return path
 
     # ---------------------------------------------------------------- loop
+    def classification_loader(self, start_batch: int):
+        data, cfg = self.config.data, self.train_config
+        dataset = TrainingDataset(
+            self.source, TrainTransform(data.flip, data.degrade), data.image_size, cfg.seed, data.strict
+        )
+        return build_train_loader(dataset, cfg.batch_size, cfg.seed, start_batch, data.num_workers)
+
     def fit(self) -> dict:
         """Train to ``train.steps`` (resuming if a checkpoint exists), evaluate, and return the
         summary also written to ``metrics.json``. The run's log goes to ``train.log``."""
@@ -163,12 +173,11 @@ class Trainer:
         elif cfg.init_backbone:
             load_backbone_weights(self.task.backbone, cfg.init_backbone)
             log.info("initialised the backbone from %s", cfg.init_backbone)
+            if cfg.init_head:
+                load_head_weights(self.task.head, cfg.init_backbone)
+                log.info("initialised the head from %s", cfg.init_backbone)
 
-        data = self.config.data
-        dataset = TrainingDataset(
-            self.source, TrainTransform(data.flip, data.degrade), data.image_size, cfg.seed, data.strict
-        )
-        loader = build_train_loader(dataset, cfg.batch_size, cfg.seed, self.step * cfg.grad_accum, data.num_workers)
+        loader = self.make_loader(self.step * cfg.grad_accum)
         batches = iter(loader)
 
         from torch.utils.tensorboard import SummaryWriter
@@ -178,7 +187,7 @@ class Trainer:
         window_start, window_images = time.perf_counter(), 0
         self.task.train()
         while self.step < cfg.steps:
-            loss_value, images = self.train_step(batches)
+            loss_value, images, metrics = self.train_step(batches)
             window_images += images
             self.step += 1
             progress.update(1)
@@ -189,6 +198,8 @@ class Trainer:
                 writer.add_scalar("train/loss", loss_value, self.step)
                 writer.add_scalar("train/lr", lr, self.step)
                 writer.add_scalar("train/images_per_second", speed, self.step)
+                for name, value in metrics.items():
+                    writer.add_scalar(f"train/{name}", value, self.step)
                 log.info("step %d loss %.4f lr %.5f %.1f img/s", self.step, loss_value, lr, speed)
                 window_start, window_images = time.perf_counter(), 0
             if self.config.eval.every and self.step % self.config.eval.every == 0 and self.step < cfg.steps:
@@ -211,7 +222,7 @@ class Trainer:
 
     def train_step(self, batches) -> tuple[float, int]:
         cfg = self.train_config
-        total_loss, images = 0.0, 0
+        total_loss, images, metrics = 0.0, 0, {}
         for _ in range(cfg.grad_accum):
             batch = next(batches)
             self.skipped_images += batch["skipped"]
@@ -235,7 +246,8 @@ class Trainer:
                 )
             self.scaler.scale(loss / cfg.grad_accum).backward()
             total_loss += loss.item() / cfg.grad_accum
-            images += batch["labels"].numel()
+            images += len(batch["images"])
+            metrics = output.metrics
         self.scaler.unscale_(self.optimizer)
         if cfg.clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.task.parameters(), cfg.clip_grad_norm)
@@ -243,7 +255,7 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        return total_loss, images
+        return total_loss, images, metrics
 
     def evaluate(self, writer, output_dir: Path | None) -> dict:
         results = {}
@@ -261,6 +273,9 @@ class Trainer:
             results[pairs.name] = result.to_dict()
             writer.add_scalar(f"verification/{pairs.name}/accuracy", result.accuracy, self.step)
             log.info("step %d %s accuracy %.4f ± %.4f", self.step, pairs.name, result.accuracy, result.accuracy_std)
+        report = getattr(self.task, "report", None)
+        if report is not None:
+            report(self.run_dir / "eval", self.step, writer)
         if results:
             first = next(iter(results.values()))["accuracy"]
             if first > self.best_accuracy:
