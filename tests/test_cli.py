@@ -22,6 +22,11 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     assert code == 0
     results = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(results) == {"synthetic_unseen", "synthetic_unseen_hard"}
+    split = ["--synthetic", "20", "--hard-split", "4", "--folds", "5", "--output", str(tmp_path / "split")]
+    assert main(["eval", str(tmp_path / "run" / "best.pt"), *split]) == 0
+    results = json.loads((tmp_path / "split" / "metrics.json").read_text())
+    assert {"synthetic_unseen_easy_easy", "synthetic_unseen_hard_hard", "synthetic_unseen_easy_hard"} <= set(results)
+    assert len(results["synthetic_unseen_easy_hard"]["fold_accuracies"]) == 5
 
 
 def test_eval_reads_an_insightface_bin(tmp_path, capsys):

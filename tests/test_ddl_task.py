@@ -87,3 +87,17 @@ def test_ddl_weights_zero_is_plain_classification_on_the_same_batches(tmp_path):
     batch = next(iter(trainer.make_loader(0)))
     output = trainer.task(batch)
     assert output.loss.item() == pytest.approx(output.metrics["classification"], rel=1e-6)
+
+
+def test_hard_pair_sets_degrade_both_or_only_the_second_member():
+    from facelearn.config import DegradeConfig
+    from facelearn.data.pairs import degraded, synthetic_pairs
+
+    easy = synthetic_pairs(4, image_size=32)
+    low = DegradeConfig(downsample_prob=1.0, downsample_sizes=[8])
+    both, second = degraded(easy, low, "both"), degraded(easy, low, "second")
+    assert not np.array_equal(both.load(0), easy.load(0)) and not np.array_equal(both.load(1), easy.load(1))
+    assert np.array_equal(second.load(0), easy.load(0)) and not np.array_equal(second.load(1), easy.load(1))
+    assert np.array_equal(second.load(1), both.load(1))  # the same hard image either way
+    with pytest.raises(ValueError, match="valid: both, second"):
+        degraded(easy, low, "first")

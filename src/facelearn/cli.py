@@ -73,6 +73,11 @@ def command_eval(args: argparse.Namespace) -> None:
         sets.append(synthetic_pairs(args.synthetic, hard=True, image_size=image_size, name="synthetic_unseen_hard"))
     if not sets:
         raise ConfigError("nothing to evaluate: give --bin, --pairs/--root or --synthetic")
+    if args.folds:
+        for pairs in sets:
+            pairs.folds = args.folds
+    if args.hard_split:
+        sets = hard_split(sets, image_size // args.hard_split)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backbone.to(device)
     results = {}
@@ -84,6 +89,22 @@ def command_eval(args: argparse.Namespace) -> None:
     Path(args.output).mkdir(parents=True, exist_ok=True)
     (Path(args.output) / "metrics.json").write_text(json.dumps(results, indent=2))
     print_summary({"step": None, "skipped_images": 0, "verification": results}, args.output)
+
+
+def hard_split(sets: list, hard_size: int) -> list:
+    """Each set three times: easy–easy, hard–hard and easy–hard, hard = down-sampled to ``hard_size`` px."""
+    from dataclasses import replace
+
+    from .config import DegradeConfig
+    from .data.pairs import degraded
+
+    degrade = DegradeConfig(downsample_prob=1.0, downsample_sizes=[hard_size])
+    split = []
+    for pairs in sets:
+        split.append(replace(pairs, name=f"{pairs.name}_easy_easy"))
+        split.append(replace(degraded(pairs, degrade, "both"), name=f"{pairs.name}_hard_hard"))
+        split.append(replace(degraded(pairs, degrade, "second"), name=f"{pairs.name}_easy_hard"))
+    return split
 
 
 def command_prepare(args: argparse.Namespace) -> None:
@@ -144,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--pairs", help="LFW-style pairs.txt")
     evaluate.add_argument("--root", help="image root for --pairs")
     evaluate.add_argument("--synthetic", type=int, metavar="N", help="N pairs of unseen synthetic identities")
+    evaluate.add_argument("--folds", type=int, help="contiguous folds of the protocol (default 10)")
+    evaluate.add_argument(
+        "--hard-split",
+        type=int,
+        metavar="FACTOR",
+        help="also score every set hard-hard and easy-hard, hard = down-sampled FACTOR times (DDL's evaluation)",
+    )
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--no-flip", action="store_true", help="embed without flip test-time augmentation")
     evaluate.add_argument("--output", default="eval", help="folder for metrics.json and plots")
