@@ -62,10 +62,13 @@ def evaluate_pair_set(
     embeddings, xnorm = embed_images(backbone, pairs.load, 2 * pairs.num_pairs, **embed_options)
     result = evaluate_pairs(embeddings[0::2], embeddings[1::2], pairs.issame, folds=pairs.folds)
     result.xnorm = xnorm
+    scores = np.sum(embeddings[0::2] * embeddings[1::2], 1)
+    if pairs.issame.any() and (~pairs.issame).any():
+        result.mean_cosine_genuine = float(scores[pairs.issame].mean())
+        result.mean_cosine_impostor = float(scores[~pairs.issame].mean())
     if output_dir is not None:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        scores = np.sum(embeddings[0::2] * embeddings[1::2], 1)
         (output_dir / f"{pairs.name}.json").write_text(json.dumps(result.to_dict(), indent=2))
         title = f"{pairs.name}: accuracy {100 * result.accuracy:.2f}%"
         plot_score_histogram(

@@ -37,6 +37,8 @@ class VerificationResult:
     eer: float | None
     tar_at_far: dict[str, float] = field(default_factory=dict)  # IJB closest-FPR rule
     xnorm: float | None = None  # mean un-normalised embedding norm
+    mean_cosine_genuine: float | None = None  # E[S+] over the genuine pairs
+    mean_cosine_impostor: float | None = None  # E[S-] over the impostor pairs
 
     def to_dict(self) -> dict:
         return asdict(self)
