@@ -109,6 +109,22 @@ class DDLConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Teacher-student distillation (``train.task: distill``); see :mod:`facelearn.train.distillation`."""
+
+    teacher: str | None = None  # the teacher's checkpoint (facelearn, or a plain state_dict with teacher_model)
+    teacher_model: str | None = None  # architecture of a plain state_dict teacher
+    teacher_embedding_size: int = 512  # of a plain state_dict teacher
+    method: str = "angular"  # angular, l2, hinton, none (self-taught)
+    p: int = 1  # angular: (1 - cos)^p
+    final_weight: float = 1.0  # lambda_n, on the final embedding
+    stages: list[int] = field(default_factory=list)  # angular: also distil these stages (1-based) via adapters
+    l2_weight: float = 0.001
+    temperature: float = 4.0  # hinton
+    hinton_weight: float = 1.0
+
+
+@dataclass
 class OptimConfig:
     name: str = "sgd"  # sgd, adamw
     lr: float = 0.1
@@ -169,7 +185,7 @@ class TrainConfig:
     resume: bool = True  # continue from the newest checkpoint in output_dir if there is one
     init_backbone: str | None = None  # fine-tune: backbone weights (facelearn or arcface_torch)
     init_head: bool = False  # fine-tune: also take the head from init_backbone (a facelearn checkpoint)
-    task: str = "classification"  # classification, or ddl (the ddl section)
+    task: str = "classification"  # classification, ddl (the ddl section) or distill (the distill section)
 
 
 @dataclass
@@ -182,6 +198,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ddl: DDLConfig = field(default_factory=DDLConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 def from_dict(cls: type, data: Any, where: str = "") -> Any:

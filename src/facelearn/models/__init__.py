@@ -16,12 +16,17 @@ for _depth in DEPTHS:
         )
     )
 BACKBONES.register("mobilefacenet")(MobileFaceNet)
+BACKBONES.register("mobilefacenet_r")(
+    lambda embedding_size=512, blocks=(1, 4, 6, 2), width=1, input_size=112: MobileFaceNet(
+        embedding_size, blocks, width, input_size, stage_channels=(64, 128, 256)
+    )
+)
 
 
 def build_backbone(config, input_size: int = 112) -> Backbone:
     """Build from a :class:`facelearn.config.ModelConfig` for square faces of ``input_size``."""
     factory = BACKBONES.get(config.name)
-    if config.name == "mobilefacenet":
+    if config.name in ("mobilefacenet", "mobilefacenet_r"):
         return factory(config.embedding_size, tuple(config.blocks), config.width, input_size)
     return factory(config.embedding_size, config.dropout, input_size)
 

@@ -88,27 +88,41 @@ class GDC(nn.Module):
 
 
 class MobileFaceNet(Backbone):
-    def __init__(self, embedding_size: int = 512, blocks=(1, 4, 6, 2), width: int = 2, input_size: int = 112):
+    """``stage_channels`` (s1, s2, s3) replaces the stage widths (64w, 64w, 128w); the fourth stage
+    always ends in 512 channels. ``(64, 128, 256)`` makes every stage output the shape of the
+    iResNet stage at the same depth: MobileFaceNet-R, a student for stage-wise distillation."""
+
+    def __init__(
+        self,
+        embedding_size: int = 512,
+        blocks=(1, 4, 6, 2),
+        width: int = 2,
+        input_size: int = 112,
+        stage_channels: tuple[int, int, int] | None = None,
+    ):
         super().__init__()
         self.embedding_size = embedding_size
         c1, c2 = 64 * width, 128 * width
+        s1, s2, s3 = stage_channels or (c1, c1, c2)
+        # expansion widths inside the blocks: arcface_torch's, or twice the block's output for -R
+        e0, e1, e2, e3, e4 = (128, 128, 256, 512, 256) if stage_channels is None else (2 * s1, 2 * s2, *[2 * s3] * 3)
         self.layers = nn.ModuleList()
-        self.layers.append(ConvBlock(3, c1, 3, 2, 1))
+        self.layers.append(ConvBlock(3, s1, 3, 2, 1))
         if blocks[0] == 1:
-            self.layers.append(ConvBlock(c1, c1, 3, 1, 1, groups=64))
+            self.layers.append(ConvBlock(s1, s1, 3, 1, 1, groups=64 if stage_channels is None else s1))
         else:
-            self.layers.append(Residual(c1, blocks[0], groups=128))
+            self.layers.append(Residual(s1, blocks[0], groups=e0))
         self.layers.extend(
             [
-                DepthWise(c1, c1, stride=2, groups=128),
-                Residual(c1, blocks[1], groups=128),
-                DepthWise(c1, c2, stride=2, groups=256),
-                Residual(c2, blocks[2], groups=256),
-                DepthWise(c2, c2, stride=2, groups=512),
-                Residual(c2, blocks[3], groups=256),
+                DepthWise(s1, s2, stride=2, groups=e1),
+                Residual(s2, blocks[1], groups=e1),
+                DepthWise(s2, s3, stride=2, groups=e2),
+                Residual(s3, blocks[2], groups=e2),
+                DepthWise(s3, s3, stride=2, groups=e3),
+                Residual(s3, blocks[3], groups=e4),
             ]
         )
-        self.conv_sep = ConvBlock(c2, 512)
+        self.conv_sep = ConvBlock(s3, 512)
         self.features = GDC(embedding_size, final_map_size(input_size))
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

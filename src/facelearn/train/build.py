@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from ..config import Config
+from ..config import Config, HeadConfig, from_dict
 from ..data.ddl_batches import build_ddl_loader, build_groups
 from ..data.loader import build_source
 from ..data.pairs import pair_set_from_config
 from ..heads import build_head
 from ..losses import DDLLoss
 from ..models import build_backbone
+from .checkpoint import FORMAT, backbone_from_checkpoint, load_checkpoint, load_head_weights
+from .distillation import DistillationTask
 from .engine import Trainer
 from .tasks import ClassificationTask, DDLTask
 
@@ -28,7 +30,46 @@ def build_trainer(config: Config) -> Trainer:
         return Trainer(config, ClassificationTask(backbone, head), source, eval_sets)
     if config.train.task == "ddl":
         return ddl_trainer(config, backbone, head, source, eval_sets)
-    raise ValueError(f"unknown train.task {config.train.task!r}; valid: classification, ddl")
+    if config.train.task == "distill":
+        return Trainer(config, distillation_task(config, backbone, head), source, eval_sets)
+    raise ValueError(f"unknown train.task {config.train.task!r}; valid: classification, ddl, distill")
+
+
+def distillation_task(config: Config, backbone, head) -> DistillationTask:
+    distill = config.distill
+    if not distill.teacher:
+        raise ValueError("train.task=distill needs distill.teacher, the teacher's checkpoint")
+    teacher, teacher_size = backbone_from_checkpoint(
+        distill.teacher, distill.teacher_model, distill.teacher_embedding_size
+    )
+    if teacher_size != config.data.image_size:
+        raise ValueError(
+            f"the teacher {distill.teacher} was trained on {teacher_size} px faces, the student on "
+            f"{config.data.image_size} px (data.image_size): they must see the same images"
+        )
+    teacher_head = None
+    if distill.method == "hinton":
+        saved = load_checkpoint(distill.teacher)
+        if saved.get("format") != FORMAT:
+            raise ValueError("Hinton distillation needs a facelearn teacher checkpoint (it holds the teacher's head)")
+        teacher_head_config = from_dict(HeadConfig, saved["config"]["head"])
+        num_classes = saved["task"]["head.weight"].shape[0]
+        teacher_head = build_head(teacher_head_config, teacher.embedding_size, num_classes)
+        load_head_weights(teacher_head, distill.teacher)
+    return DistillationTask(
+        backbone,
+        head,
+        teacher,
+        config.data.image_size,
+        distill.method,
+        distill.p,
+        distill.final_weight,
+        distill.stages,
+        distill.l2_weight,
+        distill.temperature,
+        distill.hinton_weight,
+        teacher_head,
+    )
 
 
 def ddl_trainer(config: Config, backbone, head, source, eval_sets) -> Trainer:

@@ -1,0 +1,160 @@
+"""ShrinkTeaNet as a training task: a frozen teacher distils into a light student.
+
+    total = margin-head loss of the student + Σ λ_i·L_i
+
+* ``method="angular"``: L_n = mean (1 − cos(F_t, P·F_s))^p on the final embeddings (P, a learned
+  linear projection, only when the embedding sizes differ), weight λ_n; and for every requested
+  stage i, the student's stage-i map goes through an adapter H_i (1×1 convolution + batch norm to
+  the teacher's channels, resized if the spatial size differs) and then through the *teacher's*
+  remaining stages i+1 … n, frozen; the embedding that comes out is compared with the teacher's by
+  the same loss, with λ_i = λ_n / 2^(n+1−i) (λ_4 = λ_n/2, λ_3 = λ_n/4, …: earlier stages weigh less).
+  The adapters' design and the halving rule are the issue's reading of the paper, not confirmed by
+  public code (see docs/losses_reference.md §5).
+* ``"l2"``: λ·mean ‖F_t − P·F_s‖², λ = 0.001 (the baseline that also forces the norms to match).
+* ``"hinton"``: T²·KL on the teachers' and students' class logits s·cos θ (no margin); teacher and
+  student must share the training classes; the teacher's head comes from its checkpoint.
+* ``"none"``: the self-taught student (the margin head alone), for comparison.
+
+The teacher never learns: its parameters have no gradient, it stays in eval mode (batch norm
+uses its running statistics) even while the task trains, and it is excluded from the optimiser.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..heads import Head
+from ..losses.distill import angular_distillation, hinton_distillation, l2_distillation
+from ..models import Backbone
+from .tasks import ClassificationTask, StepOutput
+
+METHODS = ("angular", "l2", "hinton", "none")
+
+
+class StageAdapter(nn.Module):
+    """Student stage map → the teacher's channels (1×1 conv + BN) and spatial size."""
+
+    def __init__(self, student_channels: int, teacher_channels: int, size: tuple[int, int]):
+        super().__init__()
+        self.size = size
+        self.project = nn.Sequential(
+            nn.Conv2d(student_channels, teacher_channels, 1, bias=False), nn.BatchNorm2d(teacher_channels)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        features = self.project(features)
+        if tuple(features.shape[2:]) != self.size:
+            features = F.interpolate(features, size=self.size, mode="bilinear", align_corners=False)
+        return features
+
+
+def stage_shapes(backbone: Backbone, image_size: int) -> list[tuple[int, ...]]:
+    """(channels, height, width) of every stage output, from one dummy forward pass."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            _, stages = backbone.forward_stages(torch.zeros(1, 3, image_size, image_size))
+    except NotImplementedError:
+        raise ValueError(
+            f"{type(backbone).__name__} does not expose its stages: it cannot be distilled stage-wise"
+        ) from None
+    finally:
+        backbone.train(was_training)
+    return [tuple(s.shape[1:]) for s in stages]
+
+
+class DistillationTask(ClassificationTask):
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: Head,
+        teacher: Backbone,
+        image_size: int,
+        method: str = "angular",
+        p: int = 1,
+        final_weight: float = 1.0,
+        stages: list[int] | None = None,
+        l2_weight: float = 0.001,
+        temperature: float = 4.0,
+        hinton_weight: float = 1.0,
+        teacher_head: Head | None = None,
+    ):
+        super().__init__(backbone, head)
+        if method not in METHODS:
+            raise ValueError(f"unknown distillation method {method!r}; valid: {', '.join(METHODS)}")
+        if p not in (1, 2):
+            raise ValueError(f"distill.p must be 1 or 2, got {p}")
+        self.method, self.p, self.final_weight, self.stages = method, p, final_weight, list(stages or [])
+        self.l2_weight, self.temperature, self.hinton_weight = l2_weight, temperature, hinton_weight
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher_head = teacher_head.eval().requires_grad_(False) if teacher_head is not None else None
+        if method == "hinton" and (teacher_head is None or not hasattr(head, "cosine")):
+            raise ValueError(
+                "Hinton distillation needs cosine heads for student and teacher (the teacher's from its checkpoint)"
+            )
+        if method == "hinton" and teacher_head.num_classes != head.num_classes:
+            raise ValueError(
+                f"Hinton distillation needs the teacher's classes: its head has {teacher_head.num_classes}, "
+                f"the student's {head.num_classes}"
+            )
+        if self.stages and method != "angular":
+            raise ValueError("stage-wise distillation (distill.stages) is defined for the angular method only")
+        self.projection = None
+        if method in ("angular", "l2") and backbone.embedding_size != teacher.embedding_size:
+            self.projection = nn.Linear(backbone.embedding_size, teacher.embedding_size, bias=False)
+        student_shapes, teacher_shapes = stage_shapes(backbone, image_size), stage_shapes(teacher, image_size)
+        self.num_stages = len(teacher_shapes)
+        for stage in self.stages:
+            if not 1 <= stage <= min(len(student_shapes), len(teacher_shapes)):
+                raise ValueError(
+                    f"distillation at stage {stage} is impossible: the student has {len(student_shapes)} stages, "
+                    f"the teacher {len(teacher_shapes)} (stages are numbered from 1)"
+                )
+        self.adapters = nn.ModuleDict(
+            {
+                str(i): StageAdapter(student_shapes[i - 1][0], teacher_shapes[i - 1][0], teacher_shapes[i - 1][1:])
+                for i in self.stages
+            }
+        )
+
+    def stage_weight(self, stage: int) -> float:
+        return self.final_weight / 2 ** (self.num_stages + 1 - stage)
+
+    def train(self, mode: bool = True) -> DistillationTask:
+        super().train(mode)
+        self.teacher.eval()
+        if self.teacher_head is not None:
+            self.teacher_head.eval()
+        return self
+
+    def forward(self, batch: dict) -> StepOutput:
+        images, labels = batch["images"], batch["labels"]
+        with torch.no_grad():
+            teacher_embedding = self.teacher(images).float()
+        if self.stages:
+            student_embedding, student_stages = self.backbone.forward_stages(images)
+        else:
+            student_embedding, student_stages = self.backbone(images), []
+        loss = self.head(student_embedding, labels).loss
+        metrics = {"classification": loss.item()}
+        projected = self.projection(student_embedding) if self.projection is not None else student_embedding
+        if self.method == "angular":
+            final = angular_distillation(teacher_embedding, projected, self.p)
+            loss, metrics["angular/final"] = loss + self.final_weight * final, final.item()
+            for stage in self.stages:
+                routed = self.teacher.forward_from(self.adapters[str(stage)](student_stages[stage - 1]), stage)
+                term = angular_distillation(teacher_embedding, routed, self.p)
+                loss, metrics[f"angular/stage{stage}"] = loss + self.stage_weight(stage) * term, term.item()
+        elif self.method == "l2":
+            term = l2_distillation(teacher_embedding, projected)
+            loss, metrics["l2"] = loss + self.l2_weight * term, term.item()
+        elif self.method == "hinton":
+            with torch.no_grad():
+                teacher_logits = self.teacher_head.cosine(teacher_embedding) * self.teacher_head.scale
+            student_logits = self.head.cosine(student_embedding) * self.head.scale
+            term = hinton_distillation(teacher_logits, student_logits, self.temperature)
+            loss, metrics["hinton"] = loss + self.hinton_weight * term, term.item()
+        return StepOutput(loss, metrics)
