@@ -200,7 +200,8 @@ class Trainer:
                 writer.add_scalar("train/images_per_second", speed, self.step)
                 for name, value in metrics.items():
                     writer.add_scalar(f"train/{name}", value, self.step)
-                log.info("step %d loss %.4f lr %.5f %.1f img/s", self.step, loss_value, lr, speed)
+                terms = "".join(f" {name} {value:.4f}" for name, value in metrics.items())
+                log.info("step %d loss %.4f lr %.5f %.1f img/s%s", self.step, loss_value, lr, speed, terms)
                 window_start, window_images = time.perf_counter(), 0
             if self.config.eval.every and self.step % self.config.eval.every == 0 and self.step < cfg.steps:
                 self.evaluate(writer, output_dir=None)
