@@ -101,3 +101,23 @@ def test_hard_pair_sets_degrade_both_or_only_the_second_member():
     assert np.array_equal(second.load(1), both.load(1))  # the same hard image either way
     with pytest.raises(ValueError, match="valid: both, second"):
         degraded(easy, low, "first")
+
+
+def test_positive_pairs_from_a_prepared_list(tmp_path):
+    root = tmp_path / "faces"
+    for person in range(3):
+        (root / f"p{person}").mkdir(parents=True)
+        for k in range(3):
+            (root / f"p{person}/{k}.jpg").write_bytes(encode_image(np.full((16, 16, 3), 9 * person + k, np.uint8)))
+    source = ImageFolder(root)
+    listed = tmp_path / "pairs.csv"
+    listed.write_text("group,first,second\neasy,p0/0.jpg,p0/2.jpg\nlow,p1/1.jpg,p1/2.jpg\n")
+    config = DDLConfig(pairs=2, pairs_list=str(listed), students=[DDLGroupConfig("low")])
+    groups = build_groups(source, config)
+    keys = DDLBatchSampler(groups, 2, seed=0).batch(3)
+    easy_pairs = [index for _, index, _, _ in keys[2:6]]
+    low_pairs = [index for _, index, _, _ in keys[8:12]]
+    assert easy_pairs == [0, 0, 2, 2] and low_pairs == [4, 4, 5, 5]  # only the listed pairs
+    listed.write_text("group,first,second\neasy,p0/0.jpg,p1/2.jpg\n")
+    with pytest.raises(ValueError, match="different people"):
+        build_groups(source, config)

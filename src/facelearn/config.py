@@ -96,6 +96,7 @@ class DDLConfig:
 
     students: list[DDLGroupConfig] = field(default_factory=lambda: [DDLGroupConfig()])
     metadata: str | None = None  # CSV "path,group" (paths relative to data.root; the teacher group is "easy")
+    pairs_list: str | None = None  # CSV "group,first,second" of positive pairs to draw from (default: on the fly)
     pairs: int = 32  # b: per group and step, b single images of distinct identities and b positive pairs
     positive_threshold: float = 0.0
     mining: str = "paper"  # paper (hardest other sample) or reference (TFace: later rows, floored at 0)

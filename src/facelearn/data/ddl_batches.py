@@ -1,9 +1,11 @@
 """DDL batches: per step and group (easy teacher first, then each hard student), b single images of
 b distinct identities and b positive pairs — 3b images a group, 6b for one student.
 
-Groups are defined in two ways (``ddl`` config): a student with ``degrade`` sees hard views made
-from the easy images on the fly (for example 4× down-sampled); a student without it takes the
-images that the metadata CSV (``path,group``) assigns to its name, the teacher taking ``easy``.
+Positive pairs are drawn on the fly (two different images of one identity) or from a prepared
+list (``ddl.pairs_list``). Groups are defined in two ways (``ddl`` config): a student with
+``degrade`` sees hard views made from the easy images on the fly (for example 4× down-sampled); a
+student without it takes the images that the metadata CSV (``path,group``) assigns to its name,
+the teacher taking ``easy``.
 
 Layout of a batch: group-major, each group ``[singles (b) | first of pairs (b) | second (b)]``.
 Like the classification sampler, batch n is a pure function of (seed, n), so resuming replays it.
@@ -33,6 +35,7 @@ class ImageGroup:
 
     def __init__(self, name: str, indices: list[int], labels: list[int], degrade: DegradeConfig | None):
         self.name, self.degrade = name, degrade
+        self.listed_pairs: list[tuple[int, int]] = []  # from ddl.pairs_list; empty: pairs drawn on the fly
         self.by_identity: dict[int, list[int]] = defaultdict(list)
         for index in indices:
             self.by_identity[labels[index]].append(index)
@@ -40,7 +43,7 @@ class ImageGroup:
         self.pair_identities = [i for i in self.identities if len(self.by_identity[i]) >= 2]
 
     def check(self, b: int) -> None:
-        if len(self.identities) < b or len(self.pair_identities) < 1:
+        if len(self.identities) < b or not (self.pair_identities or self.listed_pairs):
             raise ValueError(
                 f"DDL group {self.name!r} has {len(self.identities)} identities ({len(self.pair_identities)} with "
                 f"two or more images): it needs at least ddl.pairs={b} identities and one with two images"
@@ -63,6 +66,25 @@ def read_metadata(path: str | Path, source) -> dict[str, list[int]]:
     return groups
 
 
+def read_pairs_list(path: str | Path, source, groups: list[ImageGroup]) -> None:
+    """Attach the positive pairs of a CSV ``group,first,second`` (paths relative to the data root)."""
+    if not hasattr(source, "paths"):
+        raise ValueError("ddl.pairs_list needs an image-folder dataset (data.kind: folder)")
+    index_of = {str(p.relative_to(source.root)): i for i, p in enumerate(source.paths)}
+    by_name = {group.name: group for group in groups}
+    with open(path, newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            if row.get("group") not in by_name:
+                raise ValueError(f"{path}:{line}: group {row.get('group')!r} is not one of {', '.join(by_name)}")
+            missing = [row[k] for k in ("first", "second") if row.get(k) not in index_of]
+            if missing:
+                raise ValueError(f"{path}:{line}: {missing[0]} is not an image of {source.root}")
+            first, second = index_of[row["first"]], index_of[row["second"]]
+            if source.label(first) != source.label(second):
+                raise ValueError(f"{path}:{line}: {row['first']} and {row['second']} are different people")
+            by_name[row["group"]].listed_pairs.append((first, second))
+
+
 def build_groups(source, config: DDLConfig) -> list[ImageGroup]:
     """[teacher (easy), student 1, …]; checked against ``config.pairs`` before training."""
     labels = [source.label(i) for i in range(len(source))]
@@ -82,6 +104,8 @@ def build_groups(source, config: DDLConfig) -> list[ImageGroup]:
             groups.append(ImageGroup(student.name, listed[student.name], labels, None))
     if len(groups) < 2:
         raise ValueError("DDL needs at least one student group (ddl.students)")
+    if config.pairs_list:
+        read_pairs_list(config.pairs_list, source, groups)
     for group in groups:
         group.check(config.pairs)
     return groups
@@ -98,8 +122,12 @@ class DDLBatchSampler:
         keys = []
         for g, group in enumerate(self.groups):
             singles = [rng.choice(group.by_identity[i]) for i in rng.choice(group.identities, self.b, replace=False)]
-            pair_ids = rng.choice(group.pair_identities, self.b, replace=len(group.pair_identities) < self.b)
-            pairs = [rng.choice(group.by_identity[i], 2, replace=False) for i in pair_ids]
+            if group.listed_pairs:
+                rows = rng.choice(len(group.listed_pairs), self.b, replace=len(group.listed_pairs) < self.b)
+                pairs = [group.listed_pairs[r] for r in rows]
+            else:
+                pair_ids = rng.choice(group.pair_identities, self.b, replace=len(group.pair_identities) < self.b)
+                pairs = [rng.choice(group.by_identity[i], 2, replace=False) for i in pair_ids]
             for index in [*singles, *(p[0] for p in pairs), *(p[1] for p in pairs)]:
                 keys.append((g, int(index), number, len(keys)))
         return keys
