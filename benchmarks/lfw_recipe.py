@@ -139,15 +139,13 @@ def main() -> None:
             f"{r['run']:<12}{r['preprocessing']:<15}{100 * r['accuracy']:>13.2f} ± {100 * r['accuracy_std']:.2f}"
             f"{r['auc']:>8.4f}{100 * r['eer']:>7.2f}%{r['train_minutes']:>6.1f}"
         )
-    write_result(
-        args.output,
-        {
-            "split": split,
-            "prepare": reports,
-            "rows": rows,
-            "wall_minutes": round((time.perf_counter() - start) / 60, 1),
-        },
-    )
+    superseded = {}
+    first_teacher = work / "r18_detect_nodropout" / "metrics.json"  # the teacher recipe before dropout
+    if first_teacher.is_file():
+        result = json.loads(first_teacher.read_text())["verification"]["lfw_folds_8_10"]
+        superseded["r18_detect without dropout/augmentation"] = {k: result[k] for k in ("accuracy", "accuracy_std")}
+    record = {"split": split, "prepare": reports, "rows": rows, "superseded": superseded}
+    write_result(args.output, {**record, "wall_minutes": round((time.perf_counter() - start) / 60, 1)})
 
 
 if __name__ == "__main__":
