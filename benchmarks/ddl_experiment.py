@@ -6,10 +6,11 @@ and easy–hard.
 Needs the base model of benchmarks/lfw_recipe.py (runs/lfw/mbf_detect). From it, fine-tunes with
 configs/lfw_mbf_ddl.yaml for the same number of steps on the same batches:
 (a) ArcFace alone (the DDL weights set to 0) and (b) ArcFace + DDL, for two hard degradations:
-4× down-sampling (64 → 16 px) and a stronger one (64 → 12 px, blurred and noisy). The base model is
-evaluated too. Reports accuracy (mean ± std over the 3 folds), the easy–hard gap, and per set
-d = E[S⁺] − E[S⁻] (mean genuine minus mean impostor cosine), the distance DDL is meant to keep for
-hard samples. Writes benchmarks/results/ddl_experiment.json (or --output).
+4× down-sampling (64 → 16 px) and a stronger one (64 → 12 px, blurred and noisy). The base model
+is evaluated too, and the variants in VARIANTS (larger DDL weights). Reports accuracy (mean ± std
+over the 3 folds), the easy–hard gap, and per set d = E[S⁺] − E[S⁻] (mean genuine minus mean
+impostor cosine), the distance DDL is meant to keep for hard samples.
+Writes benchmarks/results/ddl_experiment.json (or --output).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ DEGRADATIONS = {
     "noise_prob: 1.0, noise_std: [4.0, 10.0]}",
 }
 NO_DDL = ["ddl.pos_weight=0", "ddl.neg_weight=0", "ddl.order_weight=0"]
+# What else was tried on the 4x down-sampled students (run folder suffix: overrides).
+VARIANTS = {"_lambda5": ["ddl.pos_weight=0.5", "ddl.neg_weight=0.1", "ddl.order_weight=2.5"]}
 SETS = ("lfw_easy_easy", "lfw_hard_hard", "lfw_easy_hard")
 BASE = "mbf_detect/step_0000600.pt"
 
@@ -113,6 +116,9 @@ def main() -> None:
         rows.append(evaluate_base(work, degradation))
         rows.append(run(f"arcface_{degradation}{args.tag}", work, degradation, [*NO_DDL, *args.overrides]))
         rows.append(run(f"ddl_{degradation}{args.tag}", work, degradation, args.overrides))
+        if degradation == "down4x" and not args.tag:
+            for suffix, overrides in VARIANTS.items():
+                rows.append(run(f"ddl_{degradation}{suffix}", work, degradation, [*overrides, *args.overrides]))
     header = f"{'run':<28}{'hard':<20}" + "".join(f"{s:>17}" for s in ("easy-easy", "hard-hard", "easy-hard"))
     print(header + f"{'acc gap':>9}{'d EE':>7}{'d HH':>7}{'d EH':>7}{'d gap':>7}")
     for r in rows:
