@@ -31,3 +31,11 @@ def write_result(path: str | Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine(), "command": command(), **record}, indent=2))
     print(f"wrote {path}")
+
+
+def shell_command(arguments: list[str]) -> str:
+    """``facelearn …`` as a user types it: the packaged recipes as ``configs/<name>.yaml``."""
+    import facelearn
+
+    configs = str(Path(facelearn.__file__).parent / "configs")
+    return "facelearn " + " ".join(argument.replace(configs, "configs") for argument in arguments)

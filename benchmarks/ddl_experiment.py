@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from common import RESULTS, write_result
+from common import RESULTS, shell_command, write_result
 
 from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
@@ -58,11 +58,11 @@ def run(name: str, work: Path, degradation: str, overrides: list[str]) -> dict:
         *overrides,
     ]
     if not (run_dir / "metrics.json").is_file():
-        print("facelearn " + " ".join(command), flush=True)
+        print(shell_command(command), flush=True)
         if facelearn(command) != 0:
             sys.exit(f"{name} failed")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return summarise(name, degradation, metrics["verification"], "facelearn " + " ".join(command))
+    return summarise(name, degradation, metrics["verification"], shell_command(command))
 
 
 def summarise(name: str, degradation: str, verification: dict, command: str) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import matplotlib
 import torch
-from common import RESULTS, write_result
+from common import RESULTS, shell_command, write_result
 from torch.utils.flop_counter import FlopCounterMode
 
 from facelearn.cli import main as facelearn
@@ -52,7 +52,7 @@ def train(name: str, work: Path, extra: list[str]) -> Path:
         *extra,
     ]
     if not (run / "metrics.json").is_file():
-        print("facelearn " + " ".join(command), flush=True)
+        print(shell_command(command), flush=True)
         if facelearn(command) != 0:
             sys.exit(f"{name} failed")
     return run

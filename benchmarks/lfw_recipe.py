@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, write_result
+from common import RESULTS, shell_command, write_result
 
 from facelearn.align.prepare import PrepareOptions, prepare_dataset
 from facelearn.cli import main as facelearn
@@ -98,7 +98,7 @@ def train(name: str, work: Path) -> dict:
     ]
     command = ["train", str(recipe_path(recipe)), *overrides]
     if not (run / "metrics.json").is_file():
-        print("facelearn " + " ".join(command), flush=True)
+        print(shell_command(command), flush=True)
         if facelearn(command) != 0:
             sys.exit(f"training {name} failed")
     metrics = json.loads((run / "metrics.json").read_text())
@@ -107,7 +107,7 @@ def train(name: str, work: Path) -> dict:
         "run": name,
         "recipe": f"configs/{recipe}.yaml",
         "preprocessing": crop,
-        "command": "facelearn " + " ".join(command),
+        "command": shell_command(command),
         "steps": metrics["step"],
         "train_minutes": round(metrics.get("seconds", 0) / 60, 1),
         "accuracy": result["accuracy"],
