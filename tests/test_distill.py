@@ -67,6 +67,19 @@ def test_teacher_gets_no_gradient_and_does_not_change(tmp_path, teacher_checkpoi
     assert trainer.task.projection is not None  # 32-d student, 48-d teacher
 
 
+def test_checkpoints_hold_the_student_only_and_resume(tmp_path, teacher_checkpoint):
+    trainer = build_trainer(distill(tmp_path, teacher_checkpoint, "distill.stages=[3]", "train.steps=2"))
+    trainer.fit()
+    saved = torch.load(step_checkpoints(tmp_path)[-1], weights_only=True)["task"]
+    assert not any(key.startswith("teacher") for key in saved)
+    assert any(key.startswith("adapters.3.") for key in saved)
+    resumed = build_trainer(distill(tmp_path, teacher_checkpoint, "distill.stages=[3]", "train.steps=3"))
+    resumed.fit()
+    assert resumed.step == 3
+    for key, value in trainer.task.teacher.state_dict().items():
+        torch.testing.assert_close(resumed.task.teacher.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
 def test_adapters_route_through_the_teachers_later_stages(tmp_path, teacher_checkpoint):
     trainer = build_trainer(distill(tmp_path, teacher_checkpoint, "distill.stages=[2]"))
     task, teacher = trainer.task, trainer.task.teacher

@@ -66,6 +66,9 @@ def stage_shapes(backbone: Backbone, image_size: int) -> list[tuple[int, ...]]:
     return [tuple(s.shape[1:]) for s in stages]
 
 
+FROZEN = ("teacher.", "teacher_head.")
+
+
 class DistillationTask(ClassificationTask):
     def __init__(
         self,
@@ -119,6 +122,16 @@ class DistillationTask(ClassificationTask):
                 for i in self.stages
             }
         )
+
+    def state_dict(self, *args, **kwargs) -> dict:
+        """The student's state only: the frozen teacher is reloaded from its own checkpoint, so a
+        student's checkpoint stays student-sized."""
+        state = super().state_dict(*args, **kwargs)
+        return type(state)((k, v) for k, v in state.items() if not k.startswith(FROZEN))
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):
+        frozen = {k: v for k, v in super().state_dict().items() if k.startswith(FROZEN)}
+        return super().load_state_dict({**state_dict, **frozen}, strict, assign)
 
     def stage_weight(self, stage: int) -> float:
         return self.final_weight / 2 ** (self.num_stages + 1 - stage)
