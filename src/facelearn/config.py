@@ -36,7 +36,8 @@ class HeadConfig:
     """Margin head. ``None`` means "the head's own default"; a value the head cannot take is an
     error naming the options it does take."""
 
-    name: str = "arcface"  # softmax, normsoftmax, sphereface, cosface, arcface, combined
+    name: str = "arcface"  # softmax, normsoftmax, sphereface, cosface, arcface, combined, magface, circle,
+    # circle_pair, curricularface, adaface, subcenter_arcface, adacos, triplet
     scale: float | None = None
     margin: float | None = None
     m1: float | None = None  # combined margin cos(m1*theta + m2) - m3
@@ -48,6 +49,18 @@ class HeadConfig:
     lambda_gamma: float | None = None
     lambda_power: float | None = None
     lambda_min: float | None = None
+    l_a: float | None = None  # MagFace magnitude range and margin range, regulariser weight
+    u_a: float | None = None
+    l_m: float | None = None
+    u_m: float | None = None
+    lambda_g: float | None = None
+    gamma: float | None = None  # Circle Loss scale
+    momentum: float | None = None  # CurricularFace EMA weight of the new batch
+    h: float | None = None  # AdaFace
+    t_alpha: float | None = None
+    sub_centers: int | None = None  # Sub-center ArcFace K
+    dynamic: bool | None = None  # AdaCos: re-estimate the scale every step
+    sample_rate: float = 1.0  # Partial FC: fraction of class centres per step (positives always kept)
 
 
 @dataclass
@@ -77,6 +90,8 @@ class DataConfig:
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     strict: bool = False  # True: an unreadable image stops training instead of being skipped
     num_workers: int = 1
+    sampler: str = "random"  # random, or identity: P identities × samples_per_identity images a batch
+    samples_per_identity: int = 4  # K of the identity sampler (triplet, pair-wise Circle Loss)
 
 
 @dataclass

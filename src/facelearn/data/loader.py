@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..config import DataConfig
 from .folder import ImageFolder
+from .identity_sampler import IdentityBatchSampler
 from .images import ImageError, fit_size
 from .recordio import RecordDataset
 from .synthetic import SyntheticFaces
@@ -103,8 +104,14 @@ def build_train_loader(
     num_workers: int,
     rank: int = 0,
     world_size: int = 1,
+    samples_per_identity: int = 0,
 ) -> DataLoader:
-    sampler = SeededBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world_size)
+    """Random batches, or with ``samples_per_identity`` = K batches of batch_size/K identities × K."""
+    if samples_per_identity:
+        labels = [dataset.source.label(i) for i in range(len(dataset))]
+        sampler = IdentityBatchSampler(labels, batch_size, samples_per_identity, seed, start_batch, rank, world_size)
+    else:
+        sampler = SeededBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world_size)
     return DataLoader(
         dataset,
         batch_sampler=sampler,

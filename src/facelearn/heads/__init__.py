@@ -6,11 +6,18 @@ import dataclasses
 import inspect
 
 from ..registry import Registry
+from .adacos import AdaCosHead
+from .adaface import AdaFaceHead
 from .arcface import ArcFaceHead, CombinedMarginHead
 from .base import Head, HeadOutput, MarginHead
+from .circle import CircleHead, CirclePairLoss
 from .cosface import CosFaceHead
+from .curricularface import CurricularFaceHead
+from .magface import MagFaceHead
 from .softmax import NormSoftmaxHead, SoftmaxHead
 from .sphereface import SphereFaceHead
+from .subcenter import SubCenterArcFaceHead, find_outliers
+from .triplet import BatchHardTripletLoss
 
 HEADS: Registry[Head] = Registry("head")
 HEADS.register("softmax")(SoftmaxHead)
@@ -19,6 +26,14 @@ HEADS.register("sphereface")(SphereFaceHead)
 HEADS.register("cosface")(CosFaceHead)
 HEADS.register("arcface")(ArcFaceHead)
 HEADS.register("combined")(CombinedMarginHead)
+HEADS.register("magface")(MagFaceHead)
+HEADS.register("circle")(CircleHead)
+HEADS.register("circle_pair")(CirclePairLoss)
+HEADS.register("curricularface")(CurricularFaceHead)
+HEADS.register("adaface")(AdaFaceHead)
+HEADS.register("subcenter_arcface")(SubCenterArcFaceHead)
+HEADS.register("adacos")(AdaCosHead)
+HEADS.register("triplet")(BatchHardTripletLoss)
 
 
 def build_head(config, embedding_size: int, num_classes: int) -> Head:
@@ -26,7 +41,9 @@ def build_head(config, embedding_size: int, num_classes: int) -> Head:
     defaults, and an option the head does not take is an error naming those it does take."""
     head_class = HEADS.get(config.name)
     accepted = [p for p in inspect.signature(head_class).parameters if p not in ("embedding_size", "num_classes")]
-    options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "name"}
+    options = {
+        f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in ("name", "sample_rate")
+    }
     options = {key: value for key, value in options.items() if value is not None}
     wrong = sorted(set(options) - set(accepted))
     if wrong:
@@ -36,7 +53,16 @@ def build_head(config, embedding_size: int, num_classes: int) -> Head:
 
 __all__ = [
     "HEADS",
+    "AdaCosHead",
+    "AdaFaceHead",
     "ArcFaceHead",
+    "BatchHardTripletLoss",
+    "CircleHead",
+    "CirclePairLoss",
+    "CurricularFaceHead",
+    "MagFaceHead",
+    "SubCenterArcFaceHead",
+    "find_outliers",
     "CombinedMarginHead",
     "CosFaceHead",
     "Head",

@@ -61,25 +61,51 @@ class MarginHead(Head):
         w = F.normalize(at_least_fp32(self.weight), dim=1)
         return F.linear(x, w).clamp(-1, 1)
 
+    def observe(self, cos: torch.Tensor, target_cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor):
+        """Update running statistics from the whole batch (training only, no gradient), before
+        any logit is built. Under Partial FC ``cos`` holds only this process's sampled centres."""
+
     def target_logit(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         """The target column's cosine (N,) → its margin-modified value (before the scale)."""
+        return cos
+
+    def non_target_logits(self, cos: torch.Tensor, target_cos: torch.Tensor) -> torch.Tensor:
+        """Every column's value before the scale (the target column is overwritten afterwards);
+        ``target_cos`` (N,) is the detached cosine of each row's own class."""
         return cos
 
     def logit_scale(self, embeddings: torch.Tensor) -> float | torch.Tensor:
         return self.scale
 
+    def extra_loss(self, embeddings: torch.Tensor) -> torch.Tensor | float:
+        """A per-batch term added to the cross-entropy (MagFace's regulariser); 0 for most heads."""
+        return 0.0
+
+    def margin_logits(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """Cosines (N, C) of the classes in view → scaled logits. Rows whose label is −1 (their
+        class lives on another process under Partial FC) get no target column."""
+        owned = labels >= 0
+        index = labels.clamp(min=0).view(-1, 1)
+        target_cos = cos.gather(1, index).squeeze(1)
+        logits = self.non_target_logits(cos, target_cos.detach())
+        target = self.target_logit(target_cos[owned], labels[owned], embeddings[owned])
+        rows = owned.nonzero().squeeze(1)
+        logits = logits.index_put((rows, labels[owned]), target.to(logits.dtype))
+        return logits * self.logit_scale(embeddings)
+
     def logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.check_embeddings(embeddings)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             cos = self.cosine(embeddings)
-            index = labels.view(-1, 1)
-            target = self.target_logit(cos.gather(1, index).squeeze(1), labels, embeddings)
-            logits = cos.scatter(1, index, target.unsqueeze(1).to(cos.dtype))
-            return logits * self.logit_scale(embeddings)
+            if self.training:
+                with torch.no_grad():
+                    target_cos = cos.gather(1, labels.view(-1, 1)).squeeze(1)
+                    self.observe(cos, target_cos, labels, at_least_fp32(embeddings))
+            return self.margin_logits(cos, labels, embeddings)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> HeadOutput:
         logits = self.logits(embeddings, labels)
-        return HeadOutput(F.cross_entropy(logits, labels), logits)
+        return HeadOutput(F.cross_entropy(logits, labels) + self.extra_loss(embeddings), logits)
 
     def extra_repr(self) -> str:
         return f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, scale={self.scale}"

@@ -144,7 +144,12 @@ class Trainer:
         dataset = TrainingDataset(
             self.source, TrainTransform(data.flip, data.degrade), data.image_size, cfg.seed, data.strict
         )
-        return build_train_loader(dataset, cfg.batch_size, cfg.seed, start_batch, data.num_workers)
+        if data.sampler not in ("random", "identity"):
+            raise ValueError(f"unknown data.sampler {data.sampler!r}; valid: random, identity")
+        k = data.samples_per_identity if data.sampler == "identity" else 0
+        return build_train_loader(
+            dataset, cfg.batch_size, cfg.seed, start_batch, data.num_workers, samples_per_identity=k
+        )
 
     def fit(self) -> dict:
         """Train to ``train.steps`` (resuming if a checkpoint exists), evaluate, and return the
