@@ -60,6 +60,7 @@ class HeadConfig:
     t_alpha: float | None = None
     sub_centers: int | None = None  # Sub-center ArcFace K
     dynamic: bool | None = None  # AdaCos: re-estimate the scale every step
+    partial_fc: bool = False  # shard the class centres across processes (and sample them, sample_rate < 1)
     sample_rate: float = 1.0  # Partial FC: fraction of class centres per step (positives always kept)
 
 
@@ -188,6 +189,7 @@ class TrainConfig:
     steps: int = 1200
     batch_size: int = 64
     grad_accum: int = 1
+    sync_bn: bool = False  # under torchrun on CUDA: batch-norm statistics over the global batch
     clip_grad_norm: float = 5.0  # 0 disables clipping
     amp: str = "auto"  # auto (bf16 on CPU, fp16 on CUDA), bf16, fp16, off
     channels_last: bool = True

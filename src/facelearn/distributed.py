@@ -10,6 +10,10 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def gather(tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """All processes' ``tensor`` concatenated along ``dim`` (rank order), with gradient flowing
     back to each process's own part. With one process it is the tensor itself."""

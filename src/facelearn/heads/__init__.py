@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+from ..distributed import rank, world_size
 from ..registry import Registry
 from .adacos import AdaCosHead
 from .adaface import AdaFaceHead
@@ -14,6 +15,7 @@ from .circle import CircleHead, CirclePairLoss
 from .cosface import CosFaceHead
 from .curricularface import CurricularFaceHead
 from .magface import MagFaceHead
+from .partial_fc import PartialFC, shard_range
 from .softmax import NormSoftmaxHead, SoftmaxHead
 from .sphereface import SphereFaceHead
 from .subcenter import SubCenterArcFaceHead, find_outliers
@@ -42,13 +44,20 @@ def build_head(config, embedding_size: int, num_classes: int) -> Head:
     head_class = HEADS.get(config.name)
     accepted = [p for p in inspect.signature(head_class).parameters if p not in ("embedding_size", "num_classes")]
     options = {
-        f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in ("name", "sample_rate")
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in ("name", "partial_fc", "sample_rate")
     }
     options = {key: value for key, value in options.items() if value is not None}
     wrong = sorted(set(options) - set(accepted))
     if wrong:
         raise ValueError(f"head {config.name!r} does not take {', '.join(wrong)}; it takes: {', '.join(accepted)}")
-    return head_class(embedding_size, num_classes, **options)
+    if not config.partial_fc:
+        if config.sample_rate != 1.0:
+            raise ValueError("head.sample_rate samples class centres in Partial FC: set head.partial_fc=true")
+        return head_class(embedding_size, num_classes, **options)
+    start, stop = shard_range(num_classes, rank(), world_size())  # Partial FC: this process's classes
+    return PartialFC(head_class(embedding_size, stop - start, **options), num_classes, config.sample_rate)
 
 
 __all__ = [
@@ -61,6 +70,7 @@ __all__ = [
     "CirclePairLoss",
     "CurricularFaceHead",
     "MagFaceHead",
+    "PartialFC",
     "SubCenterArcFaceHead",
     "find_outliers",
     "CombinedMarginHead",

@@ -48,6 +48,8 @@ class Head(nn.Module):
 class MarginHead(Head):
     """Cosine head with class centres ``weight`` (C, d), initialised N(0, 0.01) as insightface."""
 
+    shardable = True  # Partial FC may split the classes across processes
+
     def __init__(self, embedding_size: int, num_classes: int, scale: float = 64.0):
         super().__init__()
         self.embedding_size = embedding_size
@@ -57,8 +59,12 @@ class MarginHead(Head):
         nn.init.normal_(self.weight, 0.0, 0.01)
 
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.cosine_to(embeddings, self.weight)
+
+    def cosine_to(self, embeddings: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """(N, classes) cosines to ``centres`` (this head's weight, or the rows Partial FC sampled)."""
         x = F.normalize(at_least_fp32(embeddings), dim=1)
-        w = F.normalize(at_least_fp32(self.weight), dim=1)
+        w = F.normalize(at_least_fp32(centres), dim=1)
         return F.linear(x, w).clamp(-1, 1)
 
     def observe(self, cos: torch.Tensor, target_cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor):
@@ -81,14 +87,17 @@ class MarginHead(Head):
         """A per-batch term added to the cross-entropy (MagFace's regulariser); 0 for most heads."""
         return 0.0
 
-    def margin_logits(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    def margin_logits(
+        self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor, target_cos: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Cosines (N, C) of the classes in view → scaled logits. Rows whose label is −1 (their
-        class lives on another process under Partial FC) get no target column."""
+        class lives on another process under Partial FC) get no target column; Partial FC then
+        passes every row's ``target_cos``, gathered from the process that holds it."""
         owned = labels >= 0
-        index = labels.clamp(min=0).view(-1, 1)
-        target_cos = cos.gather(1, index).squeeze(1)
+        if target_cos is None:
+            target_cos = cos.gather(1, labels.clamp(min=0).view(-1, 1)).squeeze(1)
         logits = self.non_target_logits(cos, target_cos.detach())
-        target = self.target_logit(target_cos[owned], labels[owned], embeddings[owned])
+        target = self.target_logit(cos[owned, labels[owned]], labels[owned], embeddings[owned])
         rows = owned.nonzero().squeeze(1)
         logits = logits.index_put((rows, labels[owned]), target.to(logits.dtype))
         return logits * self.logit_scale(embeddings)

@@ -12,11 +12,9 @@ an outlier. The paper drops them and retrains plain ArcFace on the rest.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .arcface import ArcFaceHead
-from .base import at_least_fp32
 
 
 class SubCenterArcFaceHead(ArcFaceHead):
@@ -37,14 +35,13 @@ class SubCenterArcFaceHead(ArcFaceHead):
         self.weight = nn.Parameter(torch.empty(num_classes * sub_centers, embedding_size))
         nn.init.normal_(self.weight, 0.0, 0.01)
 
-    def sub_center_cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
+    def sub_center_cosine(self, embeddings: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
         """(N, C, K) cosines to every sub-centre."""
-        x = F.normalize(at_least_fp32(embeddings), dim=1)
-        w = F.normalize(at_least_fp32(self.weight), dim=1)
-        return F.linear(x, w).clamp(-1, 1).view(len(x), -1, self.sub_centers)
+        centres = self.weight if centres is None else centres
+        return super().cosine_to(embeddings, centres).view(len(embeddings), -1, self.sub_centers)
 
-    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.sub_center_cosine(embeddings).amax(dim=2)
+    def cosine_to(self, embeddings: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        return self.sub_center_cosine(embeddings, centres).amax(dim=2)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, margin={self.margin}, sub_centers={self.sub_centers}"
