@@ -2,8 +2,38 @@
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
+
 import torch
 import torch.distributed as dist
+
+
+class DistributedError(RuntimeError):
+    """The process group could not be formed."""
+
+
+def init_from_environment(timeout_seconds: float = 300) -> None:
+    """Join the process group that ``torchrun`` describes (RANK, WORLD_SIZE, MASTER_ADDR, …): nccl
+    on CUDA, gloo on CPU. Nothing to do for a single process or an existing group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1 or (dist.is_available() and dist.is_initialized()):
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank())
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_seconds))
+    except Exception as error:  # the launcher's variables are wrong or a peer never came
+        where = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+        raise DistributedError(
+            f"could not form the {backend} process group {where}: {error}. Launch with "
+            f"`torchrun --nproc_per_node=N -m facelearn.cli train ...` (or the facelearn script); nothing was written"
+        ) from error
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def world_size() -> int:

@@ -97,9 +97,25 @@ class PartialFC(Head):
                 f"the head holds {head.num_classes} classes, this process's shard {self.stop - self.start}"
             )
         self.effective_rate = sample_rate
+        self.initialise_centres(torch.initial_seed())
         # a checkpoint holds every centre once, whatever the number of processes that wrote or reads it
         self._register_state_dict_hook(self.full_state)
         self._register_load_state_dict_pre_hook(self.local_state)
+
+    @torch.no_grad()
+    def initialise_centres(self, seed: int, chunk_values: int = 1 << 22) -> None:
+        """This shard's rows of one N(0, 0.01) matrix of all centres drawn from ``seed``, so the
+        model does not depend on the number of processes (drawn in chunks: no process holds all)."""
+        weight = self.head.weight
+        rows = weight.shape[0] // self.head.num_classes
+        first, last = self.start * rows, self.stop * rows
+        generator = torch.Generator().manual_seed(seed)
+        chunk = max(1, chunk_values // weight.shape[1])
+        for begin in range(0, last, chunk):
+            values = torch.randn(min(chunk, last - begin), weight.shape[1], generator=generator) * 0.01
+            low, high = max(begin, first), min(begin + len(values), last)
+            if low < high:
+                weight[low - first : high - first] = values[low - begin : high - begin]
 
     def sample(self, local_labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Centres to use (None = all) and the labels re-indexed into them."""

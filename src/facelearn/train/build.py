@@ -8,6 +8,7 @@ from ..config import Config, HeadConfig, from_dict
 from ..data.ddl_batches import build_ddl_loader, build_groups
 from ..data.loader import build_source
 from ..data.pairs import pair_set_from_config
+from ..distributed import init_from_environment
 from ..heads import build_head
 from ..losses import DDLLoss
 from ..models import build_backbone
@@ -18,6 +19,7 @@ from .tasks import ClassificationTask, DDLTask
 
 
 def build_trainer(config: Config) -> Trainer:
+    init_from_environment()  # under torchrun; before anything is built or written
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)

@@ -14,12 +14,14 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from ..config import Config, dump_config, to_dict
 from ..data.loader import TrainingDataset, build_train_loader
 from ..data.pairs import PairSet
 from ..data.transforms import TrainTransform
+from ..distributed import local_rank, rank, world_size
 from ..eval.embed import evaluate_pair_set
 from .checkpoint import (
     FORMAT,
@@ -46,8 +48,15 @@ class TrainingDiverged(RuntimeError):
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+class NullWriter:
+    """TensorBoard for the processes other than rank 0: writes nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
 
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
@@ -88,9 +97,17 @@ class Trainer:
         self.run_dir = Path(config.train.output_dir)
         self.device = resolve_device(config.train.device)
         self.amp_dtype = resolve_amp(config.train.amp, self.device)
+        self.rank, self.world_size = rank(), world_size()
+        self.is_main = self.rank == 0
+        if config.train.sync_bn and self.world_size > 1:
+            if self.device.type != "cuda":
+                raise ValueError("train.sync_bn needs CUDA (torch's SyncBatchNorm); on CPU leave it off")
+            task.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(task.backbone)
         self.task = task.to(self.device)
         if config.train.channels_last:
             self.task.to(memory_format=torch.channels_last)
+        sharded = self.sharded_parameters()
+        self.replicated = [p for p in task.parameters() if p.requires_grad and id(p) not in sharded]
         self.source = source
         self.eval_sets = eval_sets
         self.optimizer = build_optimizer(task, config)
@@ -106,7 +123,7 @@ class Trainer:
             "format": FORMAT,
             "step": self.step,
             "task": self.task.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer_state(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
@@ -120,11 +137,11 @@ class Trainer:
             raise CheckpointError(f"{path} is not a facelearn training checkpoint")
         try:
             self.task.load_state_dict(state["task"])
-        except RuntimeError as error:
+        except (RuntimeError, ValueError) as error:
             raise CheckpointError(
                 f"{path} was written for another model or class count than this config: {error}"
             ) from None
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
@@ -132,11 +149,76 @@ class Trainer:
         self.best_accuracy = state["best_accuracy"]
         log.warning("resuming from %s at step %d (train.resume=false or a new output_dir starts over)", path, self.step)
 
+    def sharded_parameters(self) -> dict[int, object]:
+        """id(parameter) → the Partial FC head whose class centres it holds (one shard per process)."""
+        head = getattr(self.task, "head", None)
+        return {id(p): head for p in getattr(head, "sharded_parameters", list)()}
+
+    def map_sharded_optimizer_state(self, state: dict, convert: str) -> dict:
+        """Gather (``"gather_shards"``) or split (``"local_block"``) the per-centre optimizer state
+        (momentum, Adam moments) of sharded centres, so checkpoints hold it in full."""
+        sharded = self.sharded_parameters()
+        for index, parameter in enumerate(self.optimizer_parameters()):
+            head, slot = sharded.get(id(parameter)), state["state"].get(index)
+            if head is None or not slot:
+                continue
+            per_centre = {k for k, v in slot.items() if torch.is_tensor(v) and v.ndim == 2}
+            state["state"][index] = {k: getattr(head, convert)(v) if k in per_centre else v for k, v in slot.items()}
+        return state
+
+    def optimizer_state(self) -> dict:
+        return self.map_sharded_optimizer_state(self.optimizer.state_dict(), "gather_shards")
+
+    def load_optimizer_state(self, saved: dict) -> None:
+        self.optimizer.load_state_dict(self.map_sharded_optimizer_state(saved, "local_block"))
+
+    def optimizer_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def write(self, path: Path) -> None:
+        """Every process builds the state (Partial FC gathers its shards); rank 0 alone writes it."""
+        state = self.state()
+        if self.is_main:
+            save_atomic(state, path)
+
     def save(self) -> Path:
         path = step_path(self.run_dir, self.step)
-        save_atomic(self.state(), path)
-        prune(self.run_dir, self.train_config.keep_last)
+        self.write(path)
+        if self.is_main:
+            prune(self.run_dir, self.train_config.keep_last)
         return path
+
+    def average_gradients(self) -> None:
+        """Data parallelism: average every replicated parameter's gradient over the processes, in
+        one coalesced all-reduce (what DDP does, without overlapping it with the backward pass)."""
+        if self.world_size == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.replicated]
+        flat = torch._utils._flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        averaged = torch._utils._unflatten_dense_tensors(flat, grads)
+        for parameter, grad in zip(self.replicated, averaged, strict=True):
+            parameter.grad = grad
+        for buffer in self.task.backbone.buffers():  # batch-norm statistics: rank 0's, as DDP broadcasts them
+            dist.broadcast(buffer, src=0)
+
+    def clip_gradients(self, max_norm: float) -> None:
+        """``clip_grad_norm_`` over the whole model: the norm of sharded class centres is summed
+        across processes, so every process scales by the same factor, as one process would."""
+        sharded = self.sharded_parameters()
+        if not sharded:
+            torch.nn.utils.clip_grad_norm_(self.task.parameters(), max_norm)
+            return
+        shared = [p.grad for p in self.task.parameters() if p.grad is not None and id(p) not in sharded]
+        local = [p.grad for p in self.task.parameters() if p.grad is not None and id(p) in sharded]
+        squared = torch.stack([g.float().pow(2).sum() for g in local]).sum()
+        if self.world_size > 1:
+            dist.all_reduce(squared)
+        squared = squared + sum(g.float().pow(2).sum() for g in shared)
+        factor = (max_norm / (squared.sqrt() + 1e-6)).clamp(max=1.0)
+        for grad in shared + local:
+            grad.mul_(factor.to(grad.dtype))
 
     # ---------------------------------------------------------------- loop
     def classification_loader(self, start_batch: int):
@@ -148,13 +230,15 @@ class Trainer:
             raise ValueError(f"unknown data.sampler {data.sampler!r}; valid: random, identity")
         k = data.samples_per_identity if data.sampler == "identity" else 0
         return build_train_loader(
-            dataset, cfg.batch_size, cfg.seed, start_batch, data.num_workers, samples_per_identity=k
+            dataset, cfg.batch_size, cfg.seed, start_batch, data.num_workers, self.rank, self.world_size, k
         )
 
     def fit(self) -> dict:
         """Train to ``train.steps`` (resuming if a checkpoint exists), evaluate, and return the
         summary also written to ``metrics.json``. The run's log goes to ``train.log``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.is_main:
+            return self._fit()
         handler = logging.FileHandler(self.run_dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         package_log = logging.getLogger("facelearn")
@@ -170,7 +254,8 @@ class Trainer:
     def _fit(self) -> dict:
         cfg = self.train_config
         started = time.perf_counter()
-        dump_config(self.config, self.run_dir / "config.yaml")
+        if self.is_main:
+            dump_config(self.config, self.run_dir / "config.yaml")
         self.task.check_labels(self.source)
         existing = step_checkpoints(self.run_dir) if cfg.resume else []
         if existing:
@@ -187,8 +272,15 @@ class Trainer:
 
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-        progress = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True, mininterval=1.0)
+        writer = SummaryWriter(str(self.run_dir / "tensorboard")) if self.is_main else NullWriter()
+        progress = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc="train",
+            dynamic_ncols=True,
+            mininterval=1.0,
+            disable=not self.is_main,
+        )
         window_start, window_images = time.perf_counter(), 0
         self.task.train()
         while self.step < cfg.steps:
@@ -213,8 +305,10 @@ class Trainer:
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save()
         progress.close()
-        metrics = self.evaluate(writer, output_dir=self.run_dir / "eval")
+        metrics = self.evaluate(writer, output_dir=self.run_dir / "eval" if self.is_main else None)
         self.save()
+        if not self.is_main:
+            return {"step": self.step}
         torch.save(self.task.backbone.state_dict(), self.run_dir / "backbone.pt")
         summary = {
             "step": self.step,
@@ -254,9 +348,10 @@ class Trainer:
             total_loss += loss.item() / cfg.grad_accum
             images += len(batch["images"])
             metrics = output.metrics
+        self.average_gradients()
         self.scaler.unscale_(self.optimizer)
         if cfg.clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.task.parameters(), cfg.clip_grad_norm)
+            self.clip_gradients(cfg.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -280,11 +375,11 @@ class Trainer:
             writer.add_scalar(f"verification/{pairs.name}/accuracy", result.accuracy, self.step)
             log.info("step %d %s accuracy %.4f ± %.4f", self.step, pairs.name, result.accuracy, result.accuracy_std)
         report = getattr(self.task, "report", None)
-        if report is not None:
+        if report is not None and self.is_main:
             report(self.run_dir / "eval", self.step, writer)
         if results:
             first = next(iter(results.values()))["accuracy"]
             if first > self.best_accuracy:
                 self.best_accuracy = first
-                save_atomic(self.state(), self.run_dir / "best.pt")
+                self.write(self.run_dir / "best.pt")
         return results
