@@ -38,6 +38,10 @@ def command_demo(args: argparse.Namespace) -> None:
 
 
 def print_summary(summary: dict, run_dir: str, seconds: float | None = None) -> None:
+    from .distributed import rank
+
+    if rank() != 0:  # under torchrun the first process speaks for all
+        return
     if summary["step"] is not None:
         print(f"\nfacelearn: trained {summary['step']} steps" + (f" in {seconds / 60:.1f} min" if seconds else ""))
     if summary["skipped_images"]:

@@ -307,16 +307,15 @@ class Trainer:
         progress.close()
         metrics = self.evaluate(writer, output_dir=self.run_dir / "eval" if self.is_main else None)
         self.save()
-        if not self.is_main:
-            return {"step": self.step}
-        torch.save(self.task.backbone.state_dict(), self.run_dir / "backbone.pt")
         summary = {
             "step": self.step,
             "seconds": round(time.perf_counter() - started, 1),
             "skipped_images": self.skipped_images,
             "verification": metrics,
         }
-        (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        if self.is_main:
+            torch.save(self.task.backbone.state_dict(), self.run_dir / "backbone.pt")
+            (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         writer.close()
         return summary
 
