@@ -43,7 +43,7 @@ def test_eval_reads_an_insightface_bin(tmp_path, capsys):
     "override,message",
     [
         ("optim.lrr=0.1", "unknown config key 'optim.lrr'; valid keys here: name, lr"),
-        ("head.name=arcfase", "unknown head 'arcfase'; valid names: arcface"),
+        ("head.name=arcfase", "unknown head 'arcfase'; valid names: adacos, adaface, arcface"),
         ("data.kind=folder", "needs data.root"),
     ],
 )

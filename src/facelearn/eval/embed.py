@@ -10,7 +10,8 @@ import torch
 
 from ..data.pairs import PairSet
 from ..data.transforms import to_tensor
-from .plots import plot_roc, plot_score_histogram
+from .plots import plot_error_versus_reject, plot_roc, plot_score_histogram
+from .quality import error_versus_reject
 from .verification import VerificationResult, evaluate_pairs
 
 
@@ -24,31 +25,34 @@ def embed_images(
     device: torch.device | str = "cpu",
     channels_last: bool = False,
     amp_dtype: torch.dtype | None = None,
-) -> tuple[np.ndarray, float]:
-    """Unit embeddings of images ``load(0) … load(count-1)`` and their XNorm.
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Unit embeddings of images ``load(0) … load(count-1)``, their XNorm and each image's quality.
 
     With ``flip``, the embeddings of the image and its mirror are summed before normalising (as
-    insightface); XNorm is the mean norm of the un-normalised embeddings of both copies.
+    insightface); XNorm is the mean norm of the un-normalised embeddings of both copies. The
+    quality of an image is the norm of its own (un-flipped) raw embedding, MagFace's score.
     """
     was_training = backbone.training
     backbone.eval()
     device = torch.device(device)
-    fused, norms = [], []
+    fused, norms, quality = [], [], []
     for start in range(0, count, batch_size):
         batch = torch.stack([to_tensor(load(i)) for i in range(start, min(start + batch_size, count))])
         views = [batch, batch.flip(3)] if flip else [batch]
         total = 0
-        for view in views:
+        for number, view in enumerate(views):
             view = view.to(device)
             if channels_last:
                 view = view.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
                 embedding = backbone(view).float()
             norms.append(embedding.norm(dim=1).cpu())
+            if number == 0:
+                quality.append(norms[-1])
             total = total + embedding
         fused.append(torch.nn.functional.normalize(total, dim=1).cpu())
     backbone.train(was_training)
-    return torch.cat(fused).numpy(), float(torch.cat(norms).mean())
+    return torch.cat(fused).numpy(), float(torch.cat(norms).mean()), torch.cat(quality).numpy()
 
 
 def evaluate_pair_set(
@@ -59,13 +63,15 @@ def evaluate_pair_set(
 ) -> VerificationResult:
     """Embed a pair set, run the k-fold protocol (``pairs.folds``), and (with ``output_dir``) write
     ``<name>.json``, ``<name>_scores.png`` and ``<name>_roc.png``."""
-    embeddings, xnorm = embed_images(backbone, pairs.load, 2 * pairs.num_pairs, **embed_options)
+    embeddings, xnorm, quality = embed_images(backbone, pairs.load, 2 * pairs.num_pairs, **embed_options)
     result = evaluate_pairs(embeddings[0::2], embeddings[1::2], pairs.issame, folds=pairs.folds)
     result.xnorm = xnorm
     scores = np.sum(embeddings[0::2] * embeddings[1::2], 1)
     if pairs.issame.any() and (~pairs.issame).any():
         result.mean_cosine_genuine = float(scores[pairs.issame].mean())
         result.mean_cosine_impostor = float(scores[~pairs.issame].mean())
+        pair_quality = np.minimum(quality[0::2], quality[1::2])
+        result.error_versus_reject = error_versus_reject(scores, pairs.issame, pair_quality)
     if output_dir is not None:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -75,4 +81,7 @@ def evaluate_pair_set(
             scores, pairs.issame, result.threshold_cosine, output_dir / f"{pairs.name}_scores.png", title
         )
         plot_roc({pairs.name: (scores, pairs.issame)}, output_dir / f"{pairs.name}_roc.png")
+        if result.error_versus_reject:
+            path = output_dir / f"{pairs.name}_error_versus_reject.png"
+            plot_error_versus_reject({pairs.name: result.error_versus_reject}, path)
     return result

@@ -72,3 +72,18 @@ def plot_group_distributions(groups: dict[str, tuple[np.ndarray, np.ndarray]], p
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_error_versus_reject(curves: dict[str, list[dict]], path: str | Path, fmr: float = 1e-3) -> None:
+    """``curves``: name → :func:`facelearn.eval.quality.error_versus_reject` output."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        ax.plot([100 * c["rejected"] for c in curve], [c["fnmr"] for c in curve], marker="o", markersize=3, label=name)
+    ax.set_xlabel("lowest-quality pairs rejected (%) — quality = the smaller raw embedding norm")
+    ax.set_ylabel(f"FNMR at FMR = {fmr:g}")
+    ax.set_title("error versus reject")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -39,6 +39,8 @@ class VerificationResult:
     xnorm: float | None = None  # mean un-normalised embedding norm
     mean_cosine_genuine: float | None = None  # E[S+] over the genuine pairs
     mean_cosine_impostor: float | None = None  # E[S-] over the impostor pairs
+    # FNMR at FMR = 1e-3 as the lowest-quality pairs (smaller raw embedding norm) are dropped, 5 % steps
+    error_versus_reject: list[dict] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
