@@ -247,6 +247,12 @@ def test_identity_sampler_gives_p_identities_times_k_and_replays():
 
 
 def test_head_options_and_sizes_are_checked_before_training(tmp_path):
+    from facelearn.models import build_backbone
+    from facelearn.train.tasks import ClassificationTask
+
+    config = tiny_config(tmp_path)
+    with pytest.raises(ValueError, match="32-d embeddings but the head expects 64-d"):
+        ClassificationTask(build_backbone(config.model, 32), MagFaceHead(64, 6))
     with pytest.raises(ValueError, match="does not take gamma"):
         build_trainer(tiny_config(tmp_path, "head.name=magface", "head.gamma=3"))
     with pytest.raises(ValueError, match="has 2 classes"):

@@ -43,6 +43,11 @@ class ClassificationTask(Task):
 
     def __init__(self, backbone: Backbone, head: Head):
         super().__init__()
+        if backbone.embedding_size != head.embedding_size:
+            raise ValueError(
+                f"the backbone gives {backbone.embedding_size}-d embeddings but the head expects "
+                f"{head.embedding_size}-d: build both from model.embedding_size"
+            )
         self.backbone = backbone
         self.head = head
 
