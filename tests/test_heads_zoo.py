@@ -257,3 +257,33 @@ def test_head_options_and_sizes_are_checked_before_training(tmp_path):
         build_trainer(tiny_config(tmp_path, "head.name=magface", "head.gamma=3"))
     with pytest.raises(ValueError, match="has 2 classes"):
         build_trainer(tiny_config(tmp_path, "head.name=curricularface", "data.num_classes=2")).fit()
+
+
+def test_clean_lists_outliers_that_data_exclude_leaves_out(tmp_path):
+    from PIL import Image
+
+    from facelearn.cli import main
+    from facelearn.data.folder import ImageFolder
+
+    rng = np.random.default_rng(0)
+    for person in range(4):
+        (tmp_path / "faces" / f"p{person}").mkdir(parents=True)
+        for n in range(4):
+            pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "faces" / f"p{person}" / f"{n}.png")
+    run = tmp_path / "run"
+    overrides = ["data.kind=folder", f"data.root={tmp_path / 'faces'}", "head.name=subcenter_arcface", "train.steps=2"]
+    build_trainer(tiny_config(run, *overrides)).fit()
+    checkpoint = str(sorted(run.glob("step_*.pt"))[-1])
+    output = tmp_path / "outliers.txt"
+    args = ["clean", checkpoint, "--root", str(tmp_path / "faces"), "--output", str(output), "--threshold", "0"]
+    assert main(args) == 0
+    listed = output.read_text().split()
+    assert len(listed) == 16  # at 0° every image is an outlier
+    (tmp_path / "some.txt").write_text("p0/1.png\np3/0.png\n")
+    assert len(ImageFolder(tmp_path / "faces", tmp_path / "some.txt")) == 14
+    assert main([*args[:-1], "180"]) == 0
+    assert output.read_text() == ""  # and at 180° none
+    arcface = tmp_path / "arcface"
+    build_trainer(tiny_config(arcface, *overrides[:2], "train.steps=1")).fit()
+    assert main(["clean", str(sorted(arcface.glob("step_*.pt"))[-1]), "--root", str(tmp_path / "faces")]) == 2

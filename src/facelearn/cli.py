@@ -139,6 +139,19 @@ def command_prepare(args: argparse.Namespace) -> None:
     )
 
 
+def command_clean(args: argparse.Namespace) -> None:
+    from .clean import find_noisy_images
+
+    found = find_noisy_images(args.checkpoint, args.root, args.threshold)
+    Path(args.output).write_text("".join(f"{path}\n" for path in found["outliers"]))
+    print(
+        f"facelearn: {len(found['outliers'])} of {found['images']} images lie more than {args.threshold}° from "
+        f"their class's dominant sub-centre; listed in {args.output} (train with data.exclude={args.output})"
+    )
+    for path in found["unreadable"]:
+        print(f"  unreadable, not judged: {path}")
+
+
 def command_weights(args: argparse.Namespace) -> None:
     from .align.weights import download_weights
 
@@ -203,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--base-url", help="folder URL holding the files (http(s):// or file://)")
     weights.add_argument("--folder", help="destination (default: $FACELEARN_HOME/weights/<detector>)")
     weights.set_defaults(func=command_weights)
+
+    clean = commands.add_parser("clean", help="Sub-center ArcFace: list training images far from their class")
+    clean.add_argument("checkpoint", help="a checkpoint trained with head.name=subcenter_arcface")
+    clean.add_argument("--root", required=True, help="the identity folders it was trained on")
+    clean.add_argument("--output", default="outliers.txt", help="where to list them (for data.exclude)")
+    clean.add_argument("--threshold", type=float, default=75.0, help="degrees from the dominant sub-centre")
+    clean.set_defaults(func=command_clean)
     return parser
 
 

@@ -91,6 +91,7 @@ class DataConfig:
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     strict: bool = False  # True: an unreadable image stops training instead of being skipped
     num_workers: int = 1
+    exclude: str | None = None  # folder data: file of image paths (relative to root) to leave out
     sampler: str = "random"  # random, or identity: P identities × samples_per_identity images a batch
     samples_per_identity: int = 4  # K of the identity sampler (triplet, pair-wise Circle Loss)
 

@@ -10,18 +10,21 @@ from .images import IMAGE_EXTENSIONS, read_image
 
 
 class ImageFolder:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, exclude: str | Path | None = None):
+        """``exclude``: a text file of image paths relative to ``root``, one a line, to leave out
+        (what ``facelearn clean`` writes)."""
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"dataset folder {self.root} does not exist: set data.root to a folder of identity folders"
             )
+        excluded = set(Path(exclude).read_text().split()) if exclude else set()
         self.identities = sorted(p.name for p in self.root.iterdir() if p.is_dir())
         self.paths: list[Path] = []
         self.labels: list[int] = []
         for label, name in enumerate(self.identities):
             for path in sorted((self.root / name).iterdir()):
-                if path.suffix.lower() in IMAGE_EXTENSIONS:
+                if path.suffix.lower() in IMAGE_EXTENSIONS and f"{name}/{path.name}" not in excluded:
                     self.paths.append(path)
                     self.labels.append(label)
         if not self.paths:

@@ -32,7 +32,7 @@ def build_source(config: DataConfig, seed: int):
     if config.root is None:
         raise ValueError(f"data.kind={config.kind} needs data.root (the dataset directory)")
     if config.kind == "folder":
-        return ImageFolder(config.root)
+        return ImageFolder(config.root, config.exclude)
     if config.kind == "recordio":
         return RecordDataset(config.root)
     raise ValueError(f"unknown data.kind {config.kind!r}; valid: synthetic, folder, recordio")
