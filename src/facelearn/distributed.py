@@ -44,11 +44,27 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+class _Gather(torch.autograd.Function):
+    """all_gather forward; backward sums every process's gradient and keeps this process's slice
+    (so a loss computed on every process sends each part the sum of their gradients)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, dim: int) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        ctx.dim, ctx.size = dim, tensor.shape[dim]
+        return torch.cat(parts, dim=dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad.narrow(ctx.dim, rank() * ctx.size, ctx.size), None
+
+
 def gather(tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """All processes' ``tensor`` concatenated along ``dim`` (rank order), with gradient flowing
-    back to each process's own part. With one process it is the tensor itself."""
+    """All processes' ``tensor`` (equal shapes) concatenated along ``dim`` in rank order, with
+    gradient flowing back to each process's own part. With one process it is the tensor itself."""
     if world_size() == 1:
         return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor.contiguous()), dim=dim)
+    return _Gather.apply(tensor, dim)
