@@ -121,3 +121,17 @@ def test_positive_pairs_from_a_prepared_list(tmp_path):
     listed.write_text("group,first,second\neasy,p0/0.jpg,p1/2.jpg\n")
     with pytest.raises(ValueError, match="different people"):
         build_groups(source, config)
+
+
+def test_each_process_draws_its_own_ddl_batches():
+    from facelearn.data.ddl_batches import DDLBatchSampler
+
+    class Group:
+        identities = list(range(10))
+        pair_identities = list(range(10))
+        by_identity = {i: [2 * i, 2 * i + 1] for i in range(10)}
+        listed_pairs = None
+
+    one = DDLBatchSampler([Group()], 3, seed=4).batch(5)
+    assert DDLBatchSampler([Group()], 3, seed=4, rank=0).batch(5) == one  # rank 0 = the single-process run
+    assert DDLBatchSampler([Group()], 3, seed=4, rank=1).batch(5) != one

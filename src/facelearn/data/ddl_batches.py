@@ -114,11 +114,12 @@ def build_groups(source, config: DDLConfig) -> list[ImageGroup]:
 class DDLBatchSampler:
     """Infinite DDL batches of keys (group, image index, batch number, slot)."""
 
-    def __init__(self, groups: list[ImageGroup], b: int, seed: int, start_batch: int = 0):
-        self.groups, self.b, self.seed, self.start_batch = groups, b, seed, start_batch
+    def __init__(self, groups: list[ImageGroup], b: int, seed: int, start_batch: int = 0, rank: int = 0):
+        """Under several processes each ``rank`` draws its own batches (rank 0 those of one process)."""
+        self.groups, self.b, self.seed, self.start_batch, self.rank = groups, b, seed, start_batch, rank
 
     def batch(self, number: int) -> list[tuple[int, int, int, int]]:
-        rng = np.random.default_rng([self.seed, 7, number])
+        rng = np.random.default_rng([self.seed, 7, number, *([self.rank] if self.rank else [])])
         keys = []
         for g, group in enumerate(self.groups):
             singles = [rng.choice(group.by_identity[i]) for i in rng.choice(group.identities, self.b, replace=False)]
@@ -172,7 +173,7 @@ def build_ddl_loader(
     workers = options.get("num_workers", 0)
     return DataLoader(
         dataset,
-        batch_sampler=DDLBatchSampler(groups, config.pairs, seed, start_batch),
+        batch_sampler=DDLBatchSampler(groups, config.pairs, seed, start_batch, options.get("rank", 0)),
         collate_fn=collate_whole,
         num_workers=workers,
         persistent_workers=workers > 0,

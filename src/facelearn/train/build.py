@@ -8,7 +8,7 @@ from ..config import Config, HeadConfig, from_dict
 from ..data.ddl_batches import build_ddl_loader, build_groups
 from ..data.loader import build_source
 from ..data.pairs import pair_set_from_config
-from ..distributed import init_from_environment
+from ..distributed import init_from_environment, rank
 from ..heads import build_head
 from ..losses import DDLLoss
 from ..models import build_backbone
@@ -92,7 +92,7 @@ def ddl_trainer(config: Config, backbone, head, source, eval_sets) -> Trainer:
     data, seed = config.data, config.train.seed
 
     def make_loader(start_batch: int):
-        options = {"flip": data.flip, "strict": data.strict, "num_workers": data.num_workers}
+        options = {"flip": data.flip, "strict": data.strict, "num_workers": data.num_workers, "rank": rank()}
         return build_ddl_loader(source, groups, ddl, data.image_size, seed, start_batch, **options)
 
     return Trainer(config, task, source, eval_sets, make_loader)
