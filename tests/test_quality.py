@@ -34,3 +34,9 @@ def test_rejecting_low_quality_pairs_removes_the_errors():
     assert curve[0]["pairs"] == n and curve[-1]["pairs"] == 100
     assert curve[0]["fnmr"] > 0.15 and curve[5]["fnmr"] == 0.0  # 25 % dropped: every failure gone
     assert all(a["fnmr"] >= b["fnmr"] for a, b in zip(curve[:5], curve[1:6], strict=True))
+
+
+def test_a_curve_without_impostors_left_says_so_in_json_terms():
+    issame = np.array([True] * 19 + [False])
+    curve = error_versus_reject(np.linspace(0, 1, 20), issame, quality=np.arange(20.0)[::-1])
+    assert curve[0]["fnmr"] is not None and curve[1]["fnmr"] is None  # the impostor had the lowest quality

@@ -78,7 +78,8 @@ def plot_error_versus_reject(curves: dict[str, list[dict]], path: str | Path, fm
     """``curves``: name → :func:`facelearn.eval.quality.error_versus_reject` output."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, curve in curves.items():
-        ax.plot([100 * c["rejected"] for c in curve], [c["fnmr"] for c in curve], marker="o", markersize=3, label=name)
+        points = [(100 * c["rejected"], c["fnmr"]) for c in curve if c["fnmr"] is not None]
+        ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name)
     ax.set_xlabel("lowest-quality pairs rejected (%) — quality = the smaller raw embedding norm")
     ax.set_ylabel(f"FNMR at FMR = {fmr:g}")
     ax.set_title("error versus reject")

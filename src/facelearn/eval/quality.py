@@ -29,11 +29,9 @@ def error_versus_reject(
     curve = []
     for rejected in np.arange(0, 1 - step / 2, step):
         kept = order[int(round(rejected * len(order))) :]
+        fnmr = fnmr_at_fmr(scores[kept], issame[kept], fmr)
+        # None (JSON null) once no genuine or no impostor pair is left
         curve.append(
-            {
-                "rejected": round(float(rejected), 2),
-                "pairs": len(kept),
-                "fnmr": fnmr_at_fmr(scores[kept], issame[kept], fmr),
-            }
+            {"rejected": round(float(rejected), 2), "pairs": len(kept), "fnmr": None if np.isnan(fnmr) else fnmr}
         )
     return curve
