@@ -28,7 +28,8 @@ def worker(rank: int, port: int, run: str, overrides: list[str]) -> None:
     try:
         build_trainer(tiny_config(run, *COMMON, *overrides)).fit()
     finally:
-        torch.distributed.destroy_process_group()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def two_processes(run, *overrides) -> None:

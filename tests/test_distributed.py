@@ -31,6 +31,7 @@ def worker(rank: int, port: int, results) -> None:
         loss = ddl_of(local)
         loss.backward()
         results[rank] = (loss.detach(), local.grad, world_size())
+        dist.barrier()  # both processes finish their collectives before either leaves
     finally:
         dist.destroy_process_group()
 

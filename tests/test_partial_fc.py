@@ -43,7 +43,7 @@ def single_process(name: str):
     return loss.detach(), x.grad, head.weight.grad, getattr(head, "t", None)
 
 
-def worker(rank: int, port: int, name: str, results) -> None:
+def worker(rank: int, port: int, name: str, results, split: int = N // 2) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         x, labels, weight = data(name)
@@ -51,27 +51,31 @@ def worker(rank: int, port: int, name: str, results) -> None:
         head = PartialFC(HEADS[name](stop - start), C, sample_rate=1.0).double()
         with torch.no_grad():
             head.head.weight.copy_(head.local_block(weight))
-        local = x[rank * N // 2 : (rank + 1) * N // 2].clone().requires_grad_(True)
-        loss = head(local, labels[rank * N // 2 : (rank + 1) * N // 2]).loss
+        rows = slice(0, split) if rank == 0 else slice(split, N)
+        local = x[rows].clone().requires_grad_(True)
+        loss = head(local, labels[rows]).loss
         loss.backward()
         full = head.full_weight()
         results[rank] = (loss.detach(), local.grad, head.head.weight.grad, getattr(head.head, "t", None), full)
+        dist.barrier()  # both processes finish their collectives before either leaves
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("name", list(HEADS))
-def test_two_processes_equal_one_full_classifier(name):
+@pytest.mark.parametrize("name, split", [(name, N // 2) for name in HEADS] + [("arcface", 3)])
+def test_two_processes_equal_one_full_classifier(name, split):
+    """split = 3: one process has 3 rows, the other 5 (an unreadable image shrank a batch)."""
     loss, grad_x, grad_w, t = single_process(name)
     results = mp.Manager().dict()
-    mp.spawn(worker, args=(free_port(), name, results), nprocs=2, join=True)
+    mp.spawn(worker, args=(free_port(), name, results, split), nprocs=2, join=True)
     rows = grad_w.shape[0] // C
     for rank in (0, 1):
         got_loss, got_x, got_w, got_t, full = results[rank]
         start, stop = shard_range(C, rank, 2)
         torch.testing.assert_close(got_loss, loss, rtol=1e-5, atol=1e-5)
         # the embeddings' gradient is ×2 (world size) so that DDP's averaging gives the exact one
-        torch.testing.assert_close(got_x / 2, grad_x[rank * N // 2 : (rank + 1) * N // 2], rtol=1e-5, atol=1e-5)
+        mine = slice(0, split) if rank == 0 else slice(split, N)
+        torch.testing.assert_close(got_x / 2, grad_x[mine], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(got_w, grad_w[start * rows : stop * rows], rtol=1e-5, atol=1e-5)
         if t is not None:
             torch.testing.assert_close(got_t, t)  # the statistic comes from the whole global batch

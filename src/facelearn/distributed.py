@@ -44,27 +44,41 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def sizes_of_all(tensor: torch.Tensor, dim: int) -> list[int]:
+    size = torch.tensor([tensor.shape[dim]], device=tensor.device)
+    sizes = [torch.empty_like(size) for _ in range(world_size())]
+    dist.all_gather(sizes, size)
+    return [int(s) for s in sizes]
+
+
 class _Gather(torch.autograd.Function):
-    """all_gather forward; backward sums every process's gradient and keeps this process's slice
-    (so a loss computed on every process sends each part the sum of their gradients)."""
+    """all_gather forward (sizes along ``dim`` may differ: an unreadable image makes one process's
+    batch smaller); backward sums every process's gradient and keeps this process's slice, so a
+    loss computed on every process sends each part the sum of their gradients."""
 
     @staticmethod
     def forward(ctx, tensor: torch.Tensor, dim: int) -> torch.Tensor:
-        parts = [torch.empty_like(tensor) for _ in range(world_size())]
-        dist.all_gather(parts, tensor.contiguous())
-        ctx.dim, ctx.size = dim, tensor.shape[dim]
-        return torch.cat(parts, dim=dim)
+        sizes = sizes_of_all(tensor, dim)
+        shape = list(tensor.shape)
+        shape[dim] = max(sizes)
+        padded = tensor.new_zeros(shape)
+        padded.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        ctx.dim, ctx.sizes = dim, sizes
+        return torch.cat([part.narrow(dim, 0, size) for part, size in zip(parts, sizes, strict=True)], dim=dim)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         grad = grad.contiguous()
         dist.all_reduce(grad)
-        return grad.narrow(ctx.dim, rank() * ctx.size, ctx.size), None
+        offset = sum(ctx.sizes[: rank()])
+        return grad.narrow(ctx.dim, offset, ctx.sizes[rank()]), None
 
 
 def gather(tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """All processes' ``tensor`` (equal shapes) concatenated along ``dim`` in rank order, with
-    gradient flowing back to each process's own part. With one process it is the tensor itself."""
+    """All processes' ``tensor`` concatenated along ``dim`` in rank order, with gradient flowing
+    back to each process's own part. With one process it is the tensor itself."""
     if world_size() == 1:
         return tensor
     return _Gather.apply(tensor, dim)

@@ -143,7 +143,7 @@ class PartialFC(Head):
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             local = at_least_fp32(embeddings)
             everyone = gather(ScaleGradient.apply(local, float(world_size())), dim=0)
-            all_labels = gather_labels(labels)
+            all_labels = gather(labels, dim=0)
             in_shard = (all_labels >= self.start) & (all_labels < self.stop)
             local_labels = torch.where(in_shard, all_labels - self.start, -1)
             index, sampled_labels = self.sample(local_labels)
@@ -206,11 +206,3 @@ class PartialFC(Head):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, shard=[{self.start}, {self.stop}), sample_rate={self.sample_rate}"
-
-
-def gather_labels(labels: torch.Tensor) -> torch.Tensor:
-    if world_size() == 1:
-        return labels
-    parts = [torch.empty_like(labels) for _ in range(world_size())]
-    dist.all_gather(parts, labels.contiguous())
-    return torch.cat(parts)

@@ -317,6 +317,8 @@ class Trainer:
             torch.save(self.task.backbone.state_dict(), self.run_dir / "backbone.pt")
             (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         writer.close()
+        if self.world_size > 1:
+            dist.barrier()  # every process leaves together, after rank 0 has written everything
         return summary
 
     def train_step(self, batches) -> tuple[float, int]:
