@@ -43,7 +43,7 @@ HEADS = {
 }
 
 
-def train(name: str, work: Path, extra: list[str]) -> Path:
+def train(name: str, work: Path, extra: list[str]) -> tuple[Path, str]:
     run = work / f"head_{name}"
     command = [
         "train",
@@ -60,7 +60,7 @@ def train(name: str, work: Path, extra: list[str]) -> Path:
         print(shell_command(command), flush=True)
         if facelearn(command) != 0:
             sys.exit(f"{name} failed")
-    return run
+    return run, shell_command(command)
 
 
 def result_of(name: str, run: Path) -> dict:
@@ -79,7 +79,8 @@ def main() -> None:
     args = parser.parse_args()
     work, rows = Path(args.work), []
     for name in args.only:
-        rows.append(result_of(name, train(name, work, args.overrides)))
+        run, command = train(name, work, args.overrides)
+        rows.append({**result_of(name, run), "command": command})
         write_result(args.output, {"overrides": args.overrides, "rows": rows})
     print(f"{'head':<20}{'accuracy':>16}{'AUC':>8}")
     for r in sorted(rows, key=lambda r: -r["accuracy"]):
