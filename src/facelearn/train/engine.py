@@ -3,7 +3,8 @@
 Device and threads, channels_last, autocast (bf16 on CPU, fp16 with a grad scaler on CUDA),
 gradient accumulation and clipping, the schedule, progress bar and TensorBoard, periodic
 verification, atomic checkpoints (keep-last-N plus best), exact resume, and a clean stop on a
-non-finite loss that leaves the last good checkpoint untouched.
+non-finite loss that leaves the last good checkpoint untouched. Under ``torchrun`` every process
+runs this loop on its slice of the batch (:mod:`facelearn.train.parallel`); rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .checkpoint import (
     step_checkpoints,
     step_path,
 )
+from .parallel import DataParallel
 from .schedule import build_scheduler
 from .tasks import Task
 
@@ -106,11 +108,10 @@ class Trainer:
         self.task = task.to(self.device)
         if config.train.channels_last:
             self.task.to(memory_format=torch.channels_last)
-        sharded = self.sharded_parameters()
-        self.replicated = [p for p in task.parameters() if p.requires_grad and id(p) not in sharded]
         self.source = source
         self.eval_sets = eval_sets
         self.optimizer = build_optimizer(task, config)
+        self.parallel = DataParallel(self.task, self.optimizer)
         self.scheduler = build_scheduler(self.optimizer, config.train.steps, config.schedule)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.step = 0
@@ -123,7 +124,7 @@ class Trainer:
             "format": FORMAT,
             "step": self.step,
             "task": self.task.state_dict(),
-            "optimizer": self.optimizer_state(),
+            "optimizer": self.parallel.optimizer_state(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
@@ -141,39 +142,13 @@ class Trainer:
             raise CheckpointError(
                 f"{path} was written for another model or class count than this config: {error}"
             ) from None
-        self.load_optimizer_state(state["optimizer"])
+        self.parallel.load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         self.step = state["step"]
         self.best_accuracy = state["best_accuracy"]
         log.warning("resuming from %s at step %d (train.resume=false or a new output_dir starts over)", path, self.step)
-
-    def sharded_parameters(self) -> dict[int, object]:
-        """id(parameter) → the Partial FC head whose class centres it holds (one shard per process)."""
-        head = getattr(self.task, "head", None)
-        return {id(p): head for p in getattr(head, "sharded_parameters", list)()}
-
-    def map_sharded_optimizer_state(self, state: dict, convert: str) -> dict:
-        """Gather (``"gather_shards"``) or split (``"local_block"``) the per-centre optimizer state
-        (momentum, Adam moments) of sharded centres, so checkpoints hold it in full."""
-        sharded = self.sharded_parameters()
-        for index, parameter in enumerate(self.optimizer_parameters()):
-            head, slot = sharded.get(id(parameter)), state["state"].get(index)
-            if head is None or not slot:
-                continue
-            per_centre = {k for k, v in slot.items() if torch.is_tensor(v) and v.ndim == 2}
-            state["state"][index] = {k: getattr(head, convert)(v) if k in per_centre else v for k, v in slot.items()}
-        return state
-
-    def optimizer_state(self) -> dict:
-        return self.map_sharded_optimizer_state(self.optimizer.state_dict(), "gather_shards")
-
-    def load_optimizer_state(self, saved: dict) -> None:
-        self.optimizer.load_state_dict(self.map_sharded_optimizer_state(saved, "local_block"))
-
-    def optimizer_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def write(self, path: Path) -> None:
         """Every process builds the state (Partial FC gathers its shards); rank 0 alone writes it."""
@@ -187,38 +162,6 @@ class Trainer:
         if self.is_main:
             prune(self.run_dir, self.train_config.keep_last)
         return path
-
-    def average_gradients(self) -> None:
-        """Data parallelism: average every replicated parameter's gradient over the processes, in
-        one coalesced all-reduce (what DDP does, without overlapping it with the backward pass)."""
-        if self.world_size == 1:
-            return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.replicated]
-        flat = torch._utils._flatten_dense_tensors(grads)
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        averaged = torch._utils._unflatten_dense_tensors(flat, grads)
-        for parameter, grad in zip(self.replicated, averaged, strict=True):
-            parameter.grad = grad
-        for buffer in self.task.backbone.buffers():  # batch-norm statistics: rank 0's, as DDP broadcasts them
-            dist.broadcast(buffer, src=0)
-
-    def clip_gradients(self, max_norm: float) -> None:
-        """``clip_grad_norm_`` over the whole model: the norm of sharded class centres is summed
-        across processes, so every process scales by the same factor, as one process would."""
-        sharded = self.sharded_parameters()
-        if not sharded:
-            torch.nn.utils.clip_grad_norm_(self.task.parameters(), max_norm)
-            return
-        shared = [p.grad for p in self.task.parameters() if p.grad is not None and id(p) not in sharded]
-        local = [p.grad for p in self.task.parameters() if p.grad is not None and id(p) in sharded]
-        squared = torch.stack([g.float().pow(2).sum() for g in local]).sum()
-        if self.world_size > 1:
-            dist.all_reduce(squared)
-        squared = squared + sum(g.float().pow(2).sum() for g in shared)
-        factor = (max_norm / (squared.sqrt() + 1e-6)).clamp(max=1.0)
-        for grad in shared + local:
-            grad.mul_(factor.to(grad.dtype))
 
     # ---------------------------------------------------------------- loop
     def classification_loader(self, start_batch: int):
@@ -349,10 +292,10 @@ class Trainer:
             total_loss += loss.item() / cfg.grad_accum
             images += len(batch["images"])
             metrics = output.metrics
-        self.average_gradients()
+        self.parallel.average_gradients()
         self.scaler.unscale_(self.optimizer)
         if cfg.clip_grad_norm > 0:
-            self.clip_gradients(cfg.clip_grad_norm)
+            self.parallel.clip_gradients(cfg.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
