@@ -18,7 +18,7 @@
   gradient is multiplied by the number of processes, so that DDP's gradient *averaging* gives the
   backbone the exact gradient of the global mean loss, as a single process would.
 * **Checkpoints.** :meth:`full_weight` gathers the shards (every process must call it) and
-  :meth:`load_full_weight` takes this process's block of a full matrix, so a checkpoint holds every
+  :meth:`local_block` takes this process's block of a full matrix, so a checkpoint holds every
   centre once and resumes on any number of processes.
 """
 
@@ -169,16 +169,7 @@ class PartialFC(Head):
     def gather_shards(self, local: torch.Tensor) -> torch.Tensor:
         """This process's rows of a per-centre tensor (the weight, its momentum) → all rows, in
         class order. Every process must call it."""
-        if world_size() == 1:
-            return local
-        rows = local.shape[0] // self.head.num_classes  # sub-centres per class
-        ranges = [shard_range(self.num_classes, r, world_size()) for r in range(world_size())]
-        sizes = [rows * (stop - start) for start, stop in ranges]
-        padded = local.new_zeros(sizes[0], *local.shape[1:])  # shard 0 is the largest; all_gather wants equal sizes
-        padded[: len(local)] = local
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded)
-        return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+        return gather(local, dim=0)
 
     def local_block(self, full: torch.Tensor) -> torch.Tensor:
         """This process's rows of a full per-centre tensor."""
