@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from facelearn.config import Config, ConfigError, dump_config, load_config
+from facelearn.train.build import check_config
 
 REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
 
@@ -19,9 +20,9 @@ def test_every_recipe_loads():
 
 def test_dotted_overrides_are_typed(tmp_path):
     config = load_config(REPO_CONFIGS / "demo.yaml", ["head.margin=0.4", "optim.lr=0.05", "model.blocks=[1,1,1,1]"])
-    assert config.head.margin == 0.4
+    assert config.head.options["margin"] == 0.4
     assert config.optim.lr == 0.05
-    assert config.model.blocks == [1, 1, 1, 1]
+    assert config.model.options["blocks"] == [1, 1, 1, 1]
     config = load_config(None, ["eval.sets.1.num_pairs=300", "train.steps=7"])
     assert config.eval.sets[1].num_pairs == 300 and config.train.steps == 7
 
@@ -31,8 +32,8 @@ def test_misspelt_key_names_it_and_lists_valid_keys(tmp_path):
         load_config(None, ["optim.lrr=0.1"])
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("head:\n  marginn: 0.3\n")
-    with pytest.raises(ConfigError, match=r"'head.marginn'.*scale, margin"):
-        load_config(recipe)
+    with pytest.raises(ConfigError, match=r"head.marginn is not an option of head 'arcface'; it takes: scale, margin"):
+        check_config(load_config(recipe))
     with pytest.raises(ConfigError, match="unknown config key 'trian'"):
         load_config(None, ["trian.steps=3"])
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import shared_path
 
-from facelearn.config import DataConfig, DegradeConfig
+from facelearn.config import DataConfig, DegradeConfig, load_config
 from facelearn.data.folder import ImageFolder
 from facelearn.data.images import ImageError, encode_image, read_image
 from facelearn.data.loader import SeededBatchSampler, TrainingDataset, build_source, collate
@@ -18,6 +18,7 @@ from facelearn.data.recordio import MAGIC, RecordDataset, RecordReader, frame_re
 from facelearn.data.synthetic import SyntheticFaces
 from facelearn.data.transforms import Degrade, TrainTransform, downsample, to_tensor
 from facelearn.data.verification_bin import UnsafeBinError, load_verification_bin, write_verification_bin
+from facelearn.errors import DataError
 
 
 def test_synthetic_faces_are_deterministic_and_identity_structured():
@@ -73,7 +74,7 @@ def test_image_folder_labels_and_errors(tmp_path):
     assert folder.num_classes == 2 and len(folder) == 6
     assert [folder.label(i) for i in range(6)] == [0, 0, 0, 1, 1, 1]
     assert folder.image(0).shape == (112, 112, 3)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         ImageFolder(tmp_path / "missing")
     (tmp_path / "empty" / "nobody").mkdir(parents=True)
     with pytest.raises(ValueError, match="holds no images"):
@@ -205,7 +206,7 @@ def test_missing_or_empty_dataset_errors(tmp_path):
         build_source(DataConfig(kind="folder"), 0)
     with pytest.raises(FileNotFoundError, match="train.rec"):
         build_source(DataConfig(kind="recordio", root=str(tmp_path)), 0)
-    with pytest.raises(ValueError, match="unknown data.kind"):
-        build_source(DataConfig(kind="lmdb", root=str(tmp_path)), 0)
+    with pytest.raises(ValueError, match="data.kind: 'lmdb' is not one of: synthetic, folder, recordio"):
+        load_config(None, ["data.kind=lmdb"])
     with pytest.raises(ValueError, match="fewer than one global batch"):
         SeededBatchSampler(3, 4, seed=0)

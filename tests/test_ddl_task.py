@@ -84,7 +84,7 @@ def test_ddl_weights_zero_is_plain_classification_on_the_same_batches(tmp_path):
     torch.set_num_threads(1)
     zero = ["ddl.pos_weight=0", "ddl.neg_weight=0", "ddl.order_weight=0"]
     trainer = build_trainer(tiny_config(tmp_path / "z", *DDL, *zero))
-    batch = next(iter(trainer.make_loader(0)))
+    batch = next(iter(trainer.task.loader(0)))
     output = trainer.task(batch)
     assert output.loss.item() == pytest.approx(output.metrics["classification"], rel=1e-6)
 

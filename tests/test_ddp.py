@@ -65,13 +65,15 @@ def test_partial_fc_checkpoint_resumes_on_another_number_of_processes(tmp_path):
     assert saved["task"]["head.head.weight"].shape == (6, 32)
     momentum = [s["momentum_buffer"] for s in saved["optimizer"]["state"].values() if s["momentum_buffer"].ndim == 2]
     assert any(m.shape == (6, 32) for m in momentum)  # the sharded centres' momentum, gathered
-    resumed = build_trainer(tiny_config(run, *COMMON, *pfc, "train.steps=3"))
+    resumed = build_trainer(tiny_config(run, *COMMON, *pfc, "train.steps=3", "train.resume=force"))
     resumed.fit()  # step 3 on one process
     assert resumed.step == 3
-    two_processes(run, *pfc, "train.steps=4")  # and step 4 on two again
+    two_processes(run, *pfc, "train.steps=4", "train.resume=force")  # and step 4 on two again
     assert final_state(run)["step"] == 4
     with pytest.raises(Exception, match="class centres"):
-        build_trainer(tiny_config(run, *COMMON, *pfc, "train.steps=5", "data.num_classes=8")).fit()
+        build_trainer(
+            tiny_config(run, *COMMON, *pfc, "train.steps=5", "train.resume=force", "data.num_classes=8")
+        ).fit()
 
 
 def test_a_group_that_cannot_form_is_a_clear_error(tmp_path, monkeypatch):

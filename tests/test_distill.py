@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_engine import tiny_config
+from test_engine import NOT_MBF, tiny_config
 
 from facelearn.losses.distill import angular_distillation, hinton_distillation, l2_distillation
 from facelearn.train.build import build_trainer
@@ -44,7 +44,7 @@ def test_hinton_loss_is_the_formula():
 def teacher_checkpoint(tmp_path_factory):
     torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("teacher")
-    build_trainer(tiny_config(run, "model.name=iresnet18", "model.embedding_size=48")).fit()
+    build_trainer(tiny_config(run, "model.name=iresnet18", *NOT_MBF, "model.embedding_size=48")).fit()
     return str(step_checkpoints(run)[-1])
 
 
@@ -73,7 +73,9 @@ def test_checkpoints_hold_the_student_only_and_resume(tmp_path, teacher_checkpoi
     saved = torch.load(step_checkpoints(tmp_path)[-1], weights_only=True)["task"]
     assert not any(key.startswith("teacher") for key in saved)
     assert any(key.startswith("adapters.3.") for key in saved)
-    resumed = build_trainer(distill(tmp_path, teacher_checkpoint, "distill.stages=[3]", "train.steps=3"))
+    resumed = build_trainer(
+        distill(tmp_path, teacher_checkpoint, "distill.stages=[3]", "train.steps=3", "train.resume=force")
+    )
     resumed.fit()
     assert resumed.step == 3
     for key, value in trainer.task.teacher.state_dict().items():
@@ -86,7 +88,7 @@ def test_adapters_route_through_the_teachers_later_stages(tmp_path, teacher_chec
     calls = {name: 0 for name in ("layer2", "layer3", "layer4")}
     for name in calls:
         getattr(teacher, name).register_forward_hook(lambda *_, n=name: calls.__setitem__(n, calls[n] + 1))
-    batch = next(iter(trainer.make_loader(0)))
+    batch = next(iter(trainer.task.loader(0)))
     output = task(batch)
     # the teacher's own pass runs every stage once; the stage-2 route adds stages 3 and 4 only
     assert calls == {"layer2": 1, "layer3": 2, "layer4": 2}
@@ -100,7 +102,7 @@ def test_adapters_route_through_the_teachers_later_stages(tmp_path, teacher_chec
 def test_baselines_build_and_step(tmp_path, teacher_checkpoint):
     for method in ("l2", "hinton", "none"):
         trainer = build_trainer(distill(tmp_path / method, teacher_checkpoint, f"distill.method={method}"))
-        output = trainer.task(next(iter(trainer.make_loader(0))))
+        output = trainer.task(next(iter(trainer.task.loader(0))))
         assert torch.isfinite(output.loss)
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from facelearn.config import load_config
+from facelearn.errors import FacelearnError
 from facelearn.train.build import build_trainer
 from facelearn.train.checkpoint import CheckpointError, load_checkpoint, step_checkpoints
 from facelearn.train.engine import TrainingDiverged
@@ -29,6 +30,8 @@ TINY = [
     "optim.lr=0.05",
     "eval.sets=[{name: unseen, kind: synthetic, num_pairs: 20}]",
 ]
+
+NOT_MBF = ["model.width=null", "model.blocks=null"]  # switching TINY to another backbone
 
 
 def tiny_config(run_dir, *overrides):
@@ -114,8 +117,10 @@ def test_labels_outside_the_head_are_rejected_before_training(tmp_path):
 
 def test_resume_with_another_class_count_is_a_clear_error(tmp_path):
     build_trainer(tiny_config(tmp_path, "train.steps=3")).fit()
-    with pytest.raises(CheckpointError, match="another model or class count"):
+    with pytest.raises(FacelearnError, match=r"another config \(data.num_identities: 6 -> 7; train.steps: 3 -> 6\)"):
         build_trainer(tiny_config(tmp_path, "data.num_identities=7")).fit()
+    with pytest.raises(CheckpointError, match="another model or class count"):
+        build_trainer(tiny_config(tmp_path, "data.num_identities=7", "train.resume=force")).fit()
 
 
 def test_fine_tuning_starts_from_backbone_weights(tmp_path):
@@ -128,7 +133,7 @@ def test_fine_tuning_starts_from_backbone_weights(tmp_path):
     for key, value in trainer.task.backbone.state_dict().items():
         assert torch.equal(value, base[key]), key
     wrong = tiny_config(
-        tmp_path / "wrong", f"train.init_backbone={tmp_path / 'base' / 'backbone.pt'}", "model.name=iresnet18"
+        tmp_path / "wrong", f"train.init_backbone={tmp_path / 'base' / 'backbone.pt'}", "model.name=iresnet18", *NOT_MBF
     )
     with pytest.raises(CheckpointError, match="does not match IResNet"):
         build_trainer(wrong).fit()

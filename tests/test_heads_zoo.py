@@ -252,8 +252,8 @@ def test_head_options_and_sizes_are_checked_before_training(tmp_path):
 
     config = tiny_config(tmp_path)
     with pytest.raises(ValueError, match="32-d embeddings but the head expects 64-d"):
-        ClassificationTask(build_backbone(config.model, 32), MagFaceHead(64, 6))
-    with pytest.raises(ValueError, match="does not take gamma"):
+        ClassificationTask(build_backbone(config.model, 32), MagFaceHead(64, 6), config, None)
+    with pytest.raises(ValueError, match="head.gamma is not an option of head 'magface'"):
         build_trainer(tiny_config(tmp_path, "head.name=magface", "head.gamma=3"))
     with pytest.raises(ValueError, match="has 2 classes"):
         build_trainer(tiny_config(tmp_path, "head.name=curricularface", "data.num_classes=2")).fit()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import load_json
 
-from facelearn.config import ModelConfig
+from facelearn.config import ConfigError, ModelConfig
 from facelearn.models import MobileFaceNet, build_backbone, iresnet
 
 
@@ -57,10 +57,12 @@ def test_channels_last_gives_the_same_embedding():
 
 
 def test_smaller_input_sizes_and_bad_names():
-    model = build_backbone(ModelConfig(name="mobilefacenet", width=1, blocks=[1, 1, 1, 1], embedding_size=64), 64)
+    model = build_backbone(
+        ModelConfig(name="mobilefacenet", options={"width": 1, "blocks": [1, 1, 1, 1]}, embedding_size=64), 64
+    )
     assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 64)
     assert build_backbone(ModelConfig(name="iresnet18"), 64).eval()(torch.randn(1, 3, 64, 64)).shape == (1, 512)
-    with pytest.raises(KeyError, match="valid names: iresnet100"):
+    with pytest.raises(ConfigError, match="valid names: iresnet100"):
         build_backbone(ModelConfig(name="resnet50"))
     with pytest.raises(ValueError, match="multiple of 16"):
         build_backbone(ModelConfig(name="mobilefacenet"), 100)

@@ -33,7 +33,7 @@ def find_noisy_images(checkpoint: str | Path, root: str | Path, threshold_degree
     backbone, image_size = backbone_from_checkpoint(checkpoint)
     head_config.partial_fc, head_config.sample_rate = False, 1.0
     source = ImageFolder(root)
-    head = build_head(head_config, backbone.embedding_size, source.num_classes)
+    head = build_head(head_config, backbone.embedding_size, source.num_classes, strict=False)
     load_head_weights(head, checkpoint)  # fails, naming both, if the class count differs
     unreadable: list[int] = []
 

@@ -1,9 +1,11 @@
-"""One small name → factory registry, used by backbones, heads and (later) losses and detectors."""
+"""One small name → factory registry, used by backbones, heads, tasks and detectors."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from .errors import ConfigError
 
 T = TypeVar("T")
 
@@ -29,7 +31,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             valid = ", ".join(sorted(self._entries))
-            raise KeyError(f"unknown {self.kind} {name!r}; valid names: {valid}") from None
+            raise ConfigError(f"unknown {self.kind} {name!r}; valid names: {valid}") from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

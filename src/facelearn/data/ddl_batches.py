@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from ..config import DDLConfig, DegradeConfig
 from .images import ImageError, fit_size
+from .loader import seeded_loader
 from .transforms import TrainTransform
 
 log = logging.getLogger(__name__)
@@ -171,11 +172,5 @@ def build_ddl_loader(
 ) -> DataLoader:
     dataset = DDLDataset(source, groups, image_size, seed, options.get("flip", True), options.get("strict", False))
     workers = options.get("num_workers", 0)
-    return DataLoader(
-        dataset,
-        batch_sampler=DDLBatchSampler(groups, config.pairs, seed, start_batch, options.get("rank", 0)),
-        collate_fn=collate_whole,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
-    )
+    sampler = DDLBatchSampler(groups, config.pairs, seed, start_batch, options.get("rank", 0))
+    return seeded_loader(dataset, sampler, collate_whole, workers, seed)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from .images import IMAGE_EXTENSIONS, read_image
+
+log = logging.getLogger(__name__)
 
 
 class ImageFolder:
@@ -15,20 +19,30 @@ class ImageFolder:
         (what ``facelearn clean`` writes)."""
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(
-                f"dataset folder {self.root} does not exist: set data.root to a folder of identity folders"
-            )
+            raise DataError(f"dataset folder {self.root} does not exist: set data.root to a folder of identity folders")
         excluded = set(Path(exclude).read_text().split()) if exclude else set()
-        self.identities = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        self.identities: list[str] = []
         self.paths: list[Path] = []
         self.labels: list[int] = []
-        for label, name in enumerate(self.identities):
-            for path in sorted((self.root / name).iterdir()):
-                if path.suffix.lower() in IMAGE_EXTENSIONS and f"{name}/{path.name}" not in excluded:
-                    self.paths.append(path)
-                    self.labels.append(label)
+        empty = []
+        for name in sorted(p.name for p in self.root.iterdir() if p.is_dir()):
+            files = [
+                path
+                for path in sorted((self.root / name).iterdir())
+                if path.suffix.lower() in IMAGE_EXTENSIONS and f"{name}/{path.name}" not in excluded
+            ]
+            if not files:  # an identity without images would be a class that can never be learnt
+                empty.append(name)
+                continue
+            self.paths += files
+            self.labels += [len(self.identities)] * len(files)
+            self.identities.append(name)
+        if empty:
+            log.warning(
+                "%s: %d identity folders without images left out: %s", self.root, len(empty), ", ".join(empty[:5])
+            )
         if not self.paths:
-            raise ValueError(
+            raise DataError(
                 f"dataset folder {self.root} holds no images: expected {self.root}/<identity>/<image> "
                 f"with extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
             )

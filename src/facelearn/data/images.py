@@ -1,17 +1,37 @@
-"""Decoding images to HWC uint8 RGB, with one error type for anything unreadable."""
+"""Decoding images to HWC uint8 RGB, with one error type for anything unreadable.
+
+An image's size is read from its header before it is decoded: one above ``MAX_PIXELS`` (default
+64 million, ``$FACELEARN_MAX_PIXELS``) is refused as unreadable, so a small file that decompresses
+to gigabytes (a "decompression bomb") never reaches memory.
+"""
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
+
+from ..errors import DataError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
+MAX_PIXELS = int(os.environ.get("FACELEARN_MAX_PIXELS", 64_000_000))
 
 
-class ImageError(ValueError):
+class ImageError(DataError):
     """An image file or buffer that cannot be decoded."""
+
+
+def header_size(buffer: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from the header alone, or None when Pillow cannot tell (cv2 then decides)."""
+    try:
+        with Image.open(io.BytesIO(buffer.tobytes())) as image:
+            return image.size
+    except Exception:  # not an image Pillow knows; cv2 may still decode it
+        return None
 
 
 def decode_image(data: bytes | np.ndarray, source: str = "buffer") -> np.ndarray:
@@ -20,7 +40,16 @@ def decode_image(data: bytes | np.ndarray, source: str = "buffer") -> np.ndarray
     buffer = (
         np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else np.asarray(data, np.uint8).ravel()
     )
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    size = header_size(buffer) if buffer.size else None
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise ImageError(
+            f"{source}: {size[0]}×{size[1]} pixels, more than the limit of {MAX_PIXELS:,} "
+            "(set FACELEARN_MAX_PIXELS to allow larger images)"
+        )
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    except cv2.error as error:  # e.g. above OpenCV's own pixel limit
+        raise ImageError(f"{source}: cannot be decoded ({' '.join(str(error).split())[:200]})") from None
     if image is None:
         raise ImageError(f"{source}: not a decodable image ({buffer.size} bytes)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import DataConfig
+from ..errors import DataError
 from .folder import ImageFolder
 from .identity_sampler import IdentityBatchSampler
 from .images import ImageError, fit_size
@@ -30,12 +31,14 @@ def build_source(config: DataConfig, seed: int):
     if config.kind == "synthetic":
         return SyntheticFaces(config.num_identities, config.images_per_identity, config.image_size, seed)
     if config.root is None:
-        raise ValueError(f"data.kind={config.kind} needs data.root (the dataset directory)")
-    if config.kind == "folder":
-        return ImageFolder(config.root, config.exclude)
-    if config.kind == "recordio":
-        return RecordDataset(config.root)
-    raise ValueError(f"unknown data.kind {config.kind!r}; valid: synthetic, folder, recordio")
+        raise DataError(f"data.kind={config.kind} needs data.root (the dataset directory)")
+    source = ImageFolder(config.root, config.exclude) if config.kind == "folder" else RecordDataset(config.root)
+    if source.num_classes < 2:
+        raise DataError(
+            f"{config.root} holds {source.num_classes} identity: a classifier needs at least two "
+            "(one identity trains to a loss of 0 and learns nothing)"
+        )
+    return source
 
 
 class TrainingDataset(torch.utils.data.Dataset):
@@ -112,11 +115,18 @@ def build_train_loader(
         sampler = IdentityBatchSampler(labels, batch_size, samples_per_identity, seed, start_batch, rank, world_size)
     else:
         sampler = SeededBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world_size)
+    return seeded_loader(dataset, sampler, collate, num_workers, seed)
+
+
+def seeded_loader(dataset, batch_sampler, collate_fn, num_workers: int, seed: int) -> DataLoader:
+    """A DataLoader that draws its workers' base seed from its own generator, never from the global
+    one: creating its iterator must not move the RNG state that a resumed run has just restored."""
     return DataLoader(
         dataset,
-        batch_sampler=sampler,
-        collate_fn=collate,
+        batch_sampler=batch_sampler,
+        collate_fn=collate_fn,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-
+from ..config import ConfigError, check_options
 from ..distributed import rank, world_size
 from ..registry import Registry
 from .adacos import AdaCosHead
@@ -38,26 +36,27 @@ HEADS.register("adacos")(AdaCosHead)
 HEADS.register("triplet")(BatchHardTripletLoss)
 
 
-def build_head(config, embedding_size: int, num_classes: int) -> Head:
-    """Build from a :class:`facelearn.config.HeadConfig`; options left at None keep the head's
-    defaults, and an option the head does not take is an error naming those it does take."""
+def build_head(config, embedding_size: int, num_classes: int, strict: bool = True) -> Head:
+    """Build from a :class:`facelearn.config.HeadConfig`; options left out keep the head's defaults,
+    and an option the head does not take is an error naming those it does take (``strict=False``:
+    dropped, for configs saved by older versions)."""
     head_class = HEADS.get(config.name)
-    accepted = [p for p in inspect.signature(head_class).parameters if p not in ("embedding_size", "num_classes")]
-    options = {
-        f.name: getattr(config, f.name)
-        for f in dataclasses.fields(config)
-        if f.name not in ("name", "partial_fc", "sample_rate")
-    }
-    options = {key: value for key, value in options.items() if value is not None}
-    wrong = sorted(set(options) - set(accepted))
-    if wrong:
-        raise ValueError(f"head {config.name!r} does not take {', '.join(wrong)}; it takes: {', '.join(accepted)}")
-    if not config.partial_fc:
-        if config.sample_rate != 1.0:
-            raise ValueError("head.sample_rate samples class centres in Partial FC: set head.partial_fc=true")
-        return head_class(embedding_size, num_classes, **options)
-    start, stop = shard_range(num_classes, rank(), world_size())  # Partial FC: this process's classes
-    return PartialFC(head_class(embedding_size, stop - start, **options), num_classes, config.sample_rate)
+    options = check_head_options(config, strict)
+    try:
+        if not config.partial_fc:
+            if config.sample_rate != 1.0:
+                raise ValueError("head.sample_rate samples class centres in Partial FC: set head.partial_fc=true")
+            return head_class(embedding_size, num_classes, **options)
+        start, stop = shard_range(num_classes, rank(), world_size())  # Partial FC: this process's classes
+        return PartialFC(head_class(embedding_size, stop - start, **options), num_classes, config.sample_rate)
+    except ValueError as error:  # the head's own checks of its options
+        raise ConfigError(f"head {config.name!r}: {error}") from None
+
+
+def check_head_options(config, strict: bool = True) -> dict:
+    """The head section's options, checked against the head's constructor and typed."""
+    head_class = HEADS.get(config.name)
+    return check_options(head_class, config.options, "head", config.name, ("embedding_size", "num_classes"), strict)
 
 
 __all__ = [
@@ -82,4 +81,5 @@ __all__ = [
     "SoftmaxHead",
     "SphereFaceHead",
     "build_head",
+    "check_head_options",
 ]

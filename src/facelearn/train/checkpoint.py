@@ -1,36 +1,39 @@
 """Checkpoints: full training state, written atomically, loaded without unrestricted pickle.
 
 A checkpoint is written to a temporary file in the same folder, flushed to disk and renamed over
-the target, so a crash leaves either the old file or the new one, never half of one. Loading
+the target (:func:`facelearn.io.write_atomic`), so a crash or a full disk leaves either the old
+file or the new one, never half of one, and no temporary file. Loading
 uses ``torch.load(weights_only=True)``: tensors and plain containers only, no code.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..errors import FacelearnError
+from ..io import write_atomic
+
 FORMAT = "facelearn-checkpoint-1"
 _STEP_FILE = re.compile(r"step_(\d+)\.pt$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(FacelearnError):
     """A checkpoint that cannot be used (truncated, corrupt, or for another model)."""
 
 
 def save_atomic(state: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``state`` to a temporary file beside ``path`` and rename it (removed if the write fails)."""
+    write_atomic(path, lambda handle: torch.save(state, handle))
+
+
+def remove_temporary_files(run_dir: str | Path) -> None:
+    """Temporary checkpoint files a killed writer left behind (call it while holding the run's lock)."""
+    for path in [*Path(run_dir).glob(".*.pt.*.tmp"), *Path(run_dir).glob("*.pt.tmp")]:
+        path.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -135,6 +138,6 @@ def backbone_from_checkpoint(
         model_config, image_size = ModelConfig(name=model_name, embedding_size=embedding_size), 112
     else:
         raise CheckpointError(f"{path} is a plain state_dict: name its architecture (--model)")
-    backbone = build_backbone(model_config, image_size)
+    backbone = build_backbone(model_config, image_size, strict=False)
     load_backbone_weights(backbone, path)
     return backbone.eval(), image_size

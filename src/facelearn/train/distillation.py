@@ -25,10 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..heads import Head
+from ..config import Config, HeadConfig, from_dict
+from ..errors import ConfigError
+from ..heads import Head, build_head
 from ..losses.distill import angular_distillation, hinton_distillation, l2_distillation
 from ..models import Backbone
-from .tasks import ClassificationTask, StepOutput
+from .checkpoint import FORMAT, backbone_from_checkpoint, load_checkpoint, load_head_weights
+from .tasks import TASKS, ClassificationTask, StepOutput
 
 METHODS = ("angular", "l2", "hinton", "none")
 
@@ -58,7 +61,7 @@ def stage_shapes(backbone: Backbone, image_size: int) -> list[tuple[int, ...]]:
         with torch.no_grad():
             _, stages = backbone.forward_stages(torch.zeros(1, 3, image_size, image_size))
     except NotImplementedError:
-        raise ValueError(
+        raise ConfigError(
             f"{type(backbone).__name__} does not expose its stages: it cannot be distilled stage-wise"
         ) from None
     finally:
@@ -69,42 +72,42 @@ def stage_shapes(backbone: Backbone, image_size: int) -> list[tuple[int, ...]]:
 FROZEN = ("teacher.", "teacher_head.")
 
 
+@TASKS.register("distill")
 class DistillationTask(ClassificationTask):
+    """The student's classification step plus the distillation terms of ``config.distill``."""
+
     def __init__(
         self,
         backbone: Backbone,
         head: Head,
+        config: Config,
+        source,
         teacher: Backbone,
-        image_size: int,
-        method: str = "angular",
-        p: int = 1,
-        final_weight: float = 1.0,
-        stages: list[int] | None = None,
-        l2_weight: float = 0.001,
-        temperature: float = 4.0,
-        hinton_weight: float = 1.0,
         teacher_head: Head | None = None,
     ):
-        super().__init__(backbone, head)
+        super().__init__(backbone, head, config, source)
+        distill, image_size = config.distill, config.data.image_size
+        method, p, final_weight, stages = distill.method, distill.p, distill.final_weight, distill.stages
+        l2_weight, temperature, hinton_weight = distill.l2_weight, distill.temperature, distill.hinton_weight
         if method not in METHODS:
-            raise ValueError(f"unknown distillation method {method!r}; valid: {', '.join(METHODS)}")
+            raise ConfigError(f"unknown distillation method {method!r}; valid: {', '.join(METHODS)}")
         if p not in (1, 2):
-            raise ValueError(f"distill.p must be 1 or 2, got {p}")
+            raise ConfigError(f"distill.p must be 1 or 2, got {p}")
         self.method, self.p, self.final_weight, self.stages = method, p, final_weight, list(stages or [])
         self.l2_weight, self.temperature, self.hinton_weight = l2_weight, temperature, hinton_weight
         self.teacher = teacher.eval().requires_grad_(False)
         self.teacher_head = teacher_head.eval().requires_grad_(False) if teacher_head is not None else None
         if method == "hinton" and (teacher_head is None or not hasattr(head, "cosine")):
-            raise ValueError(
+            raise ConfigError(
                 "Hinton distillation needs cosine heads for student and teacher (the teacher's from its checkpoint)"
             )
         if method == "hinton" and teacher_head.num_classes != head.num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"Hinton distillation needs the teacher's classes: its head has {teacher_head.num_classes}, "
                 f"the student's {head.num_classes}"
             )
         if self.stages and method != "angular":
-            raise ValueError("stage-wise distillation (distill.stages) is defined for the angular method only")
+            raise ConfigError("stage-wise distillation (distill.stages) is defined for the angular method only")
         self.projection = None
         if method in ("angular", "l2") and backbone.embedding_size != teacher.embedding_size:
             self.projection = nn.Linear(backbone.embedding_size, teacher.embedding_size, bias=False)
@@ -112,7 +115,7 @@ class DistillationTask(ClassificationTask):
         self.num_stages = len(teacher_shapes)
         for stage in self.stages:
             if not 1 <= stage <= min(len(student_shapes), len(teacher_shapes)):
-                raise ValueError(
+                raise ConfigError(
                     f"distillation at stage {stage} is impossible: the student has {len(student_shapes)} stages, "
                     f"the teacher {len(teacher_shapes)} (stages are numbered from 1)"
                 )
@@ -122,6 +125,33 @@ class DistillationTask(ClassificationTask):
                 for i in self.stages
             }
         )
+
+    @classmethod
+    def from_config(cls, config: Config, backbone: Backbone, head: Head, source) -> DistillationTask:
+        """Loads the frozen teacher (and, for Hinton's method, its head) from ``distill.teacher``."""
+        distill = config.distill
+        if not distill.teacher:
+            raise ConfigError("train.task=distill needs distill.teacher, the teacher's checkpoint")
+        teacher, teacher_size = backbone_from_checkpoint(
+            distill.teacher, distill.teacher_model, distill.teacher_embedding_size
+        )
+        if teacher_size != config.data.image_size:
+            raise ConfigError(
+                f"the teacher {distill.teacher} was trained on {teacher_size} px faces, the student on "
+                f"{config.data.image_size} px (data.image_size): they must see the same images"
+            )
+        teacher_head = None
+        if distill.method == "hinton":
+            saved = load_checkpoint(distill.teacher)
+            if saved.get("format") != FORMAT:
+                raise ConfigError(
+                    "Hinton distillation needs a facelearn teacher checkpoint (it holds the teacher's head)"
+                )
+            teacher_head_config = from_dict(HeadConfig, saved["config"]["head"])
+            num_classes = saved["task"]["head.weight"].shape[0]
+            teacher_head = build_head(teacher_head_config, teacher.embedding_size, num_classes, strict=False)
+            load_head_weights(teacher_head, distill.teacher)
+        return cls(backbone, head, config, source, teacher, teacher_head)
 
     def state_dict(self, *args, **kwargs) -> dict:
         """The student's state only: the frozen teacher is reloaded from its own checkpoint, so a

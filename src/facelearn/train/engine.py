@@ -2,9 +2,16 @@
 
 Device and threads, channels_last, autocast (bf16 on CPU, fp16 with a grad scaler on CUDA),
 gradient accumulation and clipping, the schedule, progress bar and TensorBoard, periodic
-verification, atomic checkpoints (keep-last-N plus best), exact resume, and a clean stop on a
-non-finite loss that leaves the last good checkpoint untouched. Under ``torchrun`` every process
-runs this loop on its slice of the batch (:mod:`facelearn.train.parallel`); rank 0 alone writes.
+verification, atomic checkpoints (keep-last-N plus best), exact resume, and the faults:
+
+* a lock on the run directory (a second run on it is refused, naming the first);
+* resuming refuses a config that alters the run, unless ``train.resume=force``;
+* SIGTERM or Ctrl-C finishes the step, writes a checkpoint and exits 128 + the signal number;
+* a non-finite loss, parameter or buffer stops the run before anything is written, so the last
+  good checkpoint, ``best.pt`` and ``backbone.pt`` are never replaced by a broken model.
+
+Under ``torchrun`` every process runs this loop on its slice of the batch
+(:mod:`facelearn.train.parallel`); rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -19,11 +26,11 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..config import Config, dump_config, to_dict
-from ..data.loader import TrainingDataset, build_train_loader
 from ..data.pairs import PairSet
-from ..data.transforms import TrainTransform
 from ..distributed import local_rank, rank, world_size
+from ..errors import FacelearnError
 from ..eval.embed import evaluate_pair_set
+from ..io import DirectoryLock, write_atomic, write_text_atomic
 from .checkpoint import (
     FORMAT,
     CheckpointError,
@@ -31,6 +38,7 @@ from .checkpoint import (
     load_checkpoint,
     load_head_weights,
     prune,
+    remove_temporary_files,
     rng_state,
     save_atomic,
     set_rng_state,
@@ -38,14 +46,24 @@ from .checkpoint import (
     step_path,
 )
 from .parallel import DataParallel
-from .schedule import build_scheduler
+from .resume import altering_changes
+from .schedule import build_scheduler, lr_factor
+from .signals import StopOnSignal
 from .tasks import Task
 
 log = logging.getLogger("facelearn.train")
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+class TrainingDiverged(FacelearnError):
+    """The loss, a parameter or a buffer became NaN or infinite."""
+
+
+class TrainingStopped(FacelearnError):
+    """Stopped on a signal after writing a checkpoint; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,9 +84,7 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
         return None
     if mode == "auto":
         return torch.float16 if device.type == "cuda" else torch.bfloat16
-    if mode in ("bf16", "fp16"):
-        return torch.bfloat16 if mode == "bf16" else torch.float16
-    raise ValueError(f"unknown train.amp {mode!r}; valid: auto, bf16, fp16, off")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
 def build_optimizer(task: Task, config: Config) -> torch.optim.Optimizer:
@@ -85,16 +101,12 @@ def build_optimizer(task: Task, config: Config) -> torch.optim.Optimizer:
     ]
     if optim.name == "sgd":
         return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov)
-    if optim.name == "adamw":
-        return torch.optim.AdamW(groups, lr=optim.lr)
-    raise ValueError(f"unknown optim.name {optim.name!r}; valid: sgd, adamw")
+    return torch.optim.AdamW(groups, lr=optim.lr)
 
 
 class Trainer:
-    def __init__(self, config: Config, task: Task, source, eval_sets: list[PairSet], make_loader=None):
-        """``make_loader(start_batch)`` gives the task's batches (default: classification batches)."""
+    def __init__(self, config: Config, task: Task, eval_sets: list[PairSet]):
         self.config = config
-        self.make_loader = make_loader or self.classification_loader
         self.train_config = config.train
         self.run_dir = Path(config.train.output_dir)
         self.device = resolve_device(config.train.device)
@@ -103,20 +115,20 @@ class Trainer:
         self.is_main = self.rank == 0
         if config.train.sync_bn and self.world_size > 1:
             if self.device.type != "cuda":
-                raise ValueError("train.sync_bn needs CUDA (torch's SyncBatchNorm); on CPU leave it off")
+                raise FacelearnError("train.sync_bn needs CUDA (torch's SyncBatchNorm); on CPU leave it off")
             task.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(task.backbone)
         self.task = task.to(self.device)
         if config.train.channels_last:
             self.task.to(memory_format=torch.channels_last)
-        self.source = source
         self.eval_sets = eval_sets
         self.optimizer = build_optimizer(task, config)
-        self.parallel = DataParallel(self.task, self.optimizer)
+        self.parallel = DataParallel(self.task, self.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, config.train.steps, config.schedule)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.step = 0
         self.best_accuracy = -1.0
         self.skipped_images = 0
+        self.stop = StopOnSignal()
 
     # ---------------------------------------------------------------- state
     def state(self) -> dict:
@@ -132,8 +144,8 @@ class Trainer:
             "config": to_dict(self.config),
         }
 
-    def restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
+    def restore(self, path: Path, state: dict) -> dict:
+        """Load ``state`` (read from ``path``); returns its RNG state, to be set when the loop starts."""
         if state.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a facelearn training checkpoint")
         try:
@@ -145,13 +157,43 @@ class Trainer:
         self.parallel.load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
         self.step = state["step"]
         self.best_accuracy = state["best_accuracy"]
         log.warning("resuming from %s at step %d (train.resume=false or a new output_dir starts over)", path, self.step)
+        return state["rng"]
+
+    def apply_changed_config(self) -> None:
+        """``train.resume=force``: the restored optimizer and schedule take this config's values."""
+        fresh = build_optimizer(self.task, self.config)
+        for group, new in zip(self.optimizer.param_groups, fresh.param_groups, strict=True):
+            group.update({k: v for k, v in new.items() if k not in ("params", "initial_lr")})
+            group["initial_lr"] = new["lr"]
+        last = self.scheduler.last_epoch
+        self.scheduler = build_scheduler(self.optimizer, self.train_config.steps, self.config.schedule)
+        self.scheduler.last_epoch = last
+        factor = lr_factor(last, self.train_config.steps, self.config.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+
+    def check_finite(self) -> None:
+        """Refuse to go on (and to write) with a NaN or infinite parameter or buffer."""
+        broken = [
+            name for name, t in self.task.state_dict().items() if t.is_floating_point() and not t.isfinite().all()
+        ]
+        if self.parallel.all_agree(bool(broken)):
+            raise TrainingDiverged(
+                f"the model became non-finite at step {self.step} ({', '.join(broken[:3]) or 'on another process'}); "
+                f"training stopped before writing it, {self.last_good()}. "
+                "Lower optim.lr, keep train.clip_grad_norm on, or check the data"
+            )
+
+    def last_good(self) -> str:
+        last = step_checkpoints(self.run_dir)
+        return f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
 
     def write(self, path: Path) -> None:
         """Every process builds the state (Partial FC gathers its shards); rank 0 alone writes it."""
+        self.check_finite()
         state = self.state()
         if self.is_main:
             save_atomic(state, path)
@@ -164,54 +206,68 @@ class Trainer:
         return path
 
     # ---------------------------------------------------------------- loop
-    def classification_loader(self, start_batch: int):
-        data, cfg = self.config.data, self.train_config
-        dataset = TrainingDataset(
-            self.source, TrainTransform(data.flip, data.degrade), data.image_size, cfg.seed, data.strict
-        )
-        if data.sampler not in ("random", "identity"):
-            raise ValueError(f"unknown data.sampler {data.sampler!r}; valid: random, identity")
-        k = data.samples_per_identity if data.sampler == "identity" else 0
-        return build_train_loader(
-            dataset, cfg.batch_size, cfg.seed, start_batch, data.num_workers, self.rank, self.world_size, k
-        )
-
     def fit(self) -> dict:
         """Train to ``train.steps`` (resuming if a checkpoint exists), evaluate, and return the
         summary also written to ``metrics.json``. The run's log goes to ``train.log``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.is_main:
-            return self._fit()
+            with self.stop:
+                return self._fit()
+        lock = DirectoryLock(self.run_dir, "facelearn train")
+        lock.acquire()
         handler = logging.FileHandler(self.run_dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         package_log = logging.getLogger("facelearn")
         package_log.addHandler(handler)
+        level = package_log.level
         if package_log.getEffectiveLevel() > logging.INFO:
-            package_log.setLevel(logging.INFO)
+            package_log.setLevel(logging.INFO)  # the file gets INFO; the console keeps its own level
         try:
-            return self._fit()
+            with self.stop:
+                return self._fit()
         finally:
             package_log.removeHandler(handler)
+            package_log.setLevel(level)
             handler.close()
+            lock.release()
+
+    def start(self) -> dict | None:
+        """Resume or initialise; returns the RNG state to set once the loop is about to start."""
+        cfg = self.train_config
+        if self.is_main:
+            remove_temporary_files(self.run_dir)
+        existing = step_checkpoints(self.run_dir) if cfg.resume else []
+        if existing:
+            state = load_checkpoint(existing[-1])
+            changes = altering_changes(state.get("config", {}), self.config)
+            if changes and cfg.resume != "force":
+                raise FacelearnError(
+                    f"{self.run_dir} holds a run with another config ({'; '.join(changes)}). Run the same config "
+                    "to continue it, add train.resume=force to continue with the new values, or choose another "
+                    "train.output_dir"
+                )
+            saved_rng = self.restore(existing[-1], state)
+            if changes:
+                self.apply_changed_config()
+                log.warning("train.resume=force: continuing with %s", "; ".join(changes))
+        else:
+            saved_rng = None
+            if cfg.init_backbone:
+                load_backbone_weights(self.task.backbone, cfg.init_backbone)
+                log.info("initialised the backbone from %s", cfg.init_backbone)
+                if cfg.init_head:
+                    load_head_weights(self.task.head, cfg.init_backbone)
+                    log.info("initialised the head from %s", cfg.init_backbone)
+        if self.is_main:
+            dump_config(self.config, self.run_dir / "config.yaml")
+        return saved_rng
 
     def _fit(self) -> dict:
         cfg = self.train_config
         started = time.perf_counter()
-        if self.is_main:
-            dump_config(self.config, self.run_dir / "config.yaml")
-        self.task.check_labels(self.source)
-        existing = step_checkpoints(self.run_dir) if cfg.resume else []
-        if existing:
-            self.restore(existing[-1])
-        elif cfg.init_backbone:
-            load_backbone_weights(self.task.backbone, cfg.init_backbone)
-            log.info("initialised the backbone from %s", cfg.init_backbone)
-            if cfg.init_head:
-                load_head_weights(self.task.head, cfg.init_backbone)
-                log.info("initialised the head from %s", cfg.init_backbone)
-
-        loader = self.make_loader(self.step * cfg.grad_accum)
-        batches = iter(loader)
+        self.task.check_labels()
+        saved_rng = self.start()
+        batches = iter(self.task.loader(self.step * cfg.grad_accum))
 
         from torch.utils.tensorboard import SummaryWriter
 
@@ -224,6 +280,8 @@ class Trainer:
             mininterval=1.0,
             disable=not self.is_main,
         )
+        if saved_rng is not None:  # after everything that might draw from the global generators
+            set_rng_state(saved_rng)
         window_start, window_images = time.perf_counter(), 0
         self.task.train()
         while self.step < cfg.steps:
@@ -243,6 +301,9 @@ class Trainer:
                 terms = "".join(f" {name} {value:.4f}" for name, value in metrics.items())
                 log.info("step %d loss %.4f lr %.5f %.1f img/s%s", self.step, loss_value, lr, speed, terms)
                 window_start, window_images = time.perf_counter(), 0
+            if self.parallel.all_agree(self.stop.requested is not None):
+                progress.close()
+                self.stop_on_signal(writer)
             if self.config.eval.every and self.step % self.config.eval.every == 0 and self.step < cfg.steps:
                 self.evaluate(writer, output_dir=None)
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
@@ -257,17 +318,32 @@ class Trainer:
             "verification": metrics,
         }
         if self.is_main:
-            torch.save(self.task.backbone.state_dict(), self.run_dir / "backbone.pt")
-            (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            backbone = self.task.backbone.state_dict()
+            write_atomic(self.run_dir / "backbone.pt", lambda handle: torch.save(backbone, handle))
+            write_text_atomic(self.run_dir / "metrics.json", json.dumps(summary, indent=2))
         writer.close()
         if self.world_size > 1:
             dist.barrier()  # every process leaves together, after rank 0 has written everything
         return summary
 
-    def train_step(self, batches) -> tuple[float, int]:
+    def stop_on_signal(self, writer) -> None:
+        import signal
+
+        path = self.save()
+        writer.close()
+        signum = self.stop.requested or signal.SIGTERM
+        name = signal.Signals(signum).name
+        if self.world_size > 1:
+            dist.barrier()
+        raise TrainingStopped(
+            f"stopped by {name} after step {self.step}: checkpoint {path} written; run the same command to continue",
+            128 + signum,
+        )
+
+    def train_step(self, batches) -> tuple[float, int, dict]:
         cfg = self.train_config
         total_loss, images, metrics = 0.0, 0, {}
-        for _ in range(cfg.grad_accum):
+        for micro in range(cfg.grad_accum):
             batch = next(batches)
             self.skipped_images += batch["skipped"]
             if batch["labels"].numel() == 0:
@@ -276,23 +352,21 @@ class Trainer:
             if cfg.channels_last:
                 batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
             batch["labels"] = batch["labels"].to(self.device, non_blocking=True)
-            with torch.autocast(
-                self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
-            ):
-                output = self.task(batch)
-            loss = output.loss.float()
-            if not torch.isfinite(loss):
-                last = step_checkpoints(self.run_dir)
-                where = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
-                raise TrainingDiverged(
-                    f"the loss became {loss.item()} at step {self.step + 1}; training stopped and {where}. "
-                    f"Lower optim.lr, keep train.clip_grad_norm on, or check the data"
-                )
-            self.scaler.scale(loss / cfg.grad_accum).backward()
+            with self.parallel.accumulating(last_micro_batch=micro == cfg.grad_accum - 1):
+                with torch.autocast(
+                    self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+                ):
+                    output = self.parallel.model(batch)
+                loss = output.loss.float()
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"the loss became {loss.item()} at step {self.step + 1}; training stopped and "
+                        f"{self.last_good()}. Lower optim.lr, keep train.clip_grad_norm on, or check the data"
+                    )
+                self.scaler.scale(loss / cfg.grad_accum).backward()
             total_loss += loss.item() / cfg.grad_accum
             images += len(batch["images"])
             metrics = output.metrics
-        self.parallel.average_gradients()
         self.scaler.unscale_(self.optimizer)
         if cfg.clip_grad_norm > 0:
             self.parallel.clip_gradients(cfg.clip_grad_norm)
@@ -303,6 +377,7 @@ class Trainer:
         return total_loss, images, metrics
 
     def evaluate(self, writer, output_dir: Path | None) -> dict:
+        self.check_finite()  # a broken model would score every pair alike
         results = {}
         for pairs in self.eval_sets:
             result = evaluate_pair_set(
@@ -318,9 +393,8 @@ class Trainer:
             results[pairs.name] = result.to_dict()
             writer.add_scalar(f"verification/{pairs.name}/accuracy", result.accuracy, self.step)
             log.info("step %d %s accuracy %.4f ± %.4f", self.step, pairs.name, result.accuracy, result.accuracy_std)
-        report = getattr(self.task, "report", None)
-        if report is not None and self.is_main:
-            report(self.run_dir / "eval", self.step, writer)
+        if self.is_main:
+            self.task.report(self.run_dir / "eval", self.step, writer)
         if results:
             first = next(iter(results.values()))["accuracy"]
             if first > self.best_accuracy:

@@ -1,45 +1,47 @@
 """What training on several processes adds to a step (under ``torchrun``).
 
-* Replicated parameters (backbone, an unsharded head) have their gradients averaged across the
-  processes in one coalesced all-reduce after the backward pass — DDP's arithmetic, without
-  overlapping the communication with the backward pass — and batch-norm statistics follow rank 0,
-  as DDP broadcasts them.
-* Sharded parameters (Partial FC's class centres) are never averaged; gradient clipping sums their
-  norm across processes, so every process scales by the same factor one process would.
+* Replicated parameters (backbone, an unsharded head, adapters) are trained under torch's
+  ``DistributedDataParallel``: gradients are averaged in buckets while the backward pass runs, and
+  batch-norm statistics follow rank 0 (broadcast before each forward).
+* Sharded parameters (Partial FC's class centres) are kept out of DDP, as insightface does: each
+  process owns its block and gets its exact gradient from the distributed softmax. Gradient
+  clipping sums their norm across processes, so every process scales by the same factor one
+  process would.
 * Checkpoints hold the sharded centres' optimizer state (momentum, Adam moments) in full: it is
   gathered on save and split again on load, so a run resumes on another number of processes.
 
-With one process every method reduces to the plain single-process operation.
+With one process the task runs as it is and every method is the plain single-process operation.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from ..distributed import world_size
 
 
 class DataParallel:
-    def __init__(self, task: torch.nn.Module, optimizer: torch.optim.Optimizer):
-        self.task, self.optimizer, self.world_size = task, optimizer, world_size()
+    def __init__(self, task: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
+        self.task, self.optimizer, self.world_size, self.device = task, optimizer, world_size(), device
         head = getattr(task, "head", None)
         # id(parameter) → the Partial FC head whose class centres it holds (one shard per process)
         self.shards = {id(p): head for p in getattr(head, "sharded_parameters", list)()}
-        self.replicated = [p for p in task.parameters() if p.requires_grad and id(p) not in self.shards]
+        self.model: torch.nn.Module = task
+        if self.world_size > 1:
+            ignored = [name for name, p in task.named_parameters() if id(p) in self.shards]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(task, ignored)
+            device_ids = [device] if device.type == "cuda" else None
+            self.model = DistributedDataParallel(task, device_ids=device_ids, broadcast_buffers=True)
 
-    def average_gradients(self) -> None:
-        if self.world_size == 1:
-            return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.replicated]
-        flat = torch._utils._flatten_dense_tensors(grads)
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        averaged = torch._utils._unflatten_dense_tensors(flat, grads)
-        for parameter, grad in zip(self.replicated, averaged, strict=True):
-            parameter.grad = grad
-        for buffer in self.task.backbone.buffers():
-            dist.broadcast(buffer, src=0)
+    def accumulating(self, last_micro_batch: bool):
+        """No gradient all-reduce for the micro-batches before the last one of an accumulated step."""
+        if self.world_size > 1 and not last_micro_batch:
+            return self.model.no_sync()
+        return contextlib.nullcontext()
 
     def clip_gradients(self, max_norm: float) -> None:
         if not self.shards:
@@ -55,6 +57,14 @@ class DataParallel:
         factor = (max_norm / (squared.sqrt() + 1e-6)).clamp(max=1.0)
         for grad in shared + local:
             grad.mul_(factor.to(grad.dtype))
+
+    def all_agree(self, flag: bool) -> bool:
+        """True on every process when ``flag`` is true on any (a signal, a non-finite tensor)."""
+        if self.world_size == 1:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)  # nccl reduces CUDA tensors only
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
 
     def optimizer_state(self) -> dict:
         """The optimizer's state dict with sharded centres' state gathered (every process must call it)."""

@@ -1,11 +1,22 @@
 """Training tasks: what one step computes. The engine owns everything around the step.
 
-A task is an ``nn.Module`` holding every trainable part (``backbone``, ``head``, …) whose
-``forward(batch)`` returns a :class:`StepOutput`. DDL and distillation are tasks too.
+A task is an ``nn.Module`` registered by name in :data:`TASKS` (``train.task``). The contract
+below is everything the engine uses, so a new task is one file (a subclass, ``@TASKS.register``),
+its config section and its test:
+
+* ``from_config(config, backbone, head, source)`` builds it (reading its own config section);
+* ``backbone`` and ``head`` are its trainable modules (plus any it adds); the engine checkpoints
+  ``state_dict()`` and evaluates ``backbone``;
+* ``loader(start_batch)`` yields the batches (dicts with ``images``, ``labels``, ``skipped``) from
+  batch number ``start_batch`` on, a pure function of the seed so a resumed run replays them;
+* ``forward(batch)`` returns a :class:`StepOutput` (loss and metrics to log);
+* ``check_labels()`` fails before training when the data does not fit the task;
+* ``report(output_dir, step, writer)`` adds the task's own plots and scalars at each evaluation.
 """
 
 from __future__ import annotations
 
+import abc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +24,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..distributed import gather
+from ..config import Config
+from ..data.ddl_batches import build_ddl_loader, build_groups
+from ..data.loader import TrainingDataset, build_train_loader
+from ..data.transforms import TrainTransform
+from ..distributed import gather, rank, world_size
+from ..errors import ConfigError, DataError
 from ..eval.plots import plot_group_distributions
 from ..heads import Head
 from ..losses import DDLLoss, DDLOutput
 from ..models import Backbone
+from ..registry import Registry
 
 log = logging.getLogger("facelearn.train")
 
@@ -28,44 +45,71 @@ class StepOutput:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-class Task(nn.Module):
+class Task(nn.Module, metaclass=abc.ABCMeta):
+    """What one training step computes; see the module docstring for the contract."""
+
     backbone: Backbone
+    head: Head
 
-    def forward(self, batch: dict) -> StepOutput:
-        raise NotImplementedError
-
-    def check_labels(self, source) -> None:
-        """Fail before training when the data's labels do not fit the task."""
-
-
-class ClassificationTask(Task):
-    """Backbone → embedding → margin head → loss: plain face-recognition training."""
-
-    def __init__(self, backbone: Backbone, head: Head):
+    def __init__(self, backbone: Backbone, head: Head, config: Config, source):
         super().__init__()
         if backbone.embedding_size != head.embedding_size:
-            raise ValueError(
+            raise ConfigError(
                 f"the backbone gives {backbone.embedding_size}-d embeddings but the head expects "
                 f"{head.embedding_size}-d: build both from model.embedding_size"
             )
-        self.backbone = backbone
-        self.head = head
+        self.backbone, self.head = backbone, head
+        self.config, self.source = config, source
+
+    @classmethod
+    def from_config(cls, config: Config, backbone: Backbone, head: Head, source) -> Task:
+        return cls(backbone, head, config, source)
+
+    @abc.abstractmethod
+    def forward(self, batch: dict) -> StepOutput: ...
+
+    @abc.abstractmethod
+    def loader(self, start_batch: int):
+        """The batches from number ``start_batch`` on."""
+
+    def check_labels(self) -> None:
+        """Fail before training when the data's labels do not fit the head."""
+        labels = getattr(self.source, "labels", None)
+        highest = max(labels) if labels else self.source.num_classes - 1
+        if highest >= self.head.num_classes:
+            raise DataError(
+                f"the data has labels up to {highest} but the head has {self.head.num_classes} classes: "
+                f"set data.num_classes to at least {highest + 1} (or leave it empty to count the classes)"
+            )
+
+    def report(self, output_dir: Path, step: int, writer) -> dict[str, float]:
+        return {}
+
+
+TASKS: Registry[Task] = Registry("train.task")
+
+
+@TASKS.register("classification")
+class ClassificationTask(Task):
+    """Backbone → embedding → margin head → loss: plain face-recognition training."""
 
     def forward(self, batch: dict) -> StepOutput:
         embeddings = self.backbone(batch["images"])
         output = self.head(embeddings, batch["labels"])
         return StepOutput(output.loss)
 
-    def check_labels(self, source) -> None:
-        labels = getattr(source, "labels", None)
-        highest = max(labels) if labels else source.num_classes - 1
-        if highest >= self.head.num_classes:
-            raise ValueError(
-                f"the data has labels up to {highest} but the head has {self.head.num_classes} classes: "
-                f"set data.num_classes to at least {highest + 1} (or leave it empty to count the classes)"
-            )
+    def loader(self, start_batch: int):
+        data, train = self.config.data, self.config.train
+        dataset = TrainingDataset(
+            self.source, TrainTransform(data.flip, data.degrade), data.image_size, train.seed, data.strict
+        )
+        k = data.samples_per_identity if data.sampler == "identity" else 0
+        return build_train_loader(
+            dataset, train.batch_size, train.seed, start_batch, data.num_workers, rank(), world_size(), k
+        )
 
 
+@TASKS.register("ddl")
 class DDLTask(ClassificationTask):
     """Margin-head classification of the single images of every group + the DDL loss.
 
@@ -75,10 +119,30 @@ class DDLTask(ClassificationTask):
     (with gradient) before the distributions are estimated.
     """
 
-    def __init__(self, backbone: Backbone, head: Head, ddl: DDLLoss, groups: list[str], pairs: int):
-        super().__init__(backbone, head)
-        self.ddl, self.group_names, self.pairs = ddl, groups, pairs
+    def __init__(self, backbone: Backbone, head: Head, config: Config, source):
+        super().__init__(backbone, head, config, source)
+        ddl = config.ddl
+        self.groups = build_groups(source, ddl)
+        self.ddl = DDLLoss(
+            ddl.pos_weight,
+            ddl.neg_weight,
+            ddl.order_weight,
+            ddl.positive_threshold,
+            ddl.mining,
+            ddl.histogram,
+            ddl.bins,
+            ddl.sigma,
+            ddl.detach_teacher,
+        )
+        self.group_names, self.pairs = [g.name for g in self.groups], ddl.pairs
         self.recent: list[DDLOutput] = []  # the last steps' similarities, for plots at evaluation
+
+    def loader(self, start_batch: int):
+        data, seed = self.config.data, self.config.train.seed
+        options = {"flip": data.flip, "strict": data.strict, "num_workers": data.num_workers, "rank": rank()}
+        return build_ddl_loader(
+            self.source, self.groups, self.config.ddl, data.image_size, seed, start_batch, **options
+        )
 
     def forward(self, batch: dict) -> StepOutput:
         b, groups = self.pairs, len(self.group_names)
