@@ -11,6 +11,8 @@ from importlib import resources
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .errors import FacelearnError, describe_os_error
+from .io import write_text_atomic
 
 
 def recipe_path(name: str) -> Path:
@@ -27,17 +29,21 @@ def run_training(config_path: Path, overrides: list[str]) -> dict:
 
 def command_train(args: argparse.Namespace) -> None:
     summary, config = run_training(Path(args.config), args.overrides)
-    print_summary(summary, config.train.output_dir)
+    print_summary(summary, run_directory_line(config.train.output_dir))
+
+
+def run_directory_line(run_dir: str) -> str:
+    return f"run directory: {run_dir} (config.yaml, checkpoints, metrics.json, eval/*.png, tensorboard/)"
 
 
 def command_demo(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     overrides = [f"train.output_dir={args.output}", *args.overrides]
     summary, config = run_training(recipe_path("demo"), overrides)
-    print_summary(summary, config.train.output_dir, time.perf_counter() - start)
+    print_summary(summary, run_directory_line(config.train.output_dir), time.perf_counter() - start)
 
 
-def print_summary(summary: dict, run_dir: str, seconds: float | None = None) -> None:
+def print_summary(summary: dict, written: str, seconds: float | None = None) -> None:
     from .distributed import rank
 
     if rank() != 0:  # under torchrun the first process speaks for all
@@ -54,35 +60,19 @@ def print_summary(summary: dict, run_dir: str, seconds: float | None = None) -> 
             + f"{tars}  "
             f"threshold cos>{result['threshold_cosine']:.3f}"
         )
-    print(f"  run directory: {run_dir} (config.yaml, checkpoints, metrics.json, eval/*.png, tensorboard/)")
+    print(f"  {written}")
 
 
 def command_eval(args: argparse.Namespace) -> None:
-    import torch
-
-    from .data.pairs import pairs_from_bin, pairs_from_lfw, synthetic_pairs
-    from .eval.embed import evaluate_pair_set
+    from .eval.embed import default_device, evaluate_pair_set
+    from .eval.sets import evaluation_sets
     from .train.checkpoint import backbone_from_checkpoint
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     backbone, image_size = backbone_from_checkpoint(args.checkpoint, args.model, args.embedding_size)
-    sets = []
-    if args.bin:
-        sets += [pairs_from_bin(path, image_size=image_size) for path in args.bin]
-    if args.pairs:
-        if not args.root:
-            raise ConfigError("--pairs needs --root, the folder of the images")
-        sets.append(pairs_from_lfw(args.pairs, args.root, Path(args.pairs).parent.name or "pairs", image_size))
-    if args.synthetic:
-        sets.append(synthetic_pairs(args.synthetic, hard=False, image_size=image_size, name="synthetic_unseen"))
-        sets.append(synthetic_pairs(args.synthetic, hard=True, image_size=image_size, name="synthetic_unseen_hard"))
-    if not sets:
-        raise ConfigError("nothing to evaluate: give --bin, --pairs/--root or --synthetic")
-    if args.folds:
-        for pairs in sets:
-            pairs.folds = args.folds
-    if args.hard_split:
-        sets = hard_split(sets, image_size // args.hard_split)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sets = evaluation_sets(image_size, args.bin, args.pairs, args.root, args.synthetic, args.folds, args.hard_split)
+    device = default_device()
     backbone.to(device)
     results = {}
     for pairs in sets:
@@ -90,25 +80,9 @@ def command_eval(args: argparse.Namespace) -> None:
             backbone, pairs, args.output, batch_size=args.batch_size, flip=not args.no_flip, device=device
         )
         results[pairs.name] = result.to_dict()
-    Path(args.output).mkdir(parents=True, exist_ok=True)
-    (Path(args.output) / "metrics.json").write_text(json.dumps(results, indent=2))
-    print_summary({"step": None, "skipped_images": 0, "verification": results}, args.output)
-
-
-def hard_split(sets: list, hard_size: int) -> list:
-    """Each set three times: easy–easy, hard–hard and easy–hard, hard = down-sampled to ``hard_size`` px."""
-    from dataclasses import replace
-
-    from .config import DegradeConfig
-    from .data.pairs import degraded
-
-    degrade = DegradeConfig(downsample_prob=1.0, downsample_sizes=[hard_size])
-    split = []
-    for pairs in sets:
-        split.append(replace(pairs, name=f"{pairs.name}_easy_easy"))
-        split.append(replace(degraded(pairs, degrade, "both"), name=f"{pairs.name}_hard_hard"))
-        split.append(replace(degraded(pairs, degrade, "second"), name=f"{pairs.name}_easy_hard"))
-    return split
+    write_text_atomic(Path(args.output) / "metrics.json", json.dumps(results, indent=2))
+    written = f"metrics.json, score histograms and ROC plots in {args.output}/"
+    print_summary({"step": None, "skipped_images": 0, "verification": results}, written)
 
 
 def command_prepare(args: argparse.Namespace) -> None:
@@ -228,20 +202,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    from .train.checkpoint import CheckpointError
-    from .train.engine import TrainingDiverged
+    console = logging.StreamHandler()
+    console.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(console)
+    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
+    from .train.engine import TrainingDiverged, TrainingStopped
 
     try:
         args.func(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, KeyError, ValueError) as error:
-        print(f"facelearn: error: {error}", file=sys.stderr)
-        return 2
+    except TrainingStopped as stopped:
+        print(f"facelearn: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     except TrainingDiverged as error:
         print(f"facelearn: training stopped: {error}", file=sys.stderr)
         return 1
+    except FacelearnError as error:
+        print(f"facelearn: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a read-only folder, a full disk, a file where a folder should be
+        print(f"facelearn: error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facelearn: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

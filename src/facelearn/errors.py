@@ -23,4 +23,6 @@ def describe_os_error(error: OSError) -> str:
     path = error.filename if error.filename is not None else "a file"
     other = f" -> {error.filename2}" if getattr(error, "filename2", None) else ""
     cause = error.strerror or str(error)
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        cause += " (a file stands where a folder is needed)"
     return f"{path}{other}: {cause}"

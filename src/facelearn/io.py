@@ -38,9 +38,11 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             temporary.unlink()
+        if isinstance(error, OSError) and error.filename is None:  # a failed write names no file
+            raise OSError(error.errno, error.strerror, str(path)) from None
         raise
     return path
 

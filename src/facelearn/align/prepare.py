@@ -2,8 +2,12 @@
 and an LFW-style pairs list → an insightface ``.bin``.
 
 Interrupting is safe: each aligned image is written to a temporary name and renamed, and every
-finished source image is appended to ``prepare_journal.jsonl``; a second run skips what the journal
-lists and the report counts both runs. A folder prepared with other options is refused.
+finished source image is appended to ``prepare_journal.jsonl`` (keyed by its path relative to the
+source folder, however that folder is spelt); a second run skips what the journal lists and the
+report counts both runs. A folder prepared with other options is refused, so is an output folder
+that is the source, lies inside it or holds it (the user's photos are never written over), and a
+second ``prepare`` on the same output while one runs. The detector's weights are loaded and checked
+once before any worker starts, and a worker that fails stops the whole run with its reason.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import logging
 import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,6 +30,8 @@ from ..data.images import ImageError, encode_image, read_image
 from ..data.pairs import read_lfw_pairs
 from ..data.recordio import write_recordio
 from ..data.verification_bin import write_verification_bin
+from ..errors import DataError, FacelearnError
+from ..io import DirectoryLock, write_bytes_atomic, write_text_atomic
 from .align import align_face
 from .faces import FaceDetector, choose_face
 
@@ -117,33 +125,60 @@ def _align_file(task: tuple[str, str | None]) -> dict:
     if destination is None:
         result["jpeg"] = data
     else:
-        temporary = destination + ".tmp"
-        Path(temporary).write_bytes(data)
-        os.replace(temporary, destination)
+        write_bytes_atomic(destination, data)
     return result
 
 
 def _run(tasks: list[tuple[str, str | None]], options: PrepareOptions, workers: int, description: str):
     """Yield the result of every task, in parallel over ``workers`` processes (0 = in this process)."""
+    options.build_detector()  # load and verify the weights here, once: a bad file is one clear error
     if workers <= 0:
         _init_worker(options, threads=max(1, os.cpu_count() or 1))
         for task in tqdm(tasks, desc=description, unit="img", mininterval=2):
             yield _align_file(task)
         return
     context = multiprocessing.get_context("spawn")  # no fork after torch has started threads
-    with context.Pool(workers, _init_worker, (options, 1)) as pool:
-        results = pool.imap_unordered(_align_file, tasks, chunksize=8)
-        yield from tqdm(results, total=len(tasks), desc=description, unit="img", mininterval=2)
+    # unlike multiprocessing.Pool, the executor does not respawn a worker whose start failed: it
+    # breaks, and the run stops with the reason instead of hanging
+    with ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(options, 1)) as pool:
+        futures = [pool.submit(_align_file, task) for task in tasks]
+        try:
+            for future in tqdm(as_completed(futures), total=len(tasks), desc=description, unit="img", mininterval=2):
+                yield future.result()
+        except BrokenProcessPool as error:
+            raise FacelearnError(f"a prepare worker process failed ({error}); nothing more was done") from None
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def _source_images(source: Path) -> list[tuple[str, Path]]:
     """(identity, file) for every file in every identity folder: non-images are reported, not skipped."""
     if not source.is_dir():
-        raise FileNotFoundError(f"{source} is not a folder: expected <source>/<identity>/<image>")
+        raise DataError(f"{source} is not a folder: expected <source>/<identity>/<image>")
     files = [(d.name, f) for d in sorted(source.iterdir()) if d.is_dir() for f in sorted(d.iterdir()) if f.is_file()]
     if not files:
-        raise ValueError(f"{source} holds no identity folders with files: expected <source>/<identity>/<image>")
+        raise DataError(f"{source} holds no identity folders with files: expected <source>/<identity>/<image>")
     return files
+
+
+def check_separate(source: Path, output: Path) -> None:
+    """Refuse an output that is the source, lies inside it, or holds it: the photos would be overwritten."""
+    src, out = source.resolve(), output.resolve()
+    if out == src or src in out.parents or out in src.parents:
+        raise DataError(
+            f"the output {output} {'is' if out == src else 'lies inside' if src in out.parents else 'holds'} the "
+            f"source {source}: prepare writes aligned crops there; choose an output folder outside the source"
+        )
+
+
+def output_names(files: list[tuple[str, Path]]) -> list[str]:
+    """``<identity>/<stem>.jpg``; files of one folder that share a stem (face.jpg, face.png) keep their
+    extension (``face.jpg.jpg``, ``face.png.jpg``) so that neither replaces the other."""
+    stems: dict[tuple[str, str], int] = {}
+    for identity, path in files:
+        stems[identity, path.stem] = stems.get((identity, path.stem), 0) + 1
+    return [f"{identity}/{path.name if stems[identity, path.stem] > 1 else path.stem}.jpg" for identity, path in files]
 
 
 def _check_options(output: Path, options: PrepareOptions) -> None:
@@ -157,19 +192,26 @@ def _check_options(output: Path, options: PrepareOptions) -> None:
                 "use a new output folder, or the same options to resume"
             )
     else:
-        path.write_text(json.dumps(wanted, indent=2))
+        write_text_atomic(path, json.dumps(wanted, indent=2))
 
 
-def _read_journal(path: Path) -> list[dict]:
+def _read_journal(path: Path, source: Path) -> list[dict]:
+    """The journal's entries, keyed by paths relative to ``source`` (older journals held full paths)."""
     if not path.is_file():
         return []
-    entries = []
+    entries, root = {}, source.resolve()
     for line in path.read_text().splitlines():
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except json.JSONDecodeError:  # the last line of a killed run may be cut short
             continue
-    return entries
+        if Path(entry["source"]).is_absolute() or not (source / entry["source"]).exists():
+            try:
+                entry["source"] = str(Path(entry["source"]).resolve().relative_to(root))
+            except ValueError:
+                continue  # not an image of this source
+        entries[entry["source"]] = entry
+    return list(entries.values())
 
 
 def summarise(entries: list[dict], seconds: float, options: PrepareOptions) -> dict:
@@ -197,30 +239,33 @@ def prepare_dataset(
     """
     start = time.perf_counter()
     source, output = Path(source), Path(output)
+    check_separate(source, output)
     files = _source_images(source)
     output.mkdir(parents=True, exist_ok=True)
-    _check_options(output, options)
-    journal_path = output / JOURNAL
-    entries = _read_journal(journal_path)
-    done = {e["source"] for e in entries}
-    tasks = []
-    for identity, path in files:
-        if str(path) not in done:
-            (output / identity).mkdir(exist_ok=True)
-            tasks.append((str(path), str(output / identity / f"{path.stem}.jpg")))
-    if len(tasks) < len(files):
-        log.warning("resuming %s: %d of %d images already prepared", output, len(files) - len(tasks), len(files))
-    with open(journal_path, "a") as journal:
-        for result in _run(tasks, options, workers, f"prepare {source.name}"):
-            if result["status"] == "error":
-                log.warning("%s: %s", result["source"], result["reason"])
-            journal.write(json.dumps(result) + "\n")
-            journal.flush()
-            entries.append(result)
-    report = summarise(entries, time.perf_counter() - start, options)
-    if recordio:
-        report["recordio"] = str(pack_recordio(output))
-    (output / REPORT).write_text(json.dumps(report, indent=2))
+    with DirectoryLock(output, "facelearn prepare"):
+        _check_options(output, options)
+        journal_path = output / JOURNAL
+        entries = _read_journal(journal_path, source)
+        done = {e["source"] for e in entries}
+        tasks = []
+        for (identity, path), name in zip(files, output_names(files), strict=True):
+            if str(path.relative_to(source)) not in done:
+                (output / identity).mkdir(exist_ok=True)
+                tasks.append((str(path), str(output / name)))
+        if len(tasks) < len(files):
+            log.warning("resuming %s: %d of %d images already prepared", output, len(files) - len(tasks), len(files))
+        with open(journal_path, "a") as journal:
+            for result in _run(tasks, options, workers, f"prepare {source.name}"):
+                result["source"] = str(Path(result["source"]).relative_to(source))
+                if result["status"] == "error":
+                    log.warning("%s: %s", result["source"], result["reason"])
+                journal.write(json.dumps(result) + "\n")
+                journal.flush()
+                entries.append(result)
+        report = summarise(entries, time.perf_counter() - start, options)
+        if recordio:
+            report["recordio"] = str(pack_recordio(output))
+        write_text_atomic(output / REPORT, json.dumps(report, indent=2))
     return report
 
 

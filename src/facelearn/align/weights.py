@@ -106,6 +106,9 @@ def download_weights(detector: str, base_url: str | None = None, folder: str | P
             actual = sha256_of(temporary)
             if actual != expected:
                 raise WeightsError(f"{url}: sha256 {actual}, expected {expected} for {detector} {filename}")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it 0600; weights are not secret
             os.replace(temporary, destination)
         finally:
             if os.path.exists(temporary):

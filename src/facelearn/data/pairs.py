@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DegradeConfig, EvalSetConfig
+from ..errors import DataError
 from .images import decode_image, fit_size, read_image
 from .synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
 from .transforms import HARD_DEGRADATION, Degrade
@@ -41,17 +42,46 @@ def pairs_from_bin(path: str | Path, name: str | None = None, image_size: int = 
 def read_lfw_pairs(pairs_txt: str | Path) -> list[tuple[str, int, str, int]]:
     """LFW ``pairs.txt``: a header line ("10 300"), then "name i j" (same) or "name1 i name2 j"."""
     lines = Path(pairs_txt).read_text().split("\n")
+    header = lines[0].split()
+    if not header or len(header) > 2 or not all(field.isdigit() for field in header):
+        raise DataError(
+            f"{pairs_txt}:1: expected the header '<folds> <pairs per fold>' (e.g. '10 300'), got {lines[0]!r}"
+        )
     pairs = []
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split()
         if not fields:
             continue
-        if len(fields) == 3:
-            pairs.append((fields[0], int(fields[1]), fields[0], int(fields[2])))
-        elif len(fields) == 4:
-            pairs.append((fields[0], int(fields[1]), fields[2], int(fields[3])))
-        else:
-            raise ValueError(f"{pairs_txt}:{number}: expected 'name i j' or 'name1 i name2 j', got {line!r}")
+        try:
+            if len(fields) == 3:
+                pairs.append((fields[0], int(fields[1]), fields[0], int(fields[2])))
+            elif len(fields) == 4:
+                pairs.append((fields[0], int(fields[1]), fields[2], int(fields[3])))
+            else:
+                raise ValueError
+        except ValueError:
+            raise DataError(
+                f"{pairs_txt}:{number}: expected 'name i j' or 'name1 i name2 j' with image numbers, got {line!r}"
+            ) from None
+    if not pairs:
+        raise DataError(f"{pairs_txt} holds no pairs (only its header): nothing to evaluate")
+    return pairs
+
+
+def with_folds(pairs: PairSet, folds: int) -> PairSet:
+    """Set the protocol's fold count, refusing one the pairs cannot support (it would give NaN)."""
+    if not 2 <= folds <= pairs.num_pairs:
+        raise DataError(
+            f"pair set {pairs.name!r} has {pairs.num_pairs} pairs: the number of folds must be between 2 and "
+            f"{pairs.num_pairs}, got {folds}"
+        )
+    same = int(np.sum(pairs.issame))
+    if same == 0 or same == pairs.num_pairs:
+        raise DataError(
+            f"pair set {pairs.name!r} holds only {'different' if same == 0 else 'same'}-person pairs: "
+            "verification needs both"
+        )
+    pairs.folds = folds
     return pairs
 
 
@@ -65,7 +95,7 @@ def pairs_from_lfw(pairs_txt: str | Path, root: str | Path, name: str = "lfw", i
         issame.append(name1 == name2)
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} images of {pairs_txt} are missing under {root}, e.g. {missing[0]}")
+        raise DataError(f"{len(missing)} images of {pairs_txt} are missing under {root}, e.g. {missing[0]}")
     return PairSet(name, np.array(issame), lambda k: fit_size(read_image(paths[k]), image_size))
 
 
@@ -113,15 +143,13 @@ def pair_set_from_config(config: EvalSetConfig, seed: int = 0, image_size: int =
         pairs = synthetic_pairs(config.num_pairs, seed, False, image_size, config.name)
     elif config.kind == "bin":
         if not config.path:
-            raise ValueError(f"eval set {config.name!r}: kind 'bin' needs path (the .bin file)")
+            raise DataError(f"eval set {config.name!r}: kind 'bin' needs path (the .bin file)")
         pairs = pairs_from_bin(config.path, config.name, image_size)
     elif config.kind == "pairs":
         if not (config.path and config.root):
-            raise ValueError(f"eval set {config.name!r}: kind 'pairs' needs path (pairs.txt) and root (images)")
+            raise DataError(f"eval set {config.name!r}: kind 'pairs' needs path (pairs.txt) and root (images)")
         pairs = pairs_from_lfw(config.path, config.root, config.name, image_size)
     else:
-        raise ValueError(f"eval set {config.name!r}: unknown kind {config.kind!r}; valid: synthetic, bin, pairs")
-    if not 2 <= config.folds <= pairs.num_pairs:
-        raise ValueError(f"eval set {config.name!r}: folds must be in [2, {pairs.num_pairs}], got {config.folds}")
-    pairs.folds = config.folds
+        raise DataError(f"eval set {config.name!r}: unknown kind {config.kind!r}; valid: synthetic, bin, pairs")
+    with_folds(pairs, config.folds)
     return degraded(pairs, config.degrade, config.hard_members, seed) if config.hard else pairs

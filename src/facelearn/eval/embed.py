@@ -15,6 +15,11 @@ from .quality import error_versus_reject
 from .verification import VerificationResult, evaluate_pairs
 
 
+def default_device() -> torch.device:
+    """The first GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @torch.no_grad()
 def embed_images(
     backbone: torch.nn.Module,

@@ -12,6 +12,7 @@ from .base import Head, HeadOutput, MarginHead
 from .circle import CircleHead, CirclePairLoss
 from .cosface import CosFaceHead
 from .curricularface import CurricularFaceHead
+from .lsoftmax import LSoftmaxHead
 from .magface import MagFaceHead
 from .partial_fc import PartialFC, shard_range
 from .softmax import NormSoftmaxHead, SoftmaxHead
@@ -22,6 +23,7 @@ from .triplet import BatchHardTripletLoss
 HEADS: Registry[Head] = Registry("head")
 HEADS.register("softmax")(SoftmaxHead)
 HEADS.register("normsoftmax")(NormSoftmaxHead)
+HEADS.register("lsoftmax")(LSoftmaxHead)
 HEADS.register("sphereface")(SphereFaceHead)
 HEADS.register("cosface")(CosFaceHead)
 HEADS.register("arcface")(ArcFaceHead)
@@ -76,6 +78,7 @@ __all__ = [
     "CosFaceHead",
     "Head",
     "HeadOutput",
+    "LSoftmaxHead",
     "MarginHead",
     "NormSoftmaxHead",
     "SoftmaxHead",

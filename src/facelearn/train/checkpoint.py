@@ -27,7 +27,14 @@ class CheckpointError(FacelearnError):
 
 def save_atomic(state: dict, path: str | Path) -> None:
     """Write ``state`` to a temporary file beside ``path`` and rename it (removed if the write fails)."""
-    write_atomic(path, lambda handle: torch.save(state, handle))
+    try:
+        write_atomic(path, lambda handle: torch.save(state, handle))
+    except RuntimeError as error:
+        # torch's zip writer turns a full disk into "unexpected pos …": report the disk's error
+        if isinstance(error.__context__, OSError):
+            cause = error.__context__
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
+        raise
 
 
 def remove_temporary_files(run_dir: str | Path) -> None:
@@ -99,6 +106,15 @@ def backbone_state(checkpoint: dict) -> dict:
 
 def load_backbone_weights(backbone: torch.nn.Module, path: str | Path) -> None:
     state = backbone_state(load_checkpoint(path))
+    own = backbone.state_dict()
+    wrong = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if wrong:
+        key, saved, expected = wrong[0]
+        raise CheckpointError(
+            f"{path} does not match this {type(backbone).__name__}: {len(wrong)} tensors differ in shape, e.g. "
+            f"{key} is {saved} in the file and {expected} here (check --model and the model's width, blocks and "
+            "embedding size)"
+        )
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(

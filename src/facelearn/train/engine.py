@@ -282,8 +282,32 @@ class Trainer:
         )
         if saved_rng is not None:  # after everything that might draw from the global generators
             set_rng_state(saved_rng)
-        window_start, window_images = time.perf_counter(), 0
         self.task.train()
+        try:
+            self.loop(batches, writer, progress)
+        finally:
+            progress.close()
+        metrics = self.evaluate(writer, output_dir=self.run_dir / "eval" if self.is_main else None)
+        self.save()
+        summary = {
+            "step": self.step,
+            "seconds": round(time.perf_counter() - started, 1),
+            "skipped_images": self.skipped_images,
+            "verification": metrics,
+        }
+        if self.is_main:
+            backbone = self.task.backbone.state_dict()
+            write_atomic(self.run_dir / "backbone.pt", lambda handle: torch.save(backbone, handle))
+            write_text_atomic(self.run_dir / "metrics.json", json.dumps(summary, indent=2))
+        writer.close()
+        if self.world_size > 1:
+            dist.barrier()  # every process leaves together, after rank 0 has written everything
+        return summary
+
+    def loop(self, batches, writer, progress) -> None:
+        """Steps up to ``train.steps``, logging, evaluating, checkpointing and stopping on a signal."""
+        cfg = self.train_config
+        window_start, window_images = time.perf_counter(), 0
         while self.step < cfg.steps:
             loss_value, images, metrics = self.train_step(batches)
             window_images += images
@@ -302,29 +326,11 @@ class Trainer:
                 log.info("step %d loss %.4f lr %.5f %.1f img/s%s", self.step, loss_value, lr, speed, terms)
                 window_start, window_images = time.perf_counter(), 0
             if self.parallel.all_agree(self.stop.requested is not None):
-                progress.close()
                 self.stop_on_signal(writer)
             if self.config.eval.every and self.step % self.config.eval.every == 0 and self.step < cfg.steps:
                 self.evaluate(writer, output_dir=None)
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save()
-        progress.close()
-        metrics = self.evaluate(writer, output_dir=self.run_dir / "eval" if self.is_main else None)
-        self.save()
-        summary = {
-            "step": self.step,
-            "seconds": round(time.perf_counter() - started, 1),
-            "skipped_images": self.skipped_images,
-            "verification": metrics,
-        }
-        if self.is_main:
-            backbone = self.task.backbone.state_dict()
-            write_atomic(self.run_dir / "backbone.pt", lambda handle: torch.save(backbone, handle))
-            write_text_atomic(self.run_dir / "metrics.json", json.dumps(summary, indent=2))
-        writer.close()
-        if self.world_size > 1:
-            dist.barrier()  # every process leaves together, after rank 0 has written everything
-        return summary
 
     def stop_on_signal(self, writer) -> None:
         import signal
