@@ -8,8 +8,10 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from .errors import FacelearnError
 
-class DistributedError(RuntimeError):
+
+class DistributedError(FacelearnError, RuntimeError):
     """The process group could not be formed."""
 
 

@@ -30,7 +30,7 @@ from ..data.images import ImageError, encode_image, read_image
 from ..data.pairs import read_lfw_pairs
 from ..data.recordio import write_recordio
 from ..data.verification_bin import write_verification_bin
-from ..errors import DataError, FacelearnError
+from ..errors import ConfigError, DataError, FacelearnError
 from ..io import DirectoryLock, write_bytes_atomic, write_text_atomic
 from .align import align_face
 from .faces import FaceDetector, choose_face
@@ -57,13 +57,13 @@ class PrepareOptions:
 
     def __post_init__(self) -> None:
         if self.crop not in CROPS:
-            raise ValueError(f"unknown crop {self.crop!r}; valid: {', '.join(CROPS)}")
+            raise ConfigError(f"unknown crop {self.crop!r}; valid: {', '.join(CROPS)}")
         if self.choose not in ("largest", "central"):
-            raise ValueError(f"unknown face choice {self.choose!r}; valid: largest, central")
+            raise ConfigError(f"unknown face choice {self.choose!r}; valid: largest, central")
         if self.no_face not in ("skip", "center"):
-            raise ValueError(f"unknown no_face action {self.no_face!r}; valid: skip, center")
+            raise ConfigError(f"unknown no_face action {self.no_face!r}; valid: skip, center")
         if not 0 < self.center_fraction <= 1:
-            raise ValueError(f"center_fraction must be in (0, 1], got {self.center_fraction}")
+            raise ConfigError(f"center_fraction must be in (0, 1], got {self.center_fraction}")
 
     def build_detector(self) -> FaceDetector | None:
         if self.crop != "detect":
@@ -187,7 +187,7 @@ def _check_options(output: Path, options: PrepareOptions) -> None:
         recorded = json.loads(path.read_text())
         if recorded != wanted:
             differing = sorted(k for k in wanted if recorded.get(k) != wanted[k])
-            raise ValueError(
+            raise DataError(
                 f"{output} was prepared with other options ({', '.join(differing)}): "
                 "use a new output folder, or the same options to resume"
             )
@@ -292,7 +292,7 @@ def prepare_pairs_bin(
     for name, number in names:
         matches = sorted((root / name).glob(f"{name}_{number:04d}.*"))
         if not matches:
-            raise FileNotFoundError(f"{pairs_txt}: image {number} of {name} not found under {root / name}")
+            raise DataError(f"{pairs_txt}: image {number} of {name} not found under {root / name}")
         paths[(name, number)] = str(matches[0])
     options = replace(options, no_face="center")
     results = {r["source"]: r for r in _run([(p, None) for p in paths.values()], options, workers, "pairs")}

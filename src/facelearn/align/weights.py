@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import FacelearnError
+
 # name → sha256 of the published files (facenet-pytorch 2.6.0 MTCNN; biubug6 RetinaFace MobileNet-0.25).
 KNOWN_WEIGHTS: dict[str, dict[str, str]] = {
     "mtcnn": {
@@ -34,7 +36,7 @@ DEFAULT_URLS: dict[str, str] = {
 }
 
 
-class WeightsError(ValueError):
+class WeightsError(FacelearnError, ValueError):
     """Missing weights, or weights whose bytes are not the published ones."""
 
 

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import DDLConfig, DegradeConfig
+from ..errors import DataError
 from .images import ImageError, fit_size
 from .loader import seeded_loader
 from .transforms import TrainTransform
@@ -45,7 +46,7 @@ class ImageGroup:
 
     def check(self, b: int) -> None:
         if len(self.identities) < b or not (self.pair_identities or self.listed_pairs):
-            raise ValueError(
+            raise DataError(
                 f"DDL group {self.name!r} has {len(self.identities)} identities ({len(self.pair_identities)} with "
                 f"two or more images): it needs at least ddl.pairs={b} identities and one with two images"
             )
@@ -54,15 +55,15 @@ class ImageGroup:
 def read_metadata(path: str | Path, source) -> dict[str, list[int]]:
     """Group name → source indices, from a CSV of ``path,group`` rows (paths relative to the data root)."""
     if not hasattr(source, "paths"):
-        raise ValueError("ddl.metadata needs an image-folder dataset (data.kind: folder)")
+        raise DataError("ddl.metadata needs an image-folder dataset (data.kind: folder)")
     index_of = {str(p.relative_to(source.root)): i for i, p in enumerate(source.paths)}
     groups: dict[str, list[int]] = defaultdict(list)
     with open(path, newline="") as handle:
         for line, row in enumerate(csv.DictReader(handle), start=2):
             if row.get("path") is None or row.get("group") is None:
-                raise ValueError(f"{path}: expected the columns path,group")
+                raise DataError(f"{path}: expected the columns path,group")
             if row["path"] not in index_of:
-                raise ValueError(f"{path}:{line}: {row['path']} is not an image of {source.root}")
+                raise DataError(f"{path}:{line}: {row['path']} is not an image of {source.root}")
             groups[row["group"]].append(index_of[row["path"]])
     return groups
 
@@ -70,19 +71,19 @@ def read_metadata(path: str | Path, source) -> dict[str, list[int]]:
 def read_pairs_list(path: str | Path, source, groups: list[ImageGroup]) -> None:
     """Attach the positive pairs of a CSV ``group,first,second`` (paths relative to the data root)."""
     if not hasattr(source, "paths"):
-        raise ValueError("ddl.pairs_list needs an image-folder dataset (data.kind: folder)")
+        raise DataError("ddl.pairs_list needs an image-folder dataset (data.kind: folder)")
     index_of = {str(p.relative_to(source.root)): i for i, p in enumerate(source.paths)}
     by_name = {group.name: group for group in groups}
     with open(path, newline="") as handle:
         for line, row in enumerate(csv.DictReader(handle), start=2):
             if row.get("group") not in by_name:
-                raise ValueError(f"{path}:{line}: group {row.get('group')!r} is not one of {', '.join(by_name)}")
+                raise DataError(f"{path}:{line}: group {row.get('group')!r} is not one of {', '.join(by_name)}")
             missing = [row[k] for k in ("first", "second") if row.get(k) not in index_of]
             if missing:
-                raise ValueError(f"{path}:{line}: {missing[0]} is not an image of {source.root}")
+                raise DataError(f"{path}:{line}: {missing[0]} is not an image of {source.root}")
             first, second = index_of[row["first"]], index_of[row["second"]]
             if source.label(first) != source.label(second):
-                raise ValueError(f"{path}:{line}: {row['first']} and {row['second']} are different people")
+                raise DataError(f"{path}:{line}: {row['first']} and {row['second']} are different people")
             by_name[row["group"]].listed_pairs.append((first, second))
 
 
@@ -91,20 +92,20 @@ def build_groups(source, config: DDLConfig) -> list[ImageGroup]:
     labels = [source.label(i) for i in range(len(source))]
     listed = read_metadata(config.metadata, source) if config.metadata else None
     if listed is not None and "easy" not in listed:
-        raise ValueError(f"{config.metadata}: no image is in group 'easy' (the teacher)")
+        raise DataError(f"{config.metadata}: no image is in group 'easy' (the teacher)")
     everything = list(range(len(source)))
     groups = [ImageGroup("easy", listed["easy"] if listed else everything, labels, None)]
     for student in config.students:
         if student.degrade is not None:
             groups.append(ImageGroup(student.name, listed["easy"] if listed else everything, labels, student.degrade))
         elif listed is None or student.name not in listed:
-            raise ValueError(
+            raise DataError(
                 f"DDL student {student.name!r} has no degrade and no rows in ddl.metadata: give one of them"
             )
         else:
             groups.append(ImageGroup(student.name, listed[student.name], labels, None))
     if len(groups) < 2:
-        raise ValueError("DDL needs at least one student group (ddl.students)")
+        raise DataError("DDL needs at least one student group (ddl.students)")
     if config.pairs_list:
         read_pairs_list(config.pairs_list, source, groups)
     for group in groups:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ..errors import DataError
+
 
 class IdentityBatchSampler:
     def __init__(
@@ -28,7 +30,7 @@ class IdentityBatchSampler:
         world_size: int = 1,
     ):
         if samples_per_identity < 2 or batch_size % samples_per_identity:
-            raise ValueError(
+            raise DataError(
                 f"train.batch_size ({batch_size}) must be a multiple of data.samples_per_identity "
                 f"({samples_per_identity}), which must be at least 2"
             )
@@ -38,7 +40,7 @@ class IdentityBatchSampler:
         self.members = [np.asarray(v) for _, v in sorted(by_identity.items()) if len(v) >= 2]
         self.identities = batch_size // samples_per_identity
         if len(self.members) < self.identities * world_size:
-            raise ValueError(
+            raise DataError(
                 f"{len(self.members)} identities have two or more images, fewer than the "
                 f"{self.identities * world_size} a global batch needs: lower train.batch_size or raise "
                 f"data.samples_per_identity"

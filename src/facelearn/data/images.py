@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -25,11 +26,15 @@ class ImageError(DataError):
     """An image file or buffer that cannot be decoded."""
 
 
-def header_size(buffer: np.ndarray) -> tuple[int, int] | None:
+def header_size(buffer: np.ndarray, source: str) -> tuple[int, int] | None:
     """(width, height) from the header alone, or None when Pillow cannot tell (cv2 then decides)."""
     try:
-        with Image.open(io.BytesIO(buffer.tobytes())) as image:
-            return image.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
+            with Image.open(io.BytesIO(buffer.tobytes())) as image:
+                return image.size
+    except Image.DecompressionBombError as error:  # Pillow's hard limit lies above ours
+        raise ImageError(f"{source}: {error}; more than the limit of {MAX_PIXELS:,} pixels") from None
     except Exception:  # not an image Pillow knows; cv2 may still decode it
         return None
 
@@ -40,7 +45,7 @@ def decode_image(data: bytes | np.ndarray, source: str = "buffer") -> np.ndarray
     buffer = (
         np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else np.asarray(data, np.uint8).ravel()
     )
-    size = header_size(buffer) if buffer.size else None
+    size = header_size(buffer, source) if buffer.size else None
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise ImageError(
             f"{source}: {size[0]}×{size[1]} pixels, more than the limit of {MAX_PIXELS:,} "

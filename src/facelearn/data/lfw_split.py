@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import DataError
 from .images import IMAGE_EXTENSIONS
 from .pairs import read_lfw_pairs
 
@@ -19,7 +20,7 @@ def lfw_split(pairs_txt: str | Path, root: str | Path, test_folds: tuple[int, ..
     """(train identities, test pairs) with ``test_folds`` numbered 1…10 as in the LFW protocol."""
     pairs = read_lfw_pairs(pairs_txt)
     if len(pairs) % PAIRS_PER_FOLD or not set(test_folds) <= set(range(1, len(pairs) // PAIRS_PER_FOLD + 1)):
-        raise ValueError(f"{pairs_txt}: expected folds of {PAIRS_PER_FOLD} pairs including folds {test_folds}")
+        raise DataError(f"{pairs_txt}: expected folds of {PAIRS_PER_FOLD} pairs including folds {test_folds}")
     test_pairs = [p for f in sorted(test_folds) for p in pairs[(f - 1) * PAIRS_PER_FOLD : f * PAIRS_PER_FOLD]]
     test_identities = {name for n1, _, n2, _ in test_pairs for name in (n1, n2)}
     train = []

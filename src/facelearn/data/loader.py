@@ -76,7 +76,7 @@ class SeededBatchSampler:
     ):
         global_batch = batch_size * world_size
         if length < global_batch:
-            raise ValueError(f"the dataset has {length} images, fewer than one global batch of {global_batch}")
+            raise DataError(f"the dataset has {length} images, fewer than one global batch of {global_batch}")
         self.length, self.batch_size, self.seed = length, batch_size, seed
         self.start_batch, self.rank, self.world_size = start_batch, rank, world_size
         self.batches_per_epoch = length // global_batch

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from .images import decode_image
 
 MAGIC = 0xCED7230A
@@ -66,7 +67,7 @@ class RecordReader:
         idx_path = Path(idx_path) if idx_path else self.rec_path.with_suffix(".idx")
         for path in (self.rec_path, idx_path):
             if not path.is_file():
-                raise FileNotFoundError(f"{path} not found: a RecordIO dataset needs train.rec and train.idx")
+                raise DataError(f"{path} not found: a RecordIO dataset needs train.rec and train.idx")
         self.offsets: dict[int, int] = {}
         for line in idx_path.read_text().splitlines():
             if line.strip():
@@ -82,7 +83,7 @@ class RecordReader:
         while True:
             magic, lrec = struct.unpack("<II", self._file.read(8))
             if magic != MAGIC:
-                raise ValueError(f"{self.rec_path}: bad magic at record {key}; the file is corrupt")
+                raise DataError(f"{self.rec_path}: bad magic at record {key}; the file is corrupt")
             flag, length = lrec >> 29, lrec & ((1 << 29) - 1)
             payload += self._file.read(length)
             if flag in (0, 3):
@@ -105,7 +106,7 @@ def write_recordio(prefix: str | Path, samples: Iterable[tuple[int, bytes]], num
     samples = list(samples)
     labels = [label for label, _ in samples]
     if labels != sorted(labels):
-        raise ValueError("write_recordio needs samples grouped by label (sorted by label)")
+        raise DataError("write_recordio needs samples grouped by label (sorted by label)")
     num_classes = num_classes if num_classes is not None else (max(labels) + 1 if labels else 0)
     n = len(samples)
     records: list[tuple[int, bytes]] = [(0, pack([n + 1, n + 1 + num_classes], b""))]
@@ -137,7 +138,7 @@ class RecordDataset:
             self._num_classes = None
         self.labels = [self._label_of(key) for key in self.keys] if self._num_classes is None else None
         if not self.keys:
-            raise ValueError(f"{root}/train.rec holds no image records")
+            raise DataError(f"{root}/train.rec holds no image records")
 
     def _label_of(self, key: int) -> int:
         _, label, _ = unpack(self.reader.read(key))

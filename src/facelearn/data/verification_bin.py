@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+
 try:
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # numpy < 2
@@ -28,7 +30,7 @@ _ALLOWED = {
 }
 
 
-class UnsafeBinError(ValueError):
+class UnsafeBinError(DataError):
     """The file is not a verification .bin of the expected structure."""
 
 
