@@ -1,4 +1,8 @@
-"""Shared test helpers: where ../shared is, and a skip when it is absent."""
+"""Shared test helpers: where ../shared is, and a skip when it (or a capability) is absent.
+
+A user's clone without ../shared skips those tests with the reason. CI sets ``FACELEARN_NO_SKIP=1``
+(see .ci/run): there every such skip is a failure, so a CI without the data cannot pass quietly.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,27 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACELEARN_SHARED", REPO.parent / "shared"))
+
+
+def shared_root() -> Path:
+    return Path(os.environ.get("FACELEARN_SHARED", REPO.parent / "shared"))
+
+
+SHARED = shared_root()
+
+
+def skip_unless_allowed(reason: str) -> None:
+    """Skip with ``reason``, or fail where ``FACELEARN_NO_SKIP=1`` (CI)."""
+    if os.environ.get("FACELEARN_NO_SKIP") == "1":
+        pytest.fail(f"{reason} (FACELEARN_NO_SKIP=1: this test must run here)")
+    pytest.skip(reason)
 
 
 def shared_path(*parts: str) -> Path:
     """A file under ../shared (or $FACELEARN_SHARED); the test is skipped if it is missing."""
-    path = SHARED.joinpath(*parts)
+    path = shared_root().joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} not found: set FACELEARN_SHARED to the shared data folder")
+        skip_unless_allowed(f"{path} not found: set FACELEARN_SHARED to the shared data folder")
     return path
 
 

@@ -52,3 +52,15 @@ def test_resolved_config_round_trips(tmp_path):
     dump_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["head"]["name"] == "cosface"
+
+
+def test_missing_shared_data_skips_for_a_user_and_fails_in_ci(tmp_path, monkeypatch):
+    from conftest import shared_path
+
+    monkeypatch.setenv("FACELEARN_SHARED", str(tmp_path / "absent"))
+    monkeypatch.delenv("FACELEARN_NO_SKIP", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="set FACELEARN_SHARED"):
+        shared_path("data", "lfw_a")
+    monkeypatch.setenv("FACELEARN_NO_SKIP", "1")
+    with pytest.raises(pytest.fail.Exception, match="FACELEARN_NO_SKIP=1: this test must run here"):
+        shared_path("data", "lfw_a")
