@@ -185,7 +185,7 @@ def test_lfw_pairs(tmp_path):
     lfw = pairs_from_lfw(pairs_txt, shared_path("data", "lfw_a", "lfw"))
     assert lfw.num_pairs == 6000 and lfw.load(0).shape == (112, 112, 3)
     (tmp_path / "pairs.txt").write_text("1 1\nNobody 1 2\n")
-    with pytest.raises(FileNotFoundError, match="1 images|2 images"):
+    with pytest.raises(DataError, match="1 images|2 images"):
         pairs_from_lfw(tmp_path / "pairs.txt", tmp_path)
 
 
@@ -204,7 +204,7 @@ def test_sampler_is_resumable_and_covers_each_epoch():
 def test_missing_or_empty_dataset_errors(tmp_path):
     with pytest.raises(ValueError, match="needs data.root"):
         build_source(DataConfig(kind="folder"), 0)
-    with pytest.raises(FileNotFoundError, match="train.rec"):
+    with pytest.raises(DataError, match="train.rec"):
         build_source(DataConfig(kind="recordio", root=str(tmp_path)), 0)
     with pytest.raises(ValueError, match="data.kind: 'lmdb' is not one of: synthetic, folder, recordio"):
         load_config(None, ["data.kind=lmdb"])

@@ -186,3 +186,24 @@ def test_training_on_a_folder_skips_and_counts_an_unreadable_image(tmp_path):
     )
     with pytest.raises(Exception, match="broken.jpg"):
         build_trainer(strict).fit()
+
+
+def test_a_new_task_is_one_subclass_registered_by_name(tmp_path):
+    from facelearn.models import build_backbone
+    from facelearn.train.tasks import TASKS, ClassificationTask, StepOutput, Task
+
+    config = tiny_config(tmp_path)
+    backbone = build_backbone(config.model, 32)
+    head = build_trainer(config).task.head
+    with pytest.raises(TypeError, match="abstract"):
+        Task(backbone, head, config, None)  # forward and loader are the contract
+
+    @TASKS.register("test_halved")
+    class HalvedLoss(ClassificationTask):
+        def forward(self, batch: dict) -> StepOutput:
+            loss = super().forward(batch).loss
+            return StepOutput(loss / 2, {"full": loss.item()})
+
+    trainer = build_trainer(tiny_config(tmp_path / "run", "train.task=test_halved", "train.steps=3"))
+    assert isinstance(trainer.task, HalvedLoss) and trainer.fit()["step"] == 3
+    assert " full " in (tmp_path / "run" / "train.log").read_text()

@@ -6,6 +6,7 @@ Three sources give the same :class:`PairSet`: an insightface ``.bin``, an LFW-st
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from .images import decode_image, fit_size, read_image
 from .synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
 from .transforms import HARD_DEGRADATION, Degrade
 from .verification_bin import load_verification_bin
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,9 +80,10 @@ def with_folds(pairs: PairSet, folds: int) -> PairSet:
         )
     same = int(np.sum(pairs.issame))
     if same == 0 or same == pairs.num_pairs:
-        raise DataError(
-            f"pair set {pairs.name!r} holds only {'different' if same == 0 else 'same'}-person pairs: "
-            "verification needs both"
+        log.warning(
+            "pair set %r holds only %s-person pairs: accuracy is reported, ROC, AUC and TAR@FAR are not",
+            pairs.name,
+            "different" if same == 0 else "same",
         )
     pairs.folds = folds
     return pairs
