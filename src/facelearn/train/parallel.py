@@ -35,7 +35,8 @@ class DataParallel:
             ignored = [name for name, p in task.named_parameters() if id(p) in self.shards]
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(task, ignored)
             device_ids = [device] if device.type == "cuda" else None
-            self.model = DistributedDataParallel(task, device_ids=device_ids, broadcast_buffers=True)
+            # gradients live in the communication buckets (no copy); buffers follow rank 0
+            self.model = DistributedDataParallel(task, device_ids=device_ids, gradient_as_bucket_view=True)
 
     def accumulating(self, last_micro_batch: bool):
         """No gradient all-reduce for the micro-batches before the last one of an accumulated step."""
