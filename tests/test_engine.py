@@ -207,3 +207,15 @@ def test_a_new_task_is_one_subclass_registered_by_name(tmp_path):
     trainer = build_trainer(tiny_config(tmp_path / "run", "train.task=test_halved", "train.steps=3"))
     assert isinstance(trainer.task, HalvedLoss) and trainer.fit()["step"] == 3
     assert " full " in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_auto_precision_uses_bf16_only_where_the_cpu_has_native_bf16(monkeypatch):
+    from facelearn.train import engine
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: True)
+    assert engine.resolve_amp("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: False)
+    assert engine.resolve_amp("auto", cpu) is None  # AVX2 only: bf16 autocast is ~10× slower than fp32
+    assert engine.resolve_amp("bf16", cpu) == torch.bfloat16  # asked for explicitly: honoured
+    assert engine.resolve_amp("auto", torch.device("cuda")) == torch.float16

@@ -187,7 +187,7 @@ class TrainConfig:
     grad_accum: int = bounded(1, ge=1)
     sync_bn: bool = False  # under torchrun on CUDA: batch-norm statistics over the global batch
     clip_grad_norm: float = bounded(5.0, ge=0.0)  # 0 disables clipping
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on CPU, fp16 on CUDA
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: fp16 on CUDA, bf16 on CPUs with native bf16
     channels_last: bool = True
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     seed: int = bounded(0, ge=0)
