@@ -37,10 +37,18 @@ def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
 
 def tar_at_far(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
     """insightface IJB rule: the ROC point whose FPR is closest to ``far``; ties go to the
-    largest TPR (``eval_ijbc.py``)."""
+    largest TPR (``eval_ijbc.py``). The chosen point may lie above ``far``."""
     distance = np.abs(fpr - far)
     candidates = np.flatnonzero(distance == distance.min())
     return float(tpr[candidates.max()])
+
+
+def tar_at_most_far(scores: np.ndarray, issame: np.ndarray, far: float) -> tuple[float, float]:
+    """(TAR, realised FAR) at the best threshold whose FAR does not exceed ``far`` (full ROC)."""
+    fpr, tpr, _ = roc_curve(scores, issame, drop_intermediate=False)
+    allowed = np.flatnonzero(fpr <= far + 1e-12)
+    best = allowed[np.argmax(tpr[allowed])]
+    return float(tpr[best]), float(fpr[best])
 
 
 def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
