@@ -70,8 +70,17 @@ def command_eval(args: argparse.Namespace) -> None:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if bool(args.gallery) != bool(args.probes):
+        raise ConfigError("--gallery and --probes go together (and --distractors needs both)")
+    if args.distractors and not args.gallery:
+        raise ConfigError("--distractors needs --gallery and --probes")
+    pair_sets_asked = bool(args.bin or args.pairs or args.synthetic is not None)
+    if not (pair_sets_asked or args.ijb or args.gallery):
+        raise ConfigError("nothing to evaluate: give --bin, --pairs/--root, --synthetic, --ijb or --gallery/--probes")
     backbone, image_size = backbone_from_checkpoint(args.checkpoint, args.model, args.embedding_size)
-    sets = evaluation_sets(image_size, args.bin, args.pairs, args.root, args.synthetic, args.folds, args.hard_split)
+    sets = []
+    if pair_sets_asked:
+        sets = evaluation_sets(image_size, args.bin, args.pairs, args.root, args.synthetic, args.folds, args.hard_split)
     device = default_device()
     backbone.to(device)
     results = {}
@@ -80,9 +89,81 @@ def command_eval(args: argparse.Namespace) -> None:
             backbone, pairs, args.output, batch_size=args.batch_size, flip=not args.no_flip, device=device
         )
         results[pairs.name] = result.to_dict()
-    write_text_atomic(Path(args.output) / "metrics.json", json.dumps(results, indent=2))
-    written = f"metrics.json, score histograms and ROC plots in {args.output}/"
-    print_summary({"step": None, "skipped_images": 0, "verification": results}, written)
+    if results:
+        write_text_atomic(Path(args.output) / "metrics.json", json.dumps(results, indent=2))
+        written = f"metrics.json, score histograms and ROC plots in {args.output}/"
+        print_summary({"step": None, "skipped_images": 0, "verification": results}, written)
+    if args.ijb:
+        run_ijb(args, backbone, image_size, device)
+    if args.gallery:
+        run_identification(args, backbone, image_size, device)
+
+
+def run_ijb(args: argparse.Namespace, backbone, image_size: int, device) -> None:
+    from .eval.recognition import evaluate_ijb
+
+    report = evaluate_ijb(
+        backbone,
+        args.ijb,
+        args.target,
+        image_size,
+        args.output,
+        batch_size=args.batch_size,
+        device=device,
+        mode=args.ijb_mode,
+        tar_rule=args.tar_rule,
+        fpir_rule=args.fpir_rule,
+        unknown_template="row0" if args.reference_quirks else "error",
+        zero_template="zero" if args.reference_quirks else "error",
+    )
+    print(f"\nfacelearn: {args.target} 1:1 templates, {report['images']} images, TAR at FAR ({args.tar_rule} rule)")
+    fars = report["one_to_one"][args.ijb_mode]["fars"]
+    print(f"  {'mode':<8}" + "".join(f"{far:>9g}" for far in fars) + f"{'AUC':>9}")
+    for mode, row in report["one_to_one"].items():
+        print(f"  {mode:<8}" + "".join(f"{100 * t:>9.2f}" for t in row["tars"]) + f"{row['auc']:>9.4f}")
+    if "one_to_n" in report:
+        print_identification(f"{args.target} 1:N ({args.ijb_mode}, mean of the two galleries)", report["one_to_n"])
+    print(f"  {args.target.lower()}.json and ROC, CMC and DET plots in {args.output}/")
+
+
+def run_identification(args: argparse.Namespace, backbone, image_size: int, device) -> None:
+    from .eval.recognition import evaluate_folders
+
+    report = evaluate_folders(
+        backbone,
+        args.gallery,
+        args.probes,
+        args.distractors,
+        image_size,
+        args.output,
+        fpir_rule=args.fpir_rule,
+        batch_size=args.batch_size,
+        flip=not args.no_flip,
+        device=device,
+    )
+    title = (
+        f"1:N, {report['gallery_identities']} enrolled identities, {report['num_mated']} mated and "
+        f"{report['num_nonmated']} non-mated probes"
+    )
+    print_identification(title, report)
+    if "with_distractors" in report:
+        extra = report["with_distractors"]
+        print(
+            f"  with {extra['num_distractors']} distractors (MegaFace protocol, {extra['pairs']} pairs): "
+            + ", ".join(f"rank-{k} {100 * v:.2f}%" for k, v in extra["rank_rates"].items())
+        )
+    print(f"  identification.json and CMC/DET plots in {args.output}/")
+
+
+def print_identification(title: str, result: dict) -> None:
+    print(f"\nfacelearn: {title}")
+    print("  closed set: " + ", ".join(f"rank-{k} {100 * v:.2f}%" for k, v in result["cmc"].items()))
+    if result["tpir"]:
+        rule = result.get("threshold_rule", "")
+        print(
+            f"  open set ({rule} rule): "
+            + ", ".join(f"TPIR@FPIR={f:g} {100 * t:.2f}%" for f, t in zip(result["fpir"], result["tpir"], strict=True))
+        )
 
 
 def command_prepare(args: argparse.Namespace) -> None:
@@ -148,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. head.margin=0.4 optim.lr=0.05")
     train.set_defaults(func=command_train)
 
-    evaluate = commands.add_parser("eval", help="10-fold verification of a checkpoint")
+    evaluate = commands.add_parser("eval", help="verification (10-fold, IJB templates) and identification (1:N)")
     evaluate.add_argument("checkpoint", help="a facelearn checkpoint, or an arcface_torch model.pt with --model")
     evaluate.add_argument("--model", help="architecture of a plain state_dict (e.g. iresnet50)")
     evaluate.add_argument("--embedding-size", type=int, default=512)
@@ -163,6 +244,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FACTOR",
         help="also score every set hard-hard and easy-hard, hard = down-sampled FACTOR times (DDL's evaluation)",
     )
+    evaluate.add_argument("--ijb", metavar="DIR", help="IJB-B/C release folder (meta/, loose_crop/): 1:1 and 1:N")
+    evaluate.add_argument("--target", default="IJBC", choices=["IJBC", "IJBB"], help="which IJB set (default IJBC)")
+    evaluate.add_argument("--ijb-mode", default="N1D1F1", help="template mode for 1:N, insightface's name")
+    evaluate.add_argument(
+        "--tar-rule",
+        default="at_most",
+        choices=["at_most", "closest"],
+        help="TAR at FAR: best with FAR <= target (default) or insightface's closest ROC point",
+    )
+    evaluate.add_argument(
+        "--fpir-rule",
+        default="at_most",
+        choices=["at_most", "reference"],
+        help="open-set threshold: FPIR <= target (default) or ijb_evals.py's index",
+    )
+    evaluate.add_argument(
+        "--reference-quirks",
+        action="store_true",
+        help="IJB as insightface: unknown pair templates score as row 0, zero templates score 0 (default: errors)",
+    )
+    evaluate.add_argument("--gallery", metavar="DIR", help="1:N: enrolled identities, <DIR>/<identity>/<image>")
+    evaluate.add_argument("--probes", metavar="DIR", help="1:N: queries, <DIR>/<identity>/<image> (any identity)")
+    evaluate.add_argument("--distractors", metavar="DIR", help="1:N: images of other people (MegaFace-style)")
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--no-flip", action="store_true", help="embed without flip test-time augmentation")
     evaluate.add_argument("--output", default="eval", help="folder for metrics.json and plots")

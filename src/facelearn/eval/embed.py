@@ -21,7 +21,7 @@ def default_device() -> torch.device:
 
 
 @torch.no_grad()
-def embed_images(
+def embedding_batches(
     backbone: torch.nn.Module,
     load,
     count: int,
@@ -30,33 +30,51 @@ def embed_images(
     device: torch.device | str = "cpu",
     channels_last: bool = False,
     amp_dtype: torch.dtype | None = None,
-) -> tuple[np.ndarray, float, np.ndarray]:
+):
+    """Raw float32 embeddings of images ``load(0) … load(count-1)`` per batch: a list of one view
+    (the images) or two (the images and their mirrors), on the CPU. The model is in eval mode."""
+    was_training = backbone.training
+    backbone.eval()
+    device = torch.device(device)
+    try:
+        for start in range(0, count, batch_size):
+            batch = torch.stack([to_tensor(load(i)) for i in range(start, min(start + batch_size, count))])
+            views = []
+            for view in [batch, batch.flip(3)] if flip else [batch]:
+                view = view.to(device)
+                if channels_last:
+                    view = view.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+                    views.append(backbone(view).float().cpu())
+            yield views
+    finally:
+        backbone.train(was_training)
+
+
+def embed_raw(backbone: torch.nn.Module, load, count: int, **options) -> tuple[np.ndarray, np.ndarray | None]:
+    """(embeddings, embeddings of the mirrored images or None), raw (not normalised), float32."""
+    images, mirrors = [], []
+    for views in embedding_batches(backbone, load, count, **options):
+        images.append(views[0])
+        mirrors.append(views[-1])
+    if not images:
+        raise ValueError("no images to embed")
+    flipped = options.get("flip", True)
+    return torch.cat(images).numpy(), torch.cat(mirrors).numpy() if flipped else None
+
+
+def embed_images(backbone: torch.nn.Module, load, count: int, **options) -> tuple[np.ndarray, float, np.ndarray]:
     """Unit embeddings of images ``load(0) … load(count-1)``, their XNorm and each image's quality.
 
     With ``flip``, the embeddings of the image and its mirror are summed before normalising (as
     insightface); XNorm is the mean norm of the un-normalised embeddings of both copies. The
     quality of an image is the norm of its own (un-flipped) raw embedding, MagFace's score.
     """
-    was_training = backbone.training
-    backbone.eval()
-    device = torch.device(device)
     fused, norms, quality = [], [], []
-    for start in range(0, count, batch_size):
-        batch = torch.stack([to_tensor(load(i)) for i in range(start, min(start + batch_size, count))])
-        views = [batch, batch.flip(3)] if flip else [batch]
-        total = 0
-        for number, view in enumerate(views):
-            view = view.to(device)
-            if channels_last:
-                view = view.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-                embedding = backbone(view).float()
-            norms.append(embedding.norm(dim=1).cpu())
-            if number == 0:
-                quality.append(norms[-1])
-            total = total + embedding
-        fused.append(torch.nn.functional.normalize(total, dim=1).cpu())
-    backbone.train(was_training)
+    for views in embedding_batches(backbone, load, count, **options):
+        norms += [view.norm(dim=1) for view in views]
+        quality.append(norms[-len(views)])
+        fused.append(torch.nn.functional.normalize(sum(views), dim=1))
     return torch.cat(fused).numpy(), float(torch.cat(norms).mean()), torch.cat(quality).numpy()
 
 

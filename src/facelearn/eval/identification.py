@@ -59,7 +59,9 @@ def mate_ranks(scores: np.ndarray, mates: np.ndarray) -> np.ndarray:
     """Ranks of the mated probes (rows with ``mates >= 0``) in a probes × gallery score matrix."""
     rows = np.flatnonzero(mates >= 0)
     mate_scores = scores[rows, mates[rows]]
-    return np.sum(scores[rows] >= mate_scores[:, None], 1)  # the mate itself counts once: rank 1 = no non-mate ties or beats it
+    return np.sum(
+        scores[rows] >= mate_scores[:, None], 1
+    )  # the mate itself counts once: rank 1 = no non-mate ties or beats it
 
 
 def open_set_threshold(nonmated_best: np.ndarray, fpir: float, rule: ThresholdRule = "at_most") -> float:

@@ -30,14 +30,16 @@ def plot_score_histogram(
     plt.close(fig)
 
 
-def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "ROC") -> None:
+def plot_roc(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "ROC", min_far: float = 1e-4
+) -> None:
     """``curves``: name → (scores, issame)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (scores, issame) in curves.items():
         fpr, tpr, _ = roc_curve(scores, issame)
-        ax.plot(np.maximum(fpr, 1e-5), tpr, label=name)
+        ax.plot(np.maximum(fpr, min_far / 10), tpr, label=name)
     ax.set_xscale("log")
-    ax.set_xlim(1e-4, 1)
+    ax.set_xlim(min_far, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("false accept rate")
     ax.set_ylabel("true accept rate")
@@ -83,6 +85,41 @@ def plot_error_versus_reject(curves: dict[str, list[dict]], path: str | Path, fm
     ax.set_xlabel("lowest-quality pairs rejected (%) — quality = the smaller raw embedding norm")
     ax.set_ylabel(f"FNMR at FMR = {fmr:g}")
     ax.set_title("error versus reject")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_cmc(curves: dict[str, list[float]], path: str | Path, title: str = "CMC") -> None:
+    """``curves``: name → identification rate at rank 1, 2, …"""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, rates in curves.items():
+        ax.plot(np.arange(1, len(rates) + 1), rates, marker="o", markersize=3, label=name)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_det(curves: dict[str, tuple[list[float], list[float]]], path: str | Path, title: str = "DET") -> None:
+    """``curves``: name → (FPIR, FNIR) of open-set identification."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (fpir, fnir) in curves.items():
+        fpir = np.asarray(fpir)
+        ax.step(np.maximum(fpir, 1e-3), fnir, where="post", label=name)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-3, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("false positive identification rate (FPIR)")
+    ax.set_ylabel("false negative identification rate (FNIR)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -74,9 +74,7 @@ def pool_templates(
     """Steps 4-5: (sorted template ids, float64 unit template features), one row per template."""
     templates, medias = np.asarray(templates, np.int64), np.asarray(medias, np.int64)
     if not len(templates) == len(medias) == len(vectors):
-        raise DataError(
-            f"{len(vectors)} image features but {len(templates)} template ids and {len(medias)} media ids"
-        )
+        raise DataError(f"{len(vectors)} image features but {len(templates)} template ids and {len(medias)} media ids")
     bad = ~np.isfinite(vectors).all(1)
     if bad.any():
         raise DataError(f"{int(bad.sum())} image features are NaN or infinite (first: row {int(np.argmax(bad))})")
