@@ -106,7 +106,9 @@ def clean_probes(features: np.ndarray, identities: np.ndarray, noisy: np.ndarray
         members = identities == identity
         clean = members & ~noisy
         if not clean.any():
-            raise DataError(f"every image of probe identity {identity!r} is on the noise list: drop the identity")
+            raise DataError(
+                f"every image of probe identity {identity.item()!r} is on the noise list: drop the identity"
+            )
         centre = features[clean].mean(0)
         features[members & noisy] = centre / np.linalg.norm(centre)
     return features

@@ -50,7 +50,9 @@ def mate_columns(probe_subjects: np.ndarray, gallery_subjects: np.ndarray) -> np
         raise DataError("the gallery is empty: enroll at least one subject")
     values, counts = np.unique(gallery_subjects, return_counts=True)
     if (counts > 1).any():
-        raise DataError(f"the gallery holds subject {values[counts > 1][0]!r} {counts.max()} times; one entry each")
+        raise DataError(
+            f"the gallery holds subject {values[counts > 1][0].item()!r} {counts.max()} times; one entry each"
+        )
     column = {subject: i for i, subject in enumerate(gallery_subjects.tolist())}
     return np.array([column.get(s, -1) for s in np.asarray(probe_subjects).tolist()], np.int64)
 
