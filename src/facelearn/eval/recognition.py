@@ -15,7 +15,7 @@ import torch
 from ..align.align import align_face
 from ..data.images import IMAGE_EXTENSIONS, fit_size, read_image
 from ..errors import DataError
-from ..io import write_text_atomic
+from ..io import write_atomic, write_text_atomic
 from .distractors import Method, megaface_identification
 from .embed import embed_images, embed_raw
 from .identification import ThresholdRule, check_features, identify, mate_columns
@@ -47,7 +47,22 @@ def evaluate_ijb(
 
     embed_options = {k: options.pop(k) for k in ("batch_size", "device") if k in options}
     features, mirrors = embed_raw(backbone, load, len(meta.names), flip=True, **embed_options)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # the raw features, to score other options later without embedding again (load_ijb_features)
+    write_atomic(
+        output_dir / f"{meta.target.lower()}_features.npz",
+        lambda f: np.savez(f, names=np.array(meta.names), features=features, mirrors=mirrors),
+    )
     return score_ijb(meta, features, mirrors, output_dir, **options)
+
+
+def load_ijb_features(path: str | Path, meta: IJBMeta) -> tuple[np.ndarray, np.ndarray]:
+    """The raw features :func:`evaluate_ijb` saved, checked against the media list."""
+    with np.load(path, allow_pickle=False) as saved:
+        if saved["names"].tolist() != meta.names:
+            raise DataError(f"{path} was embedded from another media list than {meta.folder}")
+        return saved["features"], saved["mirrors"]
 
 
 def score_ijb(
