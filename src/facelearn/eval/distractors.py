@@ -93,7 +93,11 @@ def top_distractor_scores(
         block = np.asarray(distractors[start : start + rows], np.float32)
         if keep is not None:
             block = block[keep[start : start + rows]]
-        candidates = np.concatenate([best, queries @ block.T], 1)
+        negated = queries @ block.T
+        np.negative(negated, out=negated)  # in place: one score buffer per block, no copies
+        if negated.shape[1] > k:
+            negated.partition(k - 1, axis=1)
+        candidates = np.concatenate([best, -negated[:, :k]], 1)
         best = -np.partition(-candidates, k - 1, axis=1)[:, :k]
     return -np.sort(-best, axis=1)
 
