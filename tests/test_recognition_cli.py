@@ -93,6 +93,25 @@ def test_ijb_layout_errors_name_the_problem(trained, ijb_folder, tmp_path, capsy
     assert "--distractors needs --gallery and --probes" in capsys.readouterr().err
 
 
+def test_ijbb_layout_reads_galleries_s1_s2_and_refuses_bad_embeddings(ijb_folder, tmp_path):
+    folder = tmp_path / "IJBB"
+    (folder / "meta").mkdir(parents=True)
+    for path in (ijb_folder / "meta").iterdir():
+        name = path.name.replace("ijbc", "ijbb").replace("_G1", "_S1").replace("_G2", "_S2")
+        (folder / "meta" / name).write_bytes(path.read_bytes())
+    meta = read_ijb_meta(tmp_path, "IJBB")
+    assert list(meta.galleries) == ["S1", "S2"] and len(meta.probes[0]) == 124
+    features = np.random.default_rng(0).normal(size=(577, 8)).astype(np.float32)
+    features[9] = np.nan
+    with pytest.raises(DataError, match="1 image embeddings are NaN or infinite \\(first: row 9\\)"):
+        score_ijb(meta, features, features)
+    features[9] = 0
+    with pytest.raises(DataError, match="1 image embeddings are zero \\(first: row 9\\)"):
+        score_ijb(meta, features, None, mode="N0D0F0")
+    with pytest.raises(DataError, match="unknown IJB target 'IJBA'"):
+        read_ijb_meta(tmp_path, "IJBA")
+
+
 def write_faces(folder, identities, per_identity, faces, offset=0):
     for identity in identities:
         (folder / f"person{identity}").mkdir(parents=True)

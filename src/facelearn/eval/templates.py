@@ -55,12 +55,19 @@ def image_vectors(
 ) -> np.ndarray:
     """Steps 1-3: one float32 vector per image."""
     vectors = np.asarray(features, np.float32)
+    bad = ~np.isfinite(vectors).all(1)
+    if bad.any():
+        raise DataError(f"{int(bad.sum())} image embeddings are NaN or infinite (first: row {int(np.argmax(bad))})")
     if options.flip:
         if flip_features is None:
             raise DataError("template option flip needs the mirrored images' embeddings")
         vectors = vectors + np.asarray(flip_features, np.float32)
     if not options.norm_score:
-        vectors = vectors / np.sqrt(np.sum(vectors**2, -1, keepdims=True))
+        norms = np.sqrt(np.sum(vectors**2, -1, keepdims=True))
+        if (norms == 0).any():
+            count, first = int((norms == 0).sum()), int(np.argmax(norms[:, 0] == 0))
+            raise DataError(f"{count} image embeddings are zero (first: row {first}): cannot normalise them")
+        vectors = vectors / norms
     if options.detector_score:
         if face_scores is None:
             raise DataError("template option detector_score needs a face score per image")
