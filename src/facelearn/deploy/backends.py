@@ -1,0 +1,112 @@
+"""Embedders: aligned uint8 faces (N, H, W, 3) → (unit embeddings, quality), in PyTorch or ONNX Runtime.
+
+Both compute :class:`facelearn.deploy.export.EmbeddingGraph`. PyTorch runs bf16 channels_last on
+CPUs with native bf16 kernels, fp16 on CUDA, fp32 otherwise; ONNX Runtime takes its session
+options and providers from the caller as given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .export import EmbeddingGraph, weights_digest
+
+log = logging.getLogger(__name__)
+
+
+class TorchEmbedder:
+    name = "torch"
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        input_size: int,
+        flip: bool = True,
+        device: str | None = None,
+        precision: str = "auto",
+    ):
+        from ..train.engine import cpu_has_fast_bf16
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if precision == "auto":
+            precision = "float16" if self.device.type == "cuda" else ("bfloat16" if cpu_has_fast_bf16() else "float32")
+        self.precision = precision
+        self.graph = EmbeddingGraph(backbone.eval(), flip).to(self.device).eval()
+        self.channels_last = precision != "float32" or self.device.type == "cuda"
+        if self.channels_last:
+            self.graph = self.graph.to(memory_format=torch.channels_last)
+        self.input_size, self.flip = input_size, flip
+        self.model_digest = weights_digest(backbone)
+        self.embedding_size = int(self.embed(np.zeros((1, input_size, input_size, 3), np.uint8))[0].shape[1])
+
+    @torch.inference_mode()
+    def embed(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = torch.from_numpy(np.ascontiguousarray(faces)).to(self.device)
+        dtype = getattr(torch, self.precision)
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.precision != "float32"):
+            embedding, quality = self.graph(batch)
+        return embedding.float().cpu().numpy(), quality.float().cpu().numpy()
+
+
+class OnnxEmbedder:
+    name = "onnx"
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: list | None = None,
+        session_options=None,
+        input_size: int | None = None,
+        **settings,
+    ):
+        import onnx
+        import onnxruntime
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"{self.path} does not exist")
+        model = onnx.load(str(self.path), load_external_data=False)
+        self.metadata = {p.key: p.value for p in model.metadata_props}
+        if session_options is None:
+            session_options = onnxruntime.SessionOptions()
+            for key, value in settings.items():  # e.g. intra_op_num_threads=2
+                setattr(session_options, key, value)
+        self.session = onnxruntime.InferenceSession(
+            str(self.path), sess_options=session_options, providers=providers or ["CPUExecutionProvider"]
+        )
+        inputs = self.session.get_inputs()
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        if len(shape) != 4 or shape[3] != 3 or inputs[0].type != "tensor(uint8)":
+            raise DataError(
+                f"{self.path} takes {[(i.name, i.shape, i.type) for i in inputs]}; a facelearn model takes one uint8 "
+                "(N, H, W, 3) batch of aligned faces (export it with facelearn export)"
+            )
+        if "facelearn.version" not in self.metadata:
+            log.warning(
+                "%s has no facelearn metadata: its input size and flip setting are taken from the graph and the "
+                "arguments, and it has no calibrated thresholds (run facelearn calibrate on it)",
+                self.path,
+            )
+        size = input_size or self.metadata.get("facelearn.input_size") or shape[1]
+        if not str(size).isdigit():
+            raise DataError(f"{self.path} has no fixed input size and no facelearn metadata: give input_size")
+        self.input_size = int(size)
+        self.flip = self.metadata.get("facelearn.flip", "true") == "true"
+        self.model_digest = (
+            self.metadata.get("facelearn.model_digest") or hashlib.sha256(self.path.read_bytes()).hexdigest()
+        )
+        self.calibration = (
+            json.loads(self.metadata["facelearn.calibration"]) if "facelearn.calibration" in self.metadata else None
+        )
+        self.embedding_size = int(self.embed(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))[0].shape[1])
+
+    def embed(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        embedding, quality = self.session.run(None, {"faces": np.ascontiguousarray(faces, np.uint8)})
+        return embedding, quality

@@ -1,0 +1,90 @@
+"""Thresholds with an error rate behind them: the score at a false-match rate, measured on real pairs.
+
+A threshold for FMR f is the score that at most ⌊f·n⌋ of the n impostor pairs exceed ("same"
+means score > threshold). Each point records the impostor count behind it, the realised FMR and
+FNMR with 95 % Wilson intervals. An FMR needs at least ``10 / f`` impostor pairs (ten false
+matches to place the threshold); with fewer, the point is recorded as unsupported and asking for
+it is an error that says how many pairs it would need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import DataError
+
+FMRS = (1e-2, 1e-3, 1e-4)
+DEFAULT_FMR = 1e-3
+FALSE_MATCHES_NEEDED = 10
+
+
+def impostors_needed(fmr: float) -> int:
+    return math.ceil(FALSE_MATCHES_NEEDED / fmr - 1e-9)
+
+
+def wilson_interval(errors: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a rate ``errors / trials``."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = errors / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class Calibration:
+    source: str  # what the pairs were, in words (a file, a folder, a .bin)
+    num_genuine: int
+    num_impostor: int
+    points: list[dict] = field(default_factory=list)  # one per FMR, see calibrate()
+
+    def threshold(self, fmr: float = DEFAULT_FMR) -> float:
+        """The calibrated score threshold at ``fmr``; an error when the data could not support it."""
+        for point in self.points:
+            if math.isclose(point["fmr"], fmr, rel_tol=1e-9):
+                if point["threshold"] is None:
+                    raise DataError(
+                        f"FMR {fmr:g} needs at least {point['impostors_needed']:,} impostor pairs to calibrate; "
+                        f"{self.source} gave {self.num_impostor:,}. Calibrate on more pairs (facelearn calibrate "
+                        "--gallery DIR uses every pair of images of different people)"
+                    )
+                return point["threshold"]
+        calibrated = ", ".join(f"{p['fmr']:g}" for p in self.points)
+        raise DataError(f"FMR {fmr:g} was not calibrated (calibrated: {calibrated}); run facelearn calibrate --fmr")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        return cls(data["source"], int(data["num_genuine"]), int(data["num_impostor"]), list(data["points"]))
+
+
+def calibrate(scores: np.ndarray, issame: np.ndarray, fmrs: tuple[float, ...] = FMRS, source: str = "") -> Calibration:
+    scores, issame = np.asarray(scores, np.float64), np.asarray(issame, bool)
+    if not np.isfinite(scores).all():
+        raise DataError(f"{source}: {int((~np.isfinite(scores)).sum())} scores are NaN or infinite")
+    genuine, impostor = np.sort(scores[issame]), np.sort(scores[~issame])[::-1]
+    if len(genuine) == 0 or len(impostor) == 0:
+        raise DataError(f"{source}: calibration needs pairs of the same person and of different people")
+    calibration = Calibration(source, len(genuine), len(impostor))
+    for fmr in fmrs:
+        point = {"fmr": float(fmr), "impostors_needed": impostors_needed(fmr), "threshold": None}
+        if len(impostor) >= point["impostors_needed"]:
+            allowed = math.floor(fmr * len(impostor) + 1e-9)
+            threshold = float(impostor[allowed])
+            false_matches = int(np.sum(impostor > threshold))
+            false_non_matches = int(np.searchsorted(genuine, threshold, side="right"))
+            point.update(
+                threshold=threshold,
+                realised_fmr=false_matches / len(impostor),
+                fmr_interval=wilson_interval(false_matches, len(impostor)),
+                fnmr=false_non_matches / len(genuine),
+                fnmr_interval=wilson_interval(false_non_matches, len(genuine)),
+            )
+        calibration.points.append(point)
+    return calibration

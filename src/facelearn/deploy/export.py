@@ -1,0 +1,120 @@
+"""``facelearn export``: a checkpoint → one ONNX file that needs nothing else to embed faces.
+
+The graph takes aligned RGB faces as uint8 ``(N, H, W, 3)`` (N free), and does everything the
+PyTorch evaluation does: scale to [−1, 1], NHWC → NCHW, the backbone, optionally the mirrored
+face's embedding added, L2 normalisation. Outputs: ``embedding`` (N, D) unit rows and ``quality``
+(N,), the raw norm of the face's own embedding (MagFace's quality score). The file's metadata
+(``facelearn.*`` keys) says what the graph expects: version, architecture, embedding and input
+size, the alignment, the flip setting and, when calibrated, the thresholds. The file is written
+atomically with a ``.sha256`` beside it, and checked against PyTorch at export (:func:`parity`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import DataError
+from ..io import write_bytes_atomic, write_text_atomic
+
+ALIGNMENT = "arcface-5-point 112x112 (facelearn.align.align_face), then resized to the input size (cv2 INTER_AREA)"
+OPSET = 17
+
+
+class EmbeddingGraph(torch.nn.Module):
+    """uint8 NHWC faces → (unit embeddings, quality): what is exported, and the PyTorch reference."""
+
+    def __init__(self, backbone: torch.nn.Module, flip: bool = True):
+        super().__init__()
+        self.backbone, self.flip = backbone, flip
+
+    def forward(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images = faces.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        own = self.backbone(images).float()
+        total = own + self.backbone(images.flip(3)).float() if self.flip else own
+        return total / total.norm(dim=1, keepdim=True).clamp_min(1e-12), own.norm(dim=1)
+
+
+def weights_digest(backbone: torch.nn.Module) -> str:
+    """sha256 of the backbone's weights: the model's identity, the same in PyTorch and in its export."""
+    digest = hashlib.sha256()
+    for name, tensor in backbone.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_metadata(
+    checkpoint: dict | None, model_name: str, backbone: torch.nn.Module, input_size: int, flip: bool
+) -> dict:
+    metadata = {
+        "facelearn.version": __version__,
+        "facelearn.model_digest": weights_digest(backbone),
+        "facelearn.architecture": json.dumps(checkpoint["config"]["model"]) if checkpoint else model_name,
+        "facelearn.embedding_size": str(backbone.embedding_size),
+        "facelearn.input_size": str(input_size),
+        "facelearn.alignment": ALIGNMENT,
+        "facelearn.flip": str(flip).lower(),
+    }
+    if checkpoint and checkpoint.get("calibration"):
+        metadata["facelearn.calibration"] = json.dumps(checkpoint["calibration"])
+    return metadata
+
+
+def export_onnx(graph: EmbeddingGraph, input_size: int, metadata: dict, output: str | Path) -> str:
+    """Write ``output`` (and ``output.sha256``) atomically; returns the sha256."""
+    import onnx
+
+    graph.eval()
+    example = torch.zeros(2, input_size, input_size, 3, dtype=torch.uint8)
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        graph,
+        (example,),
+        buffer,
+        input_names=["faces"],
+        output_names=["embedding", "quality"],
+        dynamic_axes={"faces": {0: "batch"}, "embedding": {0: "batch"}, "quality": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    graph.eval()  # the exporter restores the module's previous mode
+    model = onnx.load_from_string(buffer.getvalue())
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    data = model.SerializeToString()
+    digest = hashlib.sha256(data).hexdigest()
+    write_bytes_atomic(output, data)
+    write_text_atomic(Path(f"{output}.sha256"), f"{digest}  {Path(output).name}\n")
+    return digest
+
+
+def parity(graph: EmbeddingGraph, onnx_path: str | Path, faces: np.ndarray, batch_size: int = 64) -> dict:
+    """Cosine of every ONNX Runtime embedding with PyTorch's on ``faces`` (uint8 NHWC)."""
+    import onnxruntime
+
+    if len(faces) == 0:
+        raise DataError("the parity check needs faces")
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    graph.eval()
+    cosines, quality_errors = [], []
+    for start in range(0, len(faces), batch_size):
+        batch = np.ascontiguousarray(faces[start : start + batch_size])
+        theirs, their_quality = session.run(None, {"faces": batch})
+        with torch.inference_mode():
+            ours, our_quality = (t.numpy() for t in graph(torch.from_numpy(batch)))
+        cosines.append(np.sum(theirs * ours, 1))
+        quality_errors.append(np.abs(their_quality - our_quality) / np.maximum(our_quality, 1e-12))
+    cosines = np.concatenate(cosines)
+    return {
+        "faces": len(faces),
+        "min_cosine": float(cosines.min()),
+        "mean_cosine": float(cosines.mean()),
+        "max_quality_relative_error": float(np.concatenate(quality_errors).max()),
+    }

@@ -1,0 +1,192 @@
+"""``facelearn.Recognizer``: detect, align, embed, verify, enroll, identify and delete — one object.
+
+    recognizer = Recognizer.load("runs/lfw/mbf_detect/best.pt", gallery="people.db")
+    recognizer.enroll("alice", [read_image("alice1.jpg"), read_image("alice2.jpg")])
+    recognizer.identify(read_image("visitor.jpg"))      # candidates, or "unknown" below the FMR threshold
+    recognizer.verify(photo_a, photo_b, fmr=1e-3)       # score, decision, threshold, FMR, model
+
+Photos go through the same detector and :func:`facelearn.align.align_face` as training data;
+faces that are already aligned at the model's input size can be passed with ``aligned=True``.
+Decisions are taken at a named false-match rate from the model's calibration, never at a bare
+cosine. Every method may be called from several threads at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..align import align_face, build_detector, choose_face
+from ..data.images import fit_size
+from ..errors import DataError
+from .calibration import DEFAULT_FMR, Calibration
+
+
+class Recognizer:
+    def __init__(self, embedder, detector=None, calibration: Calibration | None = None, gallery=None):
+        self.embedder, self.detector, self.calibration, self.gallery = embedder, detector, calibration, gallery
+        self.input_size = embedder.input_size
+        self.detector_lock = threading.Lock()  # the detectors keep per-call state: one image at a time
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path,
+        architecture: str | None = None,
+        gallery: str | Path | None = None,
+        detector: str | None = "retinaface",
+        weights: str | None = None,
+        backend: str = "auto",
+        **backend_options,
+    ) -> Recognizer:
+        """From a facelearn checkpoint, an arcface_torch ``.pth`` (with ``architecture``) or an exported ``.onnx``."""
+        from .backends import OnnxEmbedder, TorchEmbedder
+
+        calibration = None
+        if str(model).endswith(".onnx"):
+            embedder = OnnxEmbedder(model, **backend_options)
+            calibration = embedder.calibration
+        else:
+            from ..train.checkpoint import FORMAT, backbone_from_checkpoint, load_checkpoint
+
+            backbone, size = backbone_from_checkpoint(model, architecture)
+            checkpoint = load_checkpoint(model)
+            if checkpoint.get("format") == FORMAT:
+                calibration = checkpoint.get("calibration")
+            embedder = TorchEmbedder(backbone, size, **backend_options)
+        recognizer = cls(
+            embedder,
+            build_detector(detector, weights) if detector else None,
+            Calibration.from_dict(calibration) if calibration else None,
+        )
+        if gallery is not None:
+            recognizer.open_gallery(gallery)
+        return recognizer
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_digest[:16]
+
+    def open_gallery(self, path: str | Path):
+        from .sqlite_gallery import SQLiteGallery
+
+        self.gallery = SQLiteGallery(path, self.model_id, self.embedder.embedding_size)
+        return self.gallery
+
+    # ------------------------------------------------------------------ faces
+    def detect(self, image: np.ndarray):
+        if self.detector is None:
+            raise DataError("this Recognizer has no face detector: pass aligned faces (aligned=True)")
+        with self.detector_lock:
+            return self.detector.detect(image)
+
+    def aligned_faces(self, image: np.ndarray) -> tuple[list[np.ndarray], object]:
+        faces = self.detect(image)
+        return [fit_size(align_face(image, points), self.input_size) for points in faces.landmarks], faces
+
+    def embed(self, images: list[np.ndarray], aligned: bool = False, batch_size: int = 64) -> np.ndarray:
+        """(N, D) unit embeddings: of aligned faces, or of the largest face of each photo (NaN rows where a
+        photo has no face)."""
+        if aligned:
+            faces = [self._check_aligned(face) for face in images]
+            return self._embed_faces(faces, batch_size)[0]
+        found = [self.aligned_faces(image) for image in images]
+        chosen = [
+            f[0][choose_face(f[1], image.shape)] if f[0] else None for f, image in zip(found, images, strict=True)
+        ]
+        result = np.full((len(images), self.embedder.embedding_size), np.nan, np.float32)
+        present = [i for i, face in enumerate(chosen) if face is not None]
+        if present:
+            result[present] = self._embed_faces([chosen[i] for i in present], batch_size)[0]
+        return result
+
+    def _check_aligned(self, face: np.ndarray) -> np.ndarray:
+        face = np.asarray(face)
+        if face.dtype != np.uint8 or face.ndim != 3 or face.shape[2] != 3:
+            raise DataError(f"an aligned face is a uint8 (H, W, 3) RGB image, got {face.dtype} {face.shape}")
+        return fit_size(face, self.input_size)
+
+    def _embed_faces(self, faces: list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        embeddings, qualities = [], []
+        for start in range(0, len(faces), batch_size):
+            e, q = self.embedder.embed(np.stack(faces[start : start + batch_size]))
+            embeddings.append(e)
+            qualities.append(q)
+        return np.concatenate(embeddings), np.concatenate(qualities)
+
+    # ------------------------------------------------------------------ decisions
+    def threshold(self, fmr: float = DEFAULT_FMR) -> float:
+        if self.calibration is None:
+            raise DataError(
+                "this model has no calibration, so no threshold has a known false-match rate: run "
+                "facelearn calibrate MODEL --pairs/--bin/--gallery first"
+            )
+        return self.calibration.threshold(fmr)
+
+    def verify(self, a: np.ndarray, b: np.ndarray, fmr: float = DEFAULT_FMR, aligned: bool = False) -> dict:
+        """Same person or not, at a false-match rate: score, decision, threshold, FMR, model."""
+        threshold = self.threshold(fmr)
+        first, second = self.embed([a, b], aligned)
+        for name, embedding in (("first", first), ("second", second)):
+            if np.isnan(embedding).any():
+                raise DataError(f"no face found in the {name} image")
+        score = float(first @ second)
+        return {"score": score, "same": score > threshold, "threshold": threshold, "fmr": fmr, "model": self.model_id}
+
+    def _require_gallery(self):
+        if self.gallery is None:
+            raise DataError("no gallery is open: Recognizer.load(..., gallery='people.db') or open_gallery()")
+        return self.gallery
+
+    def enroll(
+        self,
+        subject: str,
+        images: list[np.ndarray],
+        aligned: bool = False,
+        metadata: dict | None = None,
+        append: bool = False,
+    ) -> dict:
+        """Enroll the largest face of each photo; photos without a face are listed, not enrolled."""
+        gallery = self._require_gallery()
+        if not images:
+            raise DataError(f"nothing to enroll for {subject!r}: no images given")
+        embeddings = self.embed(images, aligned)
+        usable = ~np.isnan(embeddings).any(1)
+        if not usable.any():
+            raise DataError(f"no face found in any of the {len(images)} images of {subject!r}: nothing enrolled")
+        faces = gallery.enroll(subject, embeddings[usable], metadata=metadata, append=append)
+        return {"subject": subject, "faces": faces, "no_face": [int(i) for i in np.flatnonzero(~usable)]}
+
+    def identify(self, image: np.ndarray, k: int = 5, fmr: float = DEFAULT_FMR, aligned: bool = False) -> list[dict]:
+        """For every face in the photo (or the one aligned face): the k best subjects and the decision —
+        the best subject if it scores above the threshold at ``fmr``, else ``None`` (unknown)."""
+        gallery = self._require_gallery()
+        threshold = self.threshold(fmr)
+        if aligned:
+            faces, boxes = [self._check_aligned(image)], [None]
+        else:
+            faces, found = self.aligned_faces(image)
+            boxes = [box.tolist() for box in found.boxes]
+        if not faces:
+            return []
+        embeddings = self._embed_faces(faces, 64)[0]
+        results = []
+        for box, candidates in zip(boxes, gallery.search(embeddings, k), strict=True):
+            best = candidates[0] if candidates and candidates[0][1] > threshold else None
+            results.append(
+                {
+                    "box": box,
+                    "candidates": [{"subject": s, "score": score} for s, score in candidates],
+                    "subject": best[0] if best else None,  # None: unknown at this FMR
+                    "threshold": threshold,
+                    "fmr": fmr,
+                    "model": self.model_id,
+                }
+            )
+        return results
+
+    def delete(self, subject: str) -> int:
+        """Remove a subject and every embedding of it from the gallery; returns the faces removed."""
+        return self._require_gallery().delete(subject)

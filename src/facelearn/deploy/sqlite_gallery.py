@@ -1,0 +1,193 @@
+"""The embedded gallery: SQLite is the source of truth, an exact in-memory index answers searches.
+
+* One file (WAL journal, ``secure_delete`` on, foreign keys on): subjects, their faces and
+  embeddings, and the identity of the model that made them. A gallery opened with another model
+  (or embedding size) is refused with both names.
+* Enroll is one transaction: all faces of a call or none (a kill mid-enroll leaves no half subject).
+* Delete removes the subject and every embedding in one transaction; ``secure_delete`` overwrites
+  the freed pages, and :meth:`checkpoint` folds the WAL into the file and truncates it, after which
+  the vectors' bytes are nowhere in the database files.
+* The index (a float32 matrix, rows grouped by subject) is rebuilt on open and whenever another
+  connection has changed the file (``PRAGMA data_version``), so several processes can share one
+  gallery without searching stale data. Searches never re-read the database.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FacelearnError
+from .index import ExactIndex
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subjects (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY,
+    subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    embedding BLOB NOT NULL, quality REAL, source TEXT
+);
+CREATE INDEX IF NOT EXISTS faces_by_subject ON faces(subject_id);
+"""
+
+
+class GalleryError(FacelearnError):
+    """A gallery used in a way it cannot be: another model, an unknown or duplicate subject."""
+
+
+class SQLiteGallery:
+    def __init__(self, path: str | Path, model_id: str, dim: int):
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise GalleryError(f"{self.path} is a folder; a gallery is one SQLite file (e.g. gallery.db)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA secure_delete=ON")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise GalleryError(f"{self.path} is not a facelearn gallery (SQLite says: {error})") from None
+        self.lock = threading.RLock()
+        self.model_id, self.dim = model_id, dim
+        self._claim_model()
+        self.index = ExactIndex(dim)
+        self.version = None
+        self._refresh()
+
+    def _claim_model(self) -> None:
+        with self.lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            stored = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+            if not stored:
+                self.db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)", [("model_id", self.model_id), ("dim", str(self.dim))]
+                )
+                return
+        if stored["model_id"] != self.model_id or int(stored["dim"]) != self.dim:
+            raise GalleryError(
+                f"{self.path} holds {stored['dim']}-d embeddings of model {stored['model_id']!r}; it was opened with "
+                f"{self.dim}-d model {self.model_id!r}. Embeddings of different models cannot be compared: use the "
+                "model it was enrolled with, or enroll everyone again into a new gallery"
+            )
+
+    def _refresh(self) -> None:
+        """Rebuild the index when the file changed under another connection (or on open)."""
+        version = self._data_version()
+        if version == self.version:
+            return
+        rows = self.db.execute(
+            "SELECT s.name, f.embedding FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY s.id, f.id"
+        ).fetchall()
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), self.dim)
+        self.index = ExactIndex(self.dim)
+        self.index.add([r[0] for r in rows], vectors)
+        self.version = version
+
+    def _data_version(self) -> int:
+        """Changes when *another* connection commits (never for this one's own commits)."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _after_write(self, update) -> None:
+        """Apply this connection's own change to the index, or rebuild if someone else also wrote."""
+        if self._data_version() == self.version:
+            update()
+        else:
+            self._refresh()
+
+    def enroll(
+        self,
+        subject: str,
+        embeddings: np.ndarray,
+        qualities: list[float] | None = None,
+        sources: list[str] | None = None,
+        metadata: dict | None = None,
+        append: bool = False,
+    ) -> int:
+        """Add a subject's faces (all or none); ``append`` adds to an existing subject. Returns its face count."""
+        embeddings = self.index.check(embeddings)
+        if len(embeddings) == 0:
+            raise GalleryError(f"nothing to enroll for {subject!r}: no faces")
+        qualities = qualities or [None] * len(embeddings)
+        sources = sources or [None] * len(embeddings)
+        with self.lock:
+            self._refresh()
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                row = self.db.execute("SELECT id FROM subjects WHERE name = ?", (subject,)).fetchone()
+                if row and not append:
+                    raise GalleryError(f"subject {subject!r} is already enrolled (add faces with append, or delete it)")
+                if row is None:
+                    cursor = self.db.execute(
+                        "INSERT INTO subjects (name, metadata) VALUES (?, ?)", (subject, json.dumps(metadata or {}))
+                    )
+                    row = (cursor.lastrowid,)
+                self.db.executemany(
+                    "INSERT INTO faces (subject_id, embedding, quality, source) VALUES (?, ?, ?, ?)",
+                    [
+                        (row[0], e.astype(np.float32).tobytes(), q, s)
+                        for e, q, s in zip(embeddings, qualities, sources, strict=True)
+                    ],
+                )
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            self._after_write(lambda: self.index.add([subject] * len(embeddings), embeddings))
+            return self.index.count(subject)
+
+    def delete(self, subject: str) -> int:
+        """Remove a subject and every embedding of it; returns how many faces were removed."""
+        with self.lock:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                row = self.db.execute("SELECT id FROM subjects WHERE name = ?", (subject,)).fetchone()
+                if row is None:
+                    raise GalleryError(f"subject {subject!r} is not enrolled in {self.path}")
+                removed = self.db.execute("DELETE FROM faces WHERE subject_id = ?", row).rowcount
+                self.db.execute("DELETE FROM subjects WHERE id = ?", row)
+            self._after_write(lambda: self.index.remove(subject))
+            return removed
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file and truncate it (after a delete: no copy left behind)."""
+        with self.lock:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def subjects(self) -> list[dict]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT s.name, s.metadata, COUNT(f.id) FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id "
+                "GROUP BY s.id ORDER BY s.name"
+            ).fetchall()
+        return [{"subject": name, "metadata": json.loads(meta), "faces": count} for name, meta, count in rows]
+
+    def search(self, queries: np.ndarray, k: int = 5, where: dict | None = None) -> list[list[tuple[str, float]]]:
+        """Per query, the ``k`` best subjects (a subject scores its best face), optionally only those whose
+        metadata has every ``where`` key with that value."""
+        with self.lock:
+            self._refresh()
+            allowed = None
+            if where:
+                allowed = {
+                    s["subject"] for s in self.subjects() if all(s["metadata"].get(a) == b for a, b in where.items())
+                }
+            return self.index.search(queries, k, allowed)
+
+    def __len__(self) -> int:
+        with self.lock:
+            self._refresh()
+            return len(self.index.subject_names())
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
