@@ -39,3 +39,11 @@ def shared_path(*parts: str) -> Path:
 
 def load_json(*parts: str) -> dict:
     return json.loads(shared_path(*parts).read_text())
+
+
+def need(module: str, extra: str):
+    """Import an optional dependency, or skip (fail in CI) naming the extra that installs it."""
+    try:
+        return __import__(module)
+    except ImportError:
+        skip_unless_allowed(f"{module} is not installed: pip install -e '.[{extra}]'")

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import load_json, shared_path
+from conftest import load_json, need, shared_path
 
 from facelearn.errors import DataError
 from facelearn.eval import distractors as distractor_search
@@ -85,14 +85,14 @@ def test_blocked_search_and_faiss_equal_the_full_score_matrix(tmp_path):
     expected = brute_force_top(queries, gallery, 10, exclude)
     blocked = top_distractor_scores(queries, on_disk, 10, "exact", exclude, block_rows=700)
     np.testing.assert_allclose(blocked, expected, atol=1e-6)
-    pytest.importorskip("faiss", reason="faiss-cpu is an optional extra")
+    need("faiss", "search")
     np.testing.assert_allclose(top_distractor_scores(queries, gallery, 10, "faiss", exclude), expected, atol=1e-6)
     few = top_distractor_scores(queries, gallery[:3], 5, "exact")
     assert np.isinf(few[:, 3:]).all() and np.isfinite(few[:, :3]).all()
 
 
 def test_a_distractor_set_too_large_for_memory_says_so_and_streams(monkeypatch, caplog):
-    pytest.importorskip("faiss", reason="faiss-cpu is an optional extra")
+    need("faiss", "search")
     rng = np.random.default_rng(1)
     queries, gallery = unit(rng.normal(size=(20, 16))), unit(rng.normal(size=(3000, 16)))
     monkeypatch.setattr(distractor_search, "available_memory", lambda: 10_000)  # 10 kB free

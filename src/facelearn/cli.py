@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .deploy.commands import add_commands as add_deploy_commands
 from .errors import FacelearnError, describe_os_error
 from .io import write_text_atomic
 
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--output", default="outliers.txt", help="where to list them (for data.exclude)")
     clean.add_argument("--threshold", type=float, default=75.0, help="degrees from the dominant sub-centre")
     clean.set_defaults(func=command_clean)
+    add_deploy_commands(commands)
     return parser
 
 

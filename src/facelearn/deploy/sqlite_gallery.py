@@ -43,7 +43,8 @@ class GalleryError(FacelearnError):
 
 
 class SQLiteGallery:
-    def __init__(self, path: str | Path, model_id: str, dim: int):
+    def __init__(self, path: str | Path, model_id: str | None, dim: int | None):
+        """``model_id`` / ``dim`` None: an existing gallery, opened for listing and deleting only."""
         self.path = Path(path)
         if self.path.is_dir():
             raise GalleryError(f"{self.path} is a folder; a gallery is one SQLite file (e.g. gallery.db)")
@@ -59,7 +60,7 @@ class SQLiteGallery:
         self.lock = threading.RLock()
         self.model_id, self.dim = model_id, dim
         self._claim_model()
-        self.index = ExactIndex(dim)
+        self.index = ExactIndex(self.dim)
         self.version = None
         self._refresh()
 
@@ -67,6 +68,10 @@ class SQLiteGallery:
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
             stored = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+            if self.model_id is None and stored:
+                self.model_id, self.dim = stored["model_id"], int(stored["dim"])
+            if self.model_id is None:
+                raise GalleryError(f"{self.path} holds no gallery yet: enroll someone first")
             if not stored:
                 self.db.executemany(
                     "INSERT INTO meta VALUES (?, ?)", [("model_id", self.model_id), ("dim", str(self.dim))]

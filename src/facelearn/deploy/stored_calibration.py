@@ -1,0 +1,87 @@
+"""Where ``facelearn calibrate`` gets its pairs and where it keeps the result.
+
+Pairs: an LFW-style ``pairs.txt`` over aligned faces, an insightface ``.bin``, or a folder of
+identity folders (every pair of two images: same person if same folder). The calibration is
+stored in the model itself — a ``calibration`` entry of a facelearn checkpoint, or the
+``facelearn.calibration`` metadata of an exported ONNX file — rewritten atomically; the weights
+are left byte for byte as they were.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .calibration import Calibration
+
+MAX_GALLERY_IMAGES = 20_000  # every pair of 20k images is 200M scores
+
+
+def pair_scores_for_calibration(recognizer, pairs=None, root=None, bin_path=None, gallery=None):
+    """(scores, issame, source) of the one pair source given."""
+    from ..data.images import fit_size, read_image
+    from ..data.pairs import pairs_from_bin, pairs_from_lfw
+
+    given = [name for name, value in (("--pairs", pairs), ("--bin", bin_path), ("--gallery", gallery)) if value]
+    if len(given) != 1:
+        raise ConfigError(f"calibrate on one source: --pairs (with --root), --bin or --gallery; got {given or 'none'}")
+    if gallery:
+        from ..eval.recognition import identity_images
+
+        people = identity_images(gallery, "gallery")
+        paths = [p for images in people.values() for p in images]
+        if len(paths) > MAX_GALLERY_IMAGES:
+            raise DataError(f"{gallery} holds {len(paths):,} images; calibrate on at most {MAX_GALLERY_IMAGES:,}")
+        labels = np.array([i for i, images in enumerate(people.values()) for _ in images])
+        embeddings = recognizer.embed([fit_size(read_image(p), recognizer.input_size) for p in paths], aligned=True)
+        first, second = np.triu_indices(len(paths), 1)
+        scores = np.einsum("ij,ij->i", embeddings[first], embeddings[second])
+        return scores, labels[first] == labels[second], f"every pair of {len(paths):,} images in {gallery}"
+    if pairs and not root:
+        raise ConfigError("--pairs needs --root, the folder of the aligned faces")
+    pair_set = (
+        pairs_from_lfw(pairs, root, image_size=recognizer.input_size)
+        if pairs
+        else pairs_from_bin(bin_path, image_size=recognizer.input_size)
+    )
+    faces = [pair_set.load(i) for i in range(2 * pair_set.num_pairs)]
+    embeddings = recognizer.embed(faces, aligned=True)
+    scores = np.einsum("ij,ij->i", embeddings[0::2], embeddings[1::2])
+    return scores, pair_set.issame, f"{pairs or bin_path} ({pair_set.num_pairs:,} pairs)"
+
+
+def store_calibration(model: str | Path, calibration: Calibration) -> None:
+    model = Path(model)
+    if model.suffix == ".onnx":
+        store_in_onnx(model, calibration)
+        return
+    from ..train.checkpoint import FORMAT, load_checkpoint, save_atomic
+
+    checkpoint = load_checkpoint(model)
+    if checkpoint.get("format") != FORMAT:
+        raise DataError(
+            f"{model} is a plain state_dict, which has no place for a calibration: export it first "
+            "(facelearn export MODEL model.onnx --architecture …) and calibrate the .onnx"
+        )
+    checkpoint["calibration"] = calibration.to_dict()
+    save_atomic(checkpoint, model)
+
+
+def store_in_onnx(path: Path, calibration: Calibration) -> None:
+    import hashlib
+
+    import onnx
+
+    from ..io import write_bytes_atomic, write_text_atomic
+
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key != "facelearn.calibration"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key="facelearn.calibration", value=json.dumps(calibration.to_dict()))
+    data = model.SerializeToString()
+    write_bytes_atomic(path, data)
+    write_text_atomic(Path(f"{path}.sha256"), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
