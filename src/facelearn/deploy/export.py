@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -74,16 +75,18 @@ def export_onnx(graph: EmbeddingGraph, input_size: int, metadata: dict, output: 
     graph.eval()
     example = torch.zeros(2, input_size, input_size, 3, dtype=torch.uint8)
     buffer = io.BytesIO()
-    torch.onnx.export(
-        graph,
-        (example,),
-        buffer,
-        input_names=["faces"],
-        output_names=["embedding", "quality"],
-        dynamic_axes={"faces": {0: "batch"}, "embedding": {0: "batch"}, "quality": {0: "batch"}},
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # the TorchScript exporter is the one that needs no extra package
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            graph,
+            (example,),
+            buffer,
+            input_names=["faces"],
+            output_names=["embedding", "quality"],
+            dynamic_axes={"faces": {0: "batch"}, "embedding": {0: "batch"}, "quality": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
     graph.eval()  # the exporter restores the module's previous mode
     model = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.items():
