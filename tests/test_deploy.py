@@ -70,6 +70,7 @@ def test_onnx_export_matches_pytorch_on_real_faces(trained, lfw_folds_8_10, tmp_
     assert len(onnx_model.embed(faces[:3], aligned=True)) == 3 and len(onnx_model.embed(faces[:70], aligned=True)) == 70
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_recognizer_loads_a_checkpoint_a_plain_state_dict_and_an_onnx_file(trained, tmp_path, caplog):
     need("onnxruntime", "deploy")
     from facelearn.deploy.backends import OnnxEmbedder
