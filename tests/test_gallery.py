@@ -12,8 +12,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import need
 
 from facelearn.deploy.calibration import calibrate, impostors_needed, wilson_interval
+from facelearn.deploy.galleries import open_gallery
 from facelearn.deploy.index import ExactIndex
 from facelearn.deploy.sqlite_gallery import GalleryError, SQLiteGallery
 from facelearn.errors import DataError
@@ -43,9 +45,17 @@ def test_index_ranks_subjects_by_their_best_face_like_brute_force():
     assert len(index.search(queries[:1], k=100)[0]) == 36  # fewer subjects than k: all of them
 
 
-def test_gallery_enroll_search_filter_reopen_and_delete(tmp_path):
+@pytest.fixture(params=["sqlite", "milvus"])
+def store(request):
+    """The same behaviour from both stores: SQLite, and Milvus through milvus-lite."""
+    if request.param == "milvus":
+        need("milvus_lite", "milvus")
+    return request.param
+
+
+def test_gallery_enroll_search_filter_reopen_and_delete(tmp_path, store):
     path = tmp_path / "people.db"
-    gallery = SQLiteGallery(path, "model-a", 16)
+    gallery = open_gallery(path, "model-a", 16, store)
     faces = unit_rows(6)
     assert gallery.enroll("alice", faces[:2], metadata={"site": "north"}) == 2
     assert gallery.enroll("bob", faces[2:4], metadata={"site": "south"}) == 2
@@ -55,7 +65,7 @@ def test_gallery_enroll_search_filter_reopen_and_delete(tmp_path):
     assert gallery.search(faces[2:3], k=1)[0][0][0] == "bob"
     assert [name for name, _ in gallery.search(faces[2:3], k=2, where={"site": "north"})[0]] == ["alice"]
     gallery.close()
-    reopened = SQLiteGallery(path, "model-a", 16)  # persistence: the index is rebuilt from the file
+    reopened = open_gallery(path, "model-a", 16, store)  # persistence across reopening
     assert {s["subject"]: s["faces"] for s in reopened.subjects()} == {"alice": 3, "bob": 2}
     with pytest.raises(GalleryError, match="'ghost' is not enrolled"):
         reopened.delete("ghost")
@@ -65,13 +75,25 @@ def test_gallery_enroll_search_filter_reopen_and_delete(tmp_path):
         reopened.enroll("carol", unit_rows(1, dim=8))
     with pytest.raises(DataError, match="finite and non-zero"):
         reopened.enroll("carol", np.full((1, 16), np.nan, np.float32))
-    with pytest.raises(GalleryError, match="holds 16-d embeddings of model 'model-a'; it was opened with 16-d model"):
-        SQLiteGallery(path, "model-b", 16)
+    assert reopened.delete("alice") == 3
+    assert [name for name, _ in reopened.search(faces[0:1], k=5)[0]] == ["bob"]
+    reopened.close()
+    with pytest.raises(GalleryError, match="model.a.*it was opened with .*model-b"):
+        open_gallery(path, "model-b", 16, store)
+
+
+def test_sqlite_refuses_what_is_not_a_gallery(tmp_path):
     with pytest.raises(GalleryError, match="is a folder"):
         SQLiteGallery(tmp_path, "model-a", 16)
     (tmp_path / "notes.txt").write_text("not a database at all, just text " * 100)
     with pytest.raises(GalleryError, match="is not a facelearn gallery"):
         SQLiteGallery(tmp_path / "notes.txt", "model-a", 16)
+
+
+def test_an_unreachable_milvus_is_named(tmp_path):
+    need("pymilvus", "milvus")
+    with pytest.raises(GalleryError, match="cannot reach the Milvus gallery at http://127.0.0.1:9"):
+        open_gallery("http://127.0.0.1:9", "m", 16)
 
 
 def test_deleted_embeddings_leave_no_bytes_in_the_database_files(tmp_path):
@@ -108,9 +130,10 @@ def test_another_process_sees_enrollments_without_reopening(tmp_path):
     assert reader.search(unit_rows(1, seed=3), k=1) == [[]]
 
 
-def test_concurrent_writers_and_searchers(tmp_path):
+def test_concurrent_writers_and_searchers(tmp_path, store):
     path = tmp_path / "busy.db"
-    galleries = [SQLiteGallery(path, "m", 16) for _ in range(2)]
+    first = open_gallery(path, "m", 16, store)
+    galleries = [first, SQLiteGallery(path, "m", 16) if store == "sqlite" else first]  # SQLite: two connections
     errors = []
 
     def work(number):
@@ -130,14 +153,14 @@ def test_concurrent_writers_and_searchers(tmp_path):
     for thread in threads:
         thread.join()
     assert not errors
-    final = SQLiteGallery(path, "m", 16)
-    assert len(final) == 6 * 10 and all(s["faces"] == 2 for s in final.subjects())
+    subjects = first.subjects()
+    assert len(subjects) == 6 * 10 and all(s["faces"] == 2 for s in subjects)
 
 
 ENROLL_FOREVER = """
 import sys, numpy as np
-from facelearn.deploy.sqlite_gallery import SQLiteGallery
-gallery = SQLiteGallery(sys.argv[1], "m", 16)
+from facelearn.deploy.galleries import open_gallery
+gallery = open_gallery(sys.argv[1], "m", 16, sys.argv[2])
 rng = np.random.default_rng(0)
 print("ready", flush=True)
 for i in range(100000):
@@ -145,14 +168,15 @@ for i in range(100000):
 """
 
 
-def test_a_kill_mid_enroll_leaves_no_half_subject(tmp_path):
+def test_a_kill_mid_enroll_leaves_no_half_subject(tmp_path, store):
     path = tmp_path / "killed.db"
-    process = subprocess.Popen([sys.executable, "-c", ENROLL_FOREVER, str(path)], stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-c", ENROLL_FOREVER, str(path), store]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert process.stdout.readline().strip() == "ready"
     time.sleep(1.0)
-    os.kill(process.pid, signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)  # the process and, for milvus-lite, its engine
     process.wait()
-    subjects = SQLiteGallery(path, "m", 16).subjects()
+    subjects = open_gallery(path, "m", 16, store).subjects()
     assert subjects and all(s["faces"] == 50 for s in subjects)
 
 

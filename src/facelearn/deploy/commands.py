@@ -94,6 +94,7 @@ def open_recognizer(args: argparse.Namespace, gallery: bool = True):
         args.model,
         args.architecture,
         gallery=args.gallery if gallery else None,
+        store=getattr(args, "store", None),
         detector=None if args.aligned else args.detector,
         weights=args.weights,
     )
@@ -147,11 +148,11 @@ def command_verify(args: argparse.Namespace) -> None:
 
 
 def command_gallery(args: argparse.Namespace) -> None:
-    from .sqlite_gallery import SQLiteGallery
+    from .galleries import open_gallery
 
-    if not Path(args.gallery).is_file():
+    if "://" not in args.gallery and not Path(args.gallery).is_file():
         raise DataError(f"{args.gallery} does not exist")
-    gallery = SQLiteGallery(args.gallery, model_id=None, dim=None)
+    gallery = open_gallery(args.gallery, None, None, args.store)
     if args.action == "list":
         subjects = gallery.subjects()
         print(json.dumps(subjects) if args.json else "\n".join(f"{s['subject']}\t{s['faces']} faces" for s in subjects))
@@ -174,6 +175,7 @@ def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True) -> None
     parser.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")
     parser.add_argument("--aligned", action="store_true", help="the images are aligned faces: no detection")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--store", choices=["sqlite", "milvus"], help="gallery store (default: Milvus for a URI)")
     if fmr:
         parser.add_argument("--fmr", type=float, default=1e-3, help="false-match rate of the decision (default 1e-3)")
 
@@ -226,4 +228,5 @@ def add_commands(commands) -> None:
     gallery.add_argument("gallery")
     gallery.add_argument("subject", nargs="?")
     gallery.add_argument("--json", action="store_true")
+    gallery.add_argument("--store", choices=["sqlite", "milvus"], help="default: Milvus for a URI, else SQLite")
     gallery.set_defaults(func=command_gallery)

@@ -36,6 +36,7 @@ class Recognizer:
         model: str | Path,
         architecture: str | None = None,
         gallery: str | Path | None = None,
+        store: str | None = None,
         detector: str | None = "retinaface",
         weights: str | None = None,
         backend: str = "auto",
@@ -62,17 +63,18 @@ class Recognizer:
             Calibration.from_dict(calibration) if calibration else None,
         )
         if gallery is not None:
-            recognizer.open_gallery(gallery)
+            recognizer.open_gallery(gallery, store)
         return recognizer
 
     @property
     def model_id(self) -> str:
         return self.embedder.model_digest[:16]
 
-    def open_gallery(self, path: str | Path):
-        from .sqlite_gallery import SQLiteGallery
+    def open_gallery(self, location: str | Path, store: str | None = None):
+        """An SQLite file (default), or Milvus (``store="milvus"``: a milvus-lite file or a server URI)."""
+        from .galleries import open_gallery
 
-        self.gallery = SQLiteGallery(path, self.model_id, self.embedder.embedding_size)
+        self.gallery = open_gallery(location, self.model_id, self.embedder.embedding_size, store)
         return self.gallery
 
     # ------------------------------------------------------------------ faces
