@@ -29,6 +29,18 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     assert len(results["synthetic_unseen_easy_hard"]["fold_accuracies"]) == 5
 
 
+def test_demo_ends_by_enrolling_and_identifying_through_the_recognizer(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path / "demo"), *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "impostor pairs of unseen people" in out and "strangers taken for someone" in out
+    assert (tmp_path / "demo" / "gallery.db").is_file()
+    from facelearn.train.checkpoint import load_checkpoint
+
+    calibration = load_checkpoint(tmp_path / "demo" / "best.pt")["calibration"]
+    assert calibration["num_impostor"] == 600 * 599 // 2 - 200 * 3  # every pair of 600 images, 3 per person
+    assert main(["demo", "--output", str(tmp_path / "demo"), *TINY]) == 0  # a rerun makes its gallery anew
+
+
 def test_eval_reads_an_insightface_bin(tmp_path, capsys):
     small_lfw = shared_path("data", "insightface_bin", "small_lfw.bin")
     assert main(["train", str(recipe_path("demo")), *TINY, "data.image_size=112", f"train.output_dir={tmp_path}"]) == 0

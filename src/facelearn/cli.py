@@ -42,6 +42,32 @@ def command_demo(args: argparse.Namespace) -> None:
     overrides = [f"train.output_dir={args.output}", *args.overrides]
     summary, config = run_training(recipe_path("demo"), overrides)
     print_summary(summary, run_directory_line(config.train.output_dir), time.perf_counter() - start)
+    from .distributed import rank
+
+    if rank() == 0:
+        print_recognition(recognition_demo_step(config))
+
+
+def recognition_demo_step(config) -> dict:
+    from .deploy.demo import recognition_demo
+
+    return recognition_demo(config.train.output_dir, config.data.image_size)
+
+
+def print_recognition(result: dict) -> None:
+    calibration = result["calibration"]
+    print(
+        f"\nfacelearn: calibrated on {calibration['num_impostor']:,} impostor pairs of unseen people; "
+        f"FMR {result['fmr']:g} -> threshold {result['threshold']:.3f} (stored in best.pt)"
+    )
+    print(
+        f"  enrolled {result['enrolled']} unseen people in {result['gallery']}; identified {result['mated_probes']} "
+        f"other photos of them and {result['stranger_probes']} of never-enrolled people"
+    )
+    print(
+        f"  rank-1 {100 * result['rank1']:.1f}%   recognised at FMR {result['fmr']:g}: "
+        f"{100 * result['recognised']:.1f}%   strangers taken for someone: {100 * result['strangers_accepted']:.1f}%"
+    )
 
 
 def print_summary(summary: dict, written: str, seconds: float | None = None) -> None:

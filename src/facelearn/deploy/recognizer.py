@@ -164,22 +164,25 @@ class Recognizer:
     def identify(self, image: np.ndarray, k: int = 5, fmr: float = DEFAULT_FMR, aligned: bool = False) -> list[dict]:
         """For every face in the photo (or the one aligned face): the k best subjects and the decision —
         the best subject if it scores above the threshold at ``fmr``, else ``None`` (unknown)."""
+        if aligned:
+            return self.identify_faces([image], k, fmr)
+        faces, found = self.aligned_faces(image)
+        results = self.identify_faces(faces, k, fmr) if faces else []
+        for result, box in zip(results, found.boxes, strict=True):
+            result["box"] = box.tolist()
+        return results
+
+    def identify_faces(self, faces: list[np.ndarray], k: int = 5, fmr: float = DEFAULT_FMR) -> list[dict]:
+        """:meth:`identify` for a batch of aligned faces, one result each."""
         gallery = self._require_gallery()
         threshold = self.threshold(fmr)
-        if aligned:
-            faces, boxes = [self._check_aligned(image)], [None]
-        else:
-            faces, found = self.aligned_faces(image)
-            boxes = [box.tolist() for box in found.boxes]
-        if not faces:
-            return []
-        embeddings = self._embed_faces(faces, 64)[0]
+        embeddings = self._embed_faces([self._check_aligned(face) for face in faces], 64)[0]
         results = []
-        for box, candidates in zip(boxes, gallery.search(embeddings, k), strict=True):
+        for candidates in gallery.search(embeddings, k):
             best = candidates[0] if candidates and candidates[0][1] > threshold else None
             results.append(
                 {
-                    "box": box,
+                    "box": None,
                     "candidates": [{"subject": s, "score": score} for s, score in candidates],
                     "subject": best[0] if best else None,  # None: unknown at this FMR
                     "threshold": threshold,
