@@ -31,7 +31,10 @@ class TorchEmbedder:
         flip: bool = True,
         device: str | None = None,
         precision: str = "auto",
+        channels_last: bool | None = None,
     ):
+        """``precision`` auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; ``channels_last``
+        None: on with reduced precision or CUDA (the layout their kernels want)."""
         from ..train.engine import cpu_has_fast_bf16
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -39,7 +42,9 @@ class TorchEmbedder:
             precision = "float16" if self.device.type == "cuda" else ("bfloat16" if cpu_has_fast_bf16() else "float32")
         self.precision = precision
         self.graph = EmbeddingGraph(backbone.eval(), flip).to(self.device).eval()
-        self.channels_last = precision != "float32" or self.device.type == "cuda"
+        if channels_last is None:
+            channels_last = precision != "float32" or self.device.type == "cuda"
+        self.channels_last = channels_last
         if self.channels_last:
             self.graph = self.graph.to(memory_format=torch.channels_last)
         self.input_size, self.flip = input_size, flip
