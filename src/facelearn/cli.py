@@ -68,6 +68,11 @@ def print_recognition(result: dict) -> None:
         f"  rank-1 {100 * result['rank1']:.1f}%   recognised at FMR {result['fmr']:g}: "
         f"{100 * result['recognised']:.1f}%   strangers taken for someone: {100 * result['strangers_accepted']:.1f}%"
     )
+    expected = 1 - (1 - result["fmr"]) ** result["enrolled"]
+    print(
+        f"  (a stranger is compared with all {result['enrolled']} people: at FMR {result['fmr']:g} each, about "
+        f"{100 * expected:.1f}% of strangers match someone — choose the FMR for the gallery's size)"
+    )
 
 
 def print_summary(summary: dict, written: str, seconds: float | None = None) -> None:
