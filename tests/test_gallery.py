@@ -16,7 +16,7 @@ from conftest import need
 
 from facelearn.deploy.calibration import calibrate, impostors_needed, wilson_interval
 from facelearn.deploy.galleries import open_gallery
-from facelearn.deploy.index import ExactIndex
+from facelearn.deploy.index import build_index
 from facelearn.deploy.sqlite_gallery import GalleryError, SQLiteGallery
 from facelearn.errors import DataError
 
@@ -26,10 +26,13 @@ def unit_rows(count, dim=16, seed=0):
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def test_index_ranks_subjects_by_their_best_face_like_brute_force():
+@pytest.mark.parametrize("kind", ["exact", "SQfp16", "HNSW32"])
+def test_index_ranks_subjects_by_their_best_face_like_brute_force(kind):
+    if kind != "exact":
+        need("faiss", "search")
     vectors = unit_rows(300)
     subjects = [f"s{i % 37}" for i in range(300)]
-    index = ExactIndex(16)
+    index = build_index(16, kind)
     index.add(subjects, vectors)
     queries = unit_rows(20, seed=1)
     for query, found in zip(queries, index.search(queries, k=5), strict=True):
@@ -38,11 +41,30 @@ def test_index_ranks_subjects_by_their_best_face_like_brute_force():
             best[name] = max(best.get(name, -2.0), float(score))
         expected = sorted(best.items(), key=lambda item: -item[1])[:5]
         assert [name for name, _ in found] == [name for name, _ in expected]
-        np.testing.assert_allclose([s for _, s in found], [s for _, s in expected], atol=1e-6)
+        tolerance = 1e-3 if kind == "SQfp16" else 1e-6  # float16 codes
+        np.testing.assert_allclose([s for _, s in found], [s for _, s in expected], atol=tolerance)
     index.remove("s0")
     assert all(name != "s0" for found in index.search(queries, k=40) for name, _ in found)
     assert index.count("s1") == 9 and index.count("s0") == 0
     assert len(index.search(queries[:1], k=100)[0]) == 36  # fewer subjects than k: all of them
+    odd = {f"s{i}" for i in range(1, 37, 2)}
+    assert all(name in odd for found in index.search(queries, k=5, allowed=odd) for name, _ in found)
+
+
+def test_a_gallery_with_a_half_precision_index_finds_the_same_people(tmp_path):
+    need("faiss", "search")
+    faces = unit_rows(200)
+    names = [f"p{i % 50}" for i in range(200)]
+    exact, half = (open_gallery(tmp_path / f"{kind}.db", "m", 16, index=kind) for kind in ("exact", "SQfp16"))
+    for gallery in (exact, half):
+        for person in range(50):
+            gallery.enroll(f"p{person}", faces[[i for i in range(200) if names[i] == f"p{person}"]])
+    queries = unit_rows(30, seed=9)
+    assert [r[0][0] for r in exact.search(queries, 3)] == [r[0][0] for r in half.search(queries, 3)]
+    half.delete("p3")
+    assert all(name != "p3" for found in half.search(queries, 10) for name, _ in found)
+    with pytest.raises(DataError, match="must be trained before use"):
+        open_gallery(tmp_path / "ivf.db", "m", 16, index="IVF16,Flat")
 
 
 @pytest.fixture(params=["sqlite", "milvus"])

@@ -95,6 +95,7 @@ def open_recognizer(args: argparse.Namespace, gallery: bool = True):
         args.architecture,
         gallery=args.gallery if gallery else None,
         store=getattr(args, "store", None),
+        index=getattr(args, "index", "exact"),
         detector=None if args.aligned else args.detector,
         weights=args.weights,
     )
@@ -176,6 +177,7 @@ def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True) -> None
     parser.add_argument("--aligned", action="store_true", help="the images are aligned faces: no detection")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--store", choices=["sqlite", "milvus"], help="gallery store (default: Milvus for a URI)")
+    parser.add_argument("--index", default="exact", help="SQLite gallery index: exact, SQfp16 or HNSW32 (faiss)")
     if fmr:
         parser.add_argument("--fmr", type=float, default=1e-3, help="false-match rate of the decision (default 1e-3)")
 

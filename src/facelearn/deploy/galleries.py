@@ -9,15 +9,18 @@ from ..errors import ConfigError
 STORES = ("sqlite", "milvus")
 
 
-def open_gallery(location: str | Path, model_id: str | None, dim: int | None, store: str | None = None):
-    """``store`` None: Milvus for an ``http(s)://`` or ``tcp://`` URI, SQLite otherwise."""
+def open_gallery(
+    location: str | Path, model_id: str | None, dim: int | None, store: str | None = None, index: str = "exact"
+):
+    """``store`` None: Milvus for an ``http(s)://`` or ``tcp://`` URI, SQLite otherwise; ``index``: the
+    SQLite gallery's in-memory index (Milvus indexes on its side)."""
     location = str(location)
     if store is None:
         store = "milvus" if location.startswith(("http://", "https://", "tcp://")) else "sqlite"
     if store == "sqlite":
         from .sqlite_gallery import SQLiteGallery
 
-        return SQLiteGallery(location, model_id, dim)
+        return SQLiteGallery(location, model_id, dim, index)
     if store == "milvus":
         from .milvus_gallery import MilvusGallery
 

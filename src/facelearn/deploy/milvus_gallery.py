@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from .index import ExactIndex
+from .index import ExactIndex  # only its input check
 from .sqlite_gallery import GalleryError
 
 MAX_SUBJECT = 512

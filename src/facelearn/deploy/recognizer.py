@@ -37,6 +37,7 @@ class Recognizer:
         architecture: str | None = None,
         gallery: str | Path | None = None,
         store: str | None = None,
+        index: str = "exact",
         detector: str | None = "retinaface",
         weights: str | None = None,
         backend: str = "auto",
@@ -63,18 +64,18 @@ class Recognizer:
             Calibration.from_dict(calibration) if calibration else None,
         )
         if gallery is not None:
-            recognizer.open_gallery(gallery, store)
+            recognizer.open_gallery(gallery, store, index)
         return recognizer
 
     @property
     def model_id(self) -> str:
         return self.embedder.model_digest[:16]
 
-    def open_gallery(self, location: str | Path, store: str | None = None):
+    def open_gallery(self, location: str | Path, store: str | None = None, index: str = "exact"):
         """An SQLite file (default), or Milvus (``store="milvus"``: a milvus-lite file or a server URI)."""
         from .galleries import open_gallery
 
-        self.gallery = open_gallery(location, self.model_id, self.embedder.embedding_size, store)
+        self.gallery = open_gallery(location, self.model_id, self.embedder.embedding_size, store, index)
         return self.gallery
 
     # ------------------------------------------------------------------ faces

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FacelearnError
-from .index import ExactIndex
+from .index import build_index
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,8 +43,9 @@ class GalleryError(FacelearnError):
 
 
 class SQLiteGallery:
-    def __init__(self, path: str | Path, model_id: str | None, dim: int | None):
-        """``model_id`` / ``dim`` None: an existing gallery, opened for listing and deleting only."""
+    def __init__(self, path: str | Path, model_id: str | None, dim: int | None, index: str = "exact"):
+        """``model_id`` / ``dim`` None: an existing gallery, opened for listing and deleting only;
+        ``index``: ``exact`` (float32), ``SQfp16`` (exact, half the memory) or ``HNSW32`` (approximate)."""
         self.path = Path(path)
         if self.path.is_dir():
             raise GalleryError(f"{self.path} is a folder; a gallery is one SQLite file (e.g. gallery.db)")
@@ -58,9 +59,9 @@ class SQLiteGallery:
         except sqlite3.DatabaseError as error:
             raise GalleryError(f"{self.path} is not a facelearn gallery (SQLite says: {error})") from None
         self.lock = threading.RLock()
-        self.model_id, self.dim = model_id, dim
+        self.model_id, self.dim, self.index_kind = model_id, dim, index
         self._claim_model()
-        self.index = ExactIndex(self.dim)
+        self.index = build_index(self.dim, index)
         self.version = None
         self._refresh()
 
@@ -93,7 +94,7 @@ class SQLiteGallery:
             "SELECT s.name, f.embedding FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY s.id, f.id"
         ).fetchall()
         vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), self.dim)
-        self.index = ExactIndex(self.dim)
+        self.index = build_index(self.dim, self.index_kind)
         self.index.add([r[0] for r in rows], vectors)
         self.version = version
 
