@@ -6,7 +6,8 @@ Synthetic 512-d unit faces, one per subject; each query is a gallery face plus n
 ≈ 0.7 with its mate, as a real second photo), so the right answer is known. Per index: build time,
 memory per face, single-query latency p50/p99 of a top-5 subject search, recall@1 against the
 exact search. Indexes: exact NumPy float32 (the default), faiss SQfp16 (exact over float16
-codes), faiss HNSW32 (approximate, efSearch 64) and Milvus through milvus-lite (FLAT, up to
+codes), faiss HNSW32 (approximate, M = 32, efConstruction 40, searched at efSearch 64, 256 and
+1024) and Milvus through milvus-lite (FLAT, up to
 ``--milvus-max`` faces). Enroll throughput: subjects/s into the SQLite and Milvus galleries, one
 subject per transaction. Writes benchmarks/results/gallery_search.json.
 """
@@ -104,6 +105,25 @@ def milvus_builder(folder: Path):
     return build
 
 
+def hnsw_rows(size, faces, queries, mates, exact_answers, depths=(64, 256, 1024)) -> list[dict]:
+    """One HNSW32 build (timed in the first row), searched at several efSearch: recall against latency."""
+    built = {}
+
+    def build_once(faces):
+        if "index" not in built:
+            built["index"], built["memory"] = faiss_builder("HNSW32")(faces)
+        built["index"].search_depth = built["depth"]
+        return built["index"], built["memory"]
+
+    rows = []
+    for depth in depths:
+        built["depth"] = depth
+        row = measure(f"HNSW32 ef={depth}", size, build_once, faces, queries, mates, exact_answers)[0]
+        row["build_seconds"] = row["build_seconds"] if depth == depths[0] else None
+        rows.append(row)
+    return rows
+
+
 def enroll_throughput(folder: Path, store: str, count: int = 1000) -> float:
     gallery = open_gallery(folder / f"enroll_{store}.db", "bench", DIM, store)
     faces = unit(np.random.default_rng(1).standard_normal((count, DIM), np.float32))
@@ -127,8 +147,8 @@ def main() -> None:
             faces, queries, mates = faces_and_queries(size, args.queries)
             row, exact_answers = measure("exact float32", size, exact_builder, faces, queries, mates)
             rows.append(row)
-            for name, build in (("faiss SQfp16", faiss_builder("SQfp16")), ("faiss HNSW32", faiss_builder("HNSW32"))):
-                rows.append(measure(name, size, build, faces, queries, mates, exact_answers)[0])
+            rows.append(measure("faiss SQfp16", size, faiss_builder("SQfp16"), faces, queries, mates, exact_answers)[0])
+            rows += hnsw_rows(size, faces, queries, mates, exact_answers)
             if size <= args.milvus_max:
                 milvus = measure("milvus-lite", size, milvus_builder(folder), faces, queries, mates, exact_answers)
                 rows.append(milvus[0])

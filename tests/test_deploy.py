@@ -165,3 +165,18 @@ def test_recognizer_detects_aligns_and_is_safe_across_threads(trained, tmp_path)
     found = recognizer.identify(photos[4], k=1)
     assert len(found) >= 1 and found[0]["candidates"][0]["subject"] == "colin" and len(found[0]["box"]) == 4
     assert json.dumps(found)  # plain types: ready for --json and the service
+
+
+def test_the_default_backend_is_chosen_by_measurement(trained, caplog):
+    need("onnxruntime", "deploy")
+    faces = [np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(4)]
+    with caplog.at_level(logging.INFO, logger="facelearn.deploy.backends"):
+        chosen = Recognizer.load(trained / "best.pt", detector=None)  # backend="auto"
+    assert "embedding backend: torch" in caplog.text and "onnx" in caplog.text and "faces/s" in caplog.text
+    assert chosen.embedder.name in ("torch", "onnx")
+    in_memory = Recognizer.load(trained / "best.pt", detector=None, backend="onnx")
+    plain = Recognizer.load(trained / "best.pt", detector=None, backend="torch")
+    np.testing.assert_allclose(in_memory.embed(faces, aligned=True), plain.embed(faces, aligned=True), atol=1e-4)
+    assert in_memory.model_id == plain.model_id
+    with pytest.raises(DataError, match="unknown backend 'tpu'"):
+        Recognizer.load(trained / "best.pt", detector=None, backend="tpu")

@@ -68,8 +68,8 @@ def model_metadata(
     return metadata
 
 
-def export_onnx(graph: EmbeddingGraph, input_size: int, metadata: dict, output: str | Path) -> str:
-    """Write ``output`` (and ``output.sha256``) atomically; returns the sha256."""
+def export_bytes(graph: EmbeddingGraph, input_size: int, metadata: dict) -> bytes:
+    """The ONNX file's bytes: a dynamic batch axis, the metadata as ``metadata_props``."""
     import onnx
 
     graph.eval()
@@ -91,7 +91,12 @@ def export_onnx(graph: EmbeddingGraph, input_size: int, metadata: dict, output: 
     model = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
-    data = model.SerializeToString()
+    return model.SerializeToString()
+
+
+def export_onnx(graph: EmbeddingGraph, input_size: int, metadata: dict, output: str | Path) -> str:
+    """Write ``output`` (and ``output.sha256``) atomically; returns the sha256."""
+    data = export_bytes(graph, input_size, metadata)
     digest = hashlib.sha256(data).hexdigest()
     write_bytes_atomic(output, data)
     write_text_atomic(Path(f"{output}.sha256"), f"{digest}  {Path(output).name}\n")
@@ -121,3 +126,35 @@ def parity(graph: EmbeddingGraph, onnx_path: str | Path, faces: np.ndarray, batc
         "mean_cosine": float(cosines.mean()),
         "max_quality_relative_error": float(np.concatenate(quality_errors).max()),
     }
+
+
+def quantize_int8(fp32_path: str | Path, output: str | Path, faces: np.ndarray, batch_size: int = 32) -> str:
+    """ONNX Runtime static int8 quantisation (QDQ, per-channel weights) calibrated on real aligned faces."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Faces(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([faces[i : i + batch_size] for i in range(0, len(faces), batch_size)])
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"faces": np.ascontiguousarray(batch, np.uint8)}
+
+    if len(faces) < 100:
+        raise DataError(f"int8 calibration needs at least 100 real aligned faces, got {len(faces)}")
+    staging = Path(output).with_name(f".{Path(output).name}.partial")
+    quantize_static(
+        str(fp32_path),
+        str(staging),
+        Faces(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QInt8,
+    )
+    data = staging.read_bytes()
+    staging.unlink()
+    digest = hashlib.sha256(data).hexdigest()
+    write_bytes_atomic(output, data)
+    write_text_atomic(Path(f"{output}.sha256"), f"{digest}  {Path(output).name}\n")
+    return digest

@@ -43,8 +43,11 @@ class Recognizer:
         backend: str = "auto",
         **backend_options,
     ) -> Recognizer:
-        """From a facelearn checkpoint, an arcface_torch ``.pth`` (with ``architecture``) or an exported ``.onnx``."""
-        from .backends import OnnxEmbedder, TorchEmbedder
+        """From a facelearn checkpoint, an arcface_torch ``.pth`` (with ``architecture``) or an exported ``.onnx``.
+
+        ``backend`` for a checkpoint: ``torch``, ``onnx`` (exported in memory) or ``auto`` — whichever
+        embeds faster on this machine, measured at load."""
+        from .backends import OnnxEmbedder, TorchEmbedder, fastest_embedder
 
         calibration = None
         if str(model).endswith(".onnx"):
@@ -57,7 +60,17 @@ class Recognizer:
             checkpoint = load_checkpoint(model)
             if checkpoint.get("format") == FORMAT:
                 calibration = checkpoint.get("calibration")
-            embedder = TorchEmbedder(backbone, size, **backend_options)
+            if backend == "auto":
+                embedder = fastest_embedder(backbone, size, **backend_options)
+            elif backend == "torch":
+                embedder = TorchEmbedder(backbone, size, **backend_options)
+            elif backend == "onnx":
+                from .export import EmbeddingGraph, export_bytes, model_metadata
+
+                metadata = model_metadata(None, "", backbone, size, True)
+                embedder = OnnxEmbedder(export_bytes(EmbeddingGraph(backbone), size, metadata), **backend_options)
+            else:
+                raise DataError(f"unknown backend {backend!r}; valid: auto, torch, onnx")
         recognizer = cls(
             embedder,
             build_detector(detector, weights) if detector else None,
