@@ -56,8 +56,11 @@ def test_onnx_export_matches_pytorch_on_real_faces(trained, lfw_folds_8_10, tmp_
         (parity_folder / f"{number // 100}").mkdir(parents=True, exist_ok=True)
         (parity_folder / f"{number // 100}" / f"{number}.png").write_bytes(encode_image(face, ".png"))
     onnx_path = tmp_path / "model.onnx"
-    assert facelearn(["export", str(trained / "best.pt"), str(onnx_path), "--parity", str(parity_folder)]) == 0
-    assert "parity with PyTorch on 1000 faces" in capsys.readouterr().out
+    export = ["export", str(trained / "best.pt"), str(onnx_path), "--parity", str(parity_folder), "--int8"]
+    assert facelearn(export) == 0
+    printed = capsys.readouterr().out
+    assert "parity with PyTorch on 1000 faces" in printed and "int8 against PyTorch fp32: min cosine" in printed
+    assert (tmp_path / "model.int8.onnx").is_file() and (tmp_path / "model.int8.onnx.sha256").is_file()
     digest = (tmp_path / "model.onnx.sha256").read_text().split()[0]
     assert hashlib.sha256(onnx_path.read_bytes()).hexdigest() == digest
     onnx_model = Recognizer.load(onnx_path, detector=None)
