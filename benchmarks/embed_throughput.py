@@ -25,7 +25,7 @@ from facelearn.config import ModelConfig
 from facelearn.deploy.backends import OnnxEmbedder, TorchEmbedder
 from facelearn.deploy.export import EmbeddingGraph, export_onnx, model_metadata
 from facelearn.models import build_backbone
-from facelearn.train.engine import cpu_has_fast_bf16
+from facelearn.train.hardware import cpu_has_fast_bf16
 
 
 def faces_per_second(embed, batch: int, seconds: float) -> float:

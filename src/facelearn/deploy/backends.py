@@ -36,7 +36,7 @@ class TorchEmbedder:
     ):
         """``precision`` auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; ``channels_last``
         None: on with reduced precision or CUDA (the layout their kernels want)."""
-        from ..train.engine import cpu_has_fast_bf16
+        from ..train.hardware import cpu_has_fast_bf16
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if precision == "auto":

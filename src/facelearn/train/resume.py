@@ -48,3 +48,22 @@ def altering_changes(saved: dict, current: Config) -> list[str]:
         if old != new:
             changes.append(f"{key}: {old!r} -> {new!r}")
     return changes
+
+
+def apply_changed_config(task, optimizer, scheduler, config):
+    """``train.resume=force``: the restored optimizer and schedule take this config's values; returns
+    the new scheduler, positioned at the restored step."""
+    from .optimizer import build_optimizer
+    from .schedule import build_scheduler, lr_factor
+
+    fresh = build_optimizer(task, config)
+    for group, new in zip(optimizer.param_groups, fresh.param_groups, strict=True):
+        group.update({k: v for k, v in new.items() if k not in ("params", "initial_lr")})
+        group["initial_lr"] = new["lr"]
+    last = scheduler.last_epoch
+    scheduler = build_scheduler(optimizer, config.train.steps, config.schedule)
+    scheduler.last_epoch = last
+    factor = lr_factor(last, config.train.steps, config.schedule)
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+    return scheduler
