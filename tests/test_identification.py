@@ -35,6 +35,8 @@ def test_ranks_count_ties_against_the_probe_and_tpir_needs_rank_1_and_the_thresh
     assert result.thresholds == [0.4]  # ⌊2·0.5⌋ = 1 non-mated probe may lie above: the second best
     assert result.realised_fpir == [0.5] and result.tpir == [pytest.approx(1 / 3)]
     assert identify(scores, mates, fpirs=(0.5,), rule="reference").thresholds == [0.7]  # index int(1)−1 = 0
+    # DET: at the threshold set by the k-th best non-mated probe, FNIR = 1 − (rank-1 mates strictly above it) / mated
+    assert result.curve["fpir"] == [0.0, 0.5] and result.curve["fnir"] == [1 - 1 / 3, 1 - 1 / 3]
 
 
 def test_threshold_rules_at_the_edges():

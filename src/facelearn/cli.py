@@ -13,6 +13,7 @@ from pathlib import Path
 from .config import ConfigError, load_config
 from .deploy.commands import add_commands as add_deploy_commands
 from .errors import FacelearnError, describe_os_error
+from .eval.commands import add_recognition_arguments
 from .io import write_text_atomic
 
 
@@ -45,34 +46,9 @@ def command_demo(args: argparse.Namespace) -> None:
     from .distributed import rank
 
     if rank() == 0:
-        print_recognition(recognition_demo_step(config))
+        from .deploy.demo import print_recognition, recognition_demo
 
-
-def recognition_demo_step(config) -> dict:
-    from .deploy.demo import recognition_demo
-
-    return recognition_demo(config.train.output_dir, config.data.image_size)
-
-
-def print_recognition(result: dict) -> None:
-    calibration = result["calibration"]
-    print(
-        f"\nfacelearn: calibrated on {calibration['num_impostor']:,} impostor pairs of unseen people; "
-        f"FMR {result['fmr']:g} -> threshold {result['threshold']:.3f} (stored in best.pt)"
-    )
-    print(
-        f"  enrolled {result['enrolled']} unseen people in {result['gallery']}; identified {result['mated_probes']} "
-        f"other photos of them and {result['stranger_probes']} of never-enrolled people"
-    )
-    print(
-        f"  rank-1 {100 * result['rank1']:.1f}%   recognised at FMR {result['fmr']:g}: "
-        f"{100 * result['recognised']:.1f}%   strangers taken for someone: {100 * result['strangers_accepted']:.1f}%"
-    )
-    expected = 1 - (1 - result["fmr"]) ** result["enrolled"]
-    print(
-        f"  (a stranger is compared with all {result['enrolled']} people: at FMR {result['fmr']:g} each, about "
-        f"{100 * expected:.1f}% of strangers match someone — choose the FMR for the gallery's size)"
-    )
+        print_recognition(recognition_demo(config.train.output_dir, config.data.image_size))
 
 
 def print_summary(summary: dict, written: str, seconds: float | None = None) -> None:
@@ -126,76 +102,13 @@ def command_eval(args: argparse.Namespace) -> None:
         written = f"metrics.json, score histograms and ROC plots in {args.output}/"
         print_summary({"step": None, "skipped_images": 0, "verification": results}, written)
     if args.ijb:
+        from .eval.commands import run_ijb
+
         run_ijb(args, backbone, image_size, device)
     if args.gallery:
+        from .eval.commands import run_identification
+
         run_identification(args, backbone, image_size, device)
-
-
-def run_ijb(args: argparse.Namespace, backbone, image_size: int, device) -> None:
-    from .eval.recognition import evaluate_ijb
-
-    report = evaluate_ijb(
-        backbone,
-        args.ijb,
-        args.target,
-        image_size,
-        args.output,
-        batch_size=args.batch_size,
-        device=device,
-        mode=args.ijb_mode,
-        tar_rule=args.tar_rule,
-        fpir_rule=args.fpir_rule,
-        unknown_template="row0" if args.reference_quirks else "error",
-        zero_template="zero" if args.reference_quirks else "error",
-    )
-    print(f"\nfacelearn: {args.target} 1:1 templates, {report['images']} images, TAR at FAR ({args.tar_rule} rule)")
-    fars = report["one_to_one"][args.ijb_mode]["fars"]
-    print(f"  {'mode':<8}" + "".join(f"{far:>9g}" for far in fars) + f"{'AUC':>9}")
-    for mode, row in report["one_to_one"].items():
-        print(f"  {mode:<8}" + "".join(f"{100 * t:>9.2f}" for t in row["tars"]) + f"{row['auc']:>9.4f}")
-    if "one_to_n" in report:
-        print_identification(f"{args.target} 1:N ({args.ijb_mode}, mean of the two galleries)", report["one_to_n"])
-    print(f"  {args.target.lower()}.json and ROC, CMC and DET plots in {args.output}/")
-
-
-def run_identification(args: argparse.Namespace, backbone, image_size: int, device) -> None:
-    from .eval.recognition import evaluate_folders
-
-    report = evaluate_folders(
-        backbone,
-        args.gallery,
-        args.probes,
-        args.distractors,
-        image_size,
-        args.output,
-        fpir_rule=args.fpir_rule,
-        batch_size=args.batch_size,
-        flip=not args.no_flip,
-        device=device,
-    )
-    title = (
-        f"1:N, {report['gallery_identities']} enrolled identities, {report['num_mated']} mated and "
-        f"{report['num_nonmated']} non-mated probes"
-    )
-    print_identification(title, report)
-    if "with_distractors" in report:
-        extra = report["with_distractors"]
-        print(
-            f"  with {extra['num_distractors']} distractors (MegaFace protocol, {extra['pairs']} pairs): "
-            + ", ".join(f"rank-{k} {100 * v:.2f}%" for k, v in extra["rank_rates"].items())
-        )
-    print(f"  identification.json and CMC/DET plots in {args.output}/")
-
-
-def print_identification(title: str, result: dict) -> None:
-    print(f"\nfacelearn: {title}")
-    print("  closed set: " + ", ".join(f"rank-{k} {100 * v:.2f}%" for k, v in result["cmc"].items()))
-    if result["tpir"]:
-        rule = result.get("threshold_rule", "")
-        print(
-            f"  open set ({rule} rule): "
-            + ", ".join(f"TPIR@FPIR={f:g} {100 * t:.2f}%" for f, t in zip(result["fpir"], result["tpir"], strict=True))
-        )
 
 
 def command_prepare(args: argparse.Namespace) -> None:
@@ -276,29 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FACTOR",
         help="also score every set hard-hard and easy-hard, hard = down-sampled FACTOR times (DDL's evaluation)",
     )
-    evaluate.add_argument("--ijb", metavar="DIR", help="IJB-B/C release folder (meta/, loose_crop/): 1:1 and 1:N")
-    evaluate.add_argument("--target", default="IJBC", choices=["IJBC", "IJBB"], help="which IJB set (default IJBC)")
-    evaluate.add_argument("--ijb-mode", default="N1D1F1", help="template mode for 1:N, insightface's name")
-    evaluate.add_argument(
-        "--tar-rule",
-        default="at_most",
-        choices=["at_most", "closest"],
-        help="TAR at FAR: best with FAR <= target (default) or insightface's closest ROC point",
-    )
-    evaluate.add_argument(
-        "--fpir-rule",
-        default="at_most",
-        choices=["at_most", "reference"],
-        help="open-set threshold: FPIR <= target (default) or ijb_evals.py's index",
-    )
-    evaluate.add_argument(
-        "--reference-quirks",
-        action="store_true",
-        help="IJB as insightface: unknown pair templates score as row 0, zero templates score 0 (default: errors)",
-    )
-    evaluate.add_argument("--gallery", metavar="DIR", help="1:N: enrolled identities, <DIR>/<identity>/<image>")
-    evaluate.add_argument("--probes", metavar="DIR", help="1:N: queries, <DIR>/<identity>/<image> (any identity)")
-    evaluate.add_argument("--distractors", metavar="DIR", help="1:N: images of other people (MegaFace-style)")
+    add_recognition_arguments(evaluate)
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--no-flip", action="store_true", help="embed without flip test-time augmentation")
     evaluate.add_argument("--output", default="eval", help="folder for metrics.json and plots")

@@ -74,3 +74,24 @@ def recognition_demo(
         "recognised": float(np.mean([r["subject"] == t for r, t in zip(mated_found, truth, strict=True)])),
         "strangers_accepted": float(np.mean([r["subject"] is not None for r in stranger_found])),
     }
+
+
+def print_recognition(result: dict) -> None:
+    calibration = result["calibration"]
+    print(
+        f"\nfacelearn: calibrated on {calibration['num_impostor']:,} impostor pairs of unseen people; "
+        f"FMR {result['fmr']:g} -> threshold {result['threshold']:.3f} (stored in best.pt)"
+    )
+    print(
+        f"  enrolled {result['enrolled']} unseen people in {result['gallery']}; identified {result['mated_probes']} "
+        f"other photos of them and {result['stranger_probes']} of never-enrolled people"
+    )
+    print(
+        f"  rank-1 {100 * result['rank1']:.1f}%   recognised at FMR {result['fmr']:g}: "
+        f"{100 * result['recognised']:.1f}%   strangers taken for someone: {100 * result['strangers_accepted']:.1f}%"
+    )
+    expected = 1 - (1 - result["fmr"]) ** result["enrolled"]
+    print(
+        f"  (a stranger is compared with all {result['enrolled']} people: at FMR {result['fmr']:g} each, about "
+        f"{100 * expected:.1f}% of strangers match someone — choose the FMR for the gallery's size)"
+    )

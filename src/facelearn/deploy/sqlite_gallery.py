@@ -93,6 +93,8 @@ class SQLiteGallery:
         rows = self.db.execute(
             "SELECT s.name, f.embedding FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY s.id, f.id"
         ).fetchall()
+        subjects = self.db.execute("SELECT name, metadata FROM subjects").fetchall()
+        self.metadata = {name: json.loads(meta) for name, meta in subjects}
         vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), self.dim)
         self.index = build_index(self.dim, self.index_kind)
         self.index.add([r[0] for r in rows], vectors)
@@ -148,7 +150,12 @@ class SQLiteGallery:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
                 raise
-            self._after_write(lambda: self.index.add([subject] * len(embeddings), embeddings))
+
+            def update():
+                self.index.add([subject] * len(embeddings), embeddings)
+                self.metadata.setdefault(subject, metadata or {})
+
+            self._after_write(update)
             return self.index.count(subject)
 
     def delete(self, subject: str) -> int:
@@ -161,7 +168,12 @@ class SQLiteGallery:
                     raise GalleryError(f"subject {subject!r} is not enrolled in {self.path}")
                 removed = self.db.execute("DELETE FROM faces WHERE subject_id = ?", row).rowcount
                 self.db.execute("DELETE FROM subjects WHERE id = ?", row)
-            self._after_write(lambda: self.index.remove(subject))
+
+            def update():
+                self.index.remove(subject)
+                self.metadata.pop(subject, None)
+
+            self._after_write(update)
             return removed
 
     def checkpoint(self) -> None:
@@ -182,11 +194,9 @@ class SQLiteGallery:
         metadata has every ``where`` key with that value."""
         with self.lock:
             self._refresh()
-            allowed = None
+            allowed = None  # metadata is kept in memory with the index: no database read per search
             if where:
-                allowed = {
-                    s["subject"] for s in self.subjects() if all(s["metadata"].get(a) == b for a, b in where.items())
-                }
+                allowed = {n for n, m in self.metadata.items() if all(m.get(a) == b for a, b in where.items())}
             return self.index.search(queries, k, allowed)
 
     def __len__(self) -> int:

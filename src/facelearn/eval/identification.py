@@ -138,5 +138,6 @@ def det_curve(nonmated_best: np.ndarray, mate_scores: np.ndarray, rank: np.ndarr
     thresholds = np.sort(nonmated_best)[::-1]
     hits = np.where(rank == 1, mate_scores, -np.inf)
     fpir = np.arange(len(thresholds)) / len(thresholds)  # strictly above the k-th best: k−1 of n
-    fnir = 1 - np.array([np.mean(hits > t) for t in thresholds])
+    accepted = len(hits) - np.searchsorted(np.sort(hits), thresholds, side="right")  # hits strictly above each
+    fnir = 1 - accepted / len(hits)
     return {"fpir": fpir.tolist(), "fnir": fnir.tolist()}

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DataError
 from .identification import IdentificationResult, ThresholdRule, identify, mate_columns
-from .metrics import auc, roc_curve, tar_at_far, tar_at_most_far
+from .metrics import auc, closest_point, roc_curve, tar_at_far, tar_at_most_far
 
 FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 TarRule = Literal["at_most", "closest"]
@@ -81,9 +81,8 @@ def verification_table(
     tars, realised = [], []
     for far in fars:
         if rule == "closest":
-            index = np.flatnonzero(np.abs(fpr - far) == np.abs(fpr - far).min()).max()
             tars.append(tar_at_far(fpr, tpr, far))
-            realised.append(float(fpr[index]))
+            realised.append(float(fpr[closest_point(fpr, far)]))
         else:
             tar, fpr_used = tar_at_most_far(scores, labels, far)
             tars.append(tar)

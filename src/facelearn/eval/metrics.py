@@ -35,12 +35,16 @@ def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
-def tar_at_far(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
-    """insightface IJB rule: the ROC point whose FPR is closest to ``far``; ties go to the
-    largest TPR (``eval_ijbc.py``). The chosen point may lie above ``far``."""
+def closest_point(fpr: np.ndarray, far: float) -> int:
+    """insightface IJB rule: the ROC point whose FPR is closest to ``far``; ties go to the later
+    point, i.e. the larger FPR and then the largest TPR (``eval_ijbc.py``). It may lie above ``far``."""
     distance = np.abs(fpr - far)
-    candidates = np.flatnonzero(distance == distance.min())
-    return float(tpr[candidates.max()])
+    return int(np.flatnonzero(distance == distance.min()).max())
+
+
+def tar_at_far(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    """TPR at the :func:`closest_point` to ``far``."""
+    return float(tpr[closest_point(fpr, far)])
 
 
 def tar_at_most_far(scores: np.ndarray, issame: np.ndarray, far: float) -> tuple[float, float]:
