@@ -32,6 +32,7 @@ def main() -> None:
         sys.exit("the demo failed")
     summary = json.loads((run / "metrics.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
+    recognition = run / "recognition.json"  # the demo's calibrate → enroll → identify step
     print(f"{'set':<24}{'pairs':>6}{'accuracy':>16}{'AUC':>8}{'EER':>8}{'TAR@FAR=1e-3':>14}")
     rows = []
     for name, result in summary["verification"].items():
@@ -60,6 +61,7 @@ def main() -> None:
             "steps": summary["step"],
             "train_and_eval_seconds": summary.get("seconds"),
             "rows": rows,
+            "recognition": json.loads(recognition.read_text()) if recognition.is_file() else None,
             "config": {k: config[k] for k in ("model", "head", "data", "train")},
         },
     )

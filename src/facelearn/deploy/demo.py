@@ -13,11 +13,13 @@ other: calibration people, enrolled people, and people who are never enrolled.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from ..data.synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
+from ..io import write_text_atomic
 from .calibration import calibrate
 from .recognizer import Recognizer
 from .stored_calibration import store_calibration
@@ -62,7 +64,7 @@ def recognition_demo(
     found = recognizer.identify_faces(mated + unknown, k=1, fmr=fmr)
     mated_found, stranger_found = found[: len(mated)], found[len(mated) :]
     gallery.close()
-    return {
+    result = {
         "gallery": str(gallery_path),
         "calibration": recognizer.calibration.to_dict(),
         "fmr": fmr,
@@ -74,6 +76,8 @@ def recognition_demo(
         "recognised": float(np.mean([r["subject"] == t for r, t in zip(mated_found, truth, strict=True)])),
         "strangers_accepted": float(np.mean([r["subject"] is not None for r in stranger_found])),
     }
+    write_text_atomic(run_dir / "recognition.json", json.dumps(result, indent=2))
+    return result
 
 
 def print_recognition(result: dict) -> None:
