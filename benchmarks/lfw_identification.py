@@ -21,13 +21,12 @@ among the distractors (MegaFace protocol). Writes benchmarks/results/lfw_identif
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
 
 from common import RESULTS, write_result
-from lfw_recipe import SHARED, link_identities
+from lfw_recipe import lfw_parser, link_identities
 
 from facelearn.align.prepare import PrepareOptions, prepare_dataset
 from facelearn.eval.embed import default_device
@@ -118,11 +117,7 @@ def score(name: str, checkpoint: str, protocol: dict, work: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lfw", default=str(SHARED / "data" / "lfw_a"))
-    parser.add_argument("--weights", default=str(SHARED / "weights" / "mtcnn"))
-    parser.add_argument("--work", default="runs/lfw")
-    parser.add_argument("--workers", type=int, default=2)
+    parser = lfw_parser(__doc__)
     parser.add_argument("--runs", nargs="+", metavar="NAME=CHECKPOINT", help="default: the LFW recipe's checkpoints")
     parser.add_argument("--output", default=str(RESULTS / "lfw_identification.json"))
     args = parser.parse_args()

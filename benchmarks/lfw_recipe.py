@@ -119,12 +119,18 @@ def train(name: str, work: Path) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def lfw_parser(description: str) -> argparse.ArgumentParser:
+    """The options every LFW benchmark takes: the data, the detector weights, the work folder."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw", default=str(SHARED / "data" / "lfw_a"))
     parser.add_argument("--weights", default=str(SHARED / "weights" / "mtcnn"))
     parser.add_argument("--work", default="runs/lfw")
     parser.add_argument("--workers", type=int, default=2)
+    return parser
+
+
+def main() -> None:
+    parser = lfw_parser(__doc__)
     parser.add_argument("--only", nargs="+", choices=list(RUNS), default=list(RUNS))
     parser.add_argument("--output", default=str(RESULTS / "lfw_recipe.json"))
     args = parser.parse_args()
