@@ -47,3 +47,11 @@ def need(module: str, extra: str):
         return __import__(module)
     except ImportError:
         skip_unless_allowed(f"{module} is not installed: pip install -e '.[{extra}]'")
+
+
+@pytest.fixture(scope="session")
+def lfw_people(tmp_path_factory):
+    """A small model trained on real LFW-a photos (two minutes), for the deployment and service tests."""
+    from lfw_people import train_lfw_people
+
+    return train_lfw_people(tmp_path_factory.mktemp("lfw_people"))

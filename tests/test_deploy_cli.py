@@ -93,3 +93,33 @@ def test_deployment_commands_say_what_is_wrong(trained, tmp_path, capsys):
     for arguments, message in cases:
         assert facelearn(arguments) == 2, arguments
         assert message in capsys.readouterr().err, arguments
+
+
+def largest(faces: list[dict]) -> dict:
+    """The result of the largest face found in a photo (identify answers for every face)."""
+    return max(faces, key=lambda face: (face["box"][2] - face["box"][0]) * (face["box"][3] - face["box"][1]))
+
+
+def test_round_trip_on_real_lfw_photos(lfw_people, tmp_path, capsys):
+    """Enroll five LFW people from five photos each, identify a sixth photo of each (detected and
+    aligned by the command), delete one, identify it again: unknown."""
+    options = ["--model", str(lfw_people.model), "--weights", str(lfw_people.weights), "--json"]
+    gallery = str(tmp_path / "lfw.db")
+    for person, photos in lfw_people.enrolled.items():
+        enrolled = run_json(capsys, ["enroll", gallery, person, *map(str, photos), *options])
+        assert enrolled == {"subject": person, "faces": 5, "no_face": []}
+    found = {
+        person: largest(run_json(capsys, ["identify", gallery, str(probe), *options]))
+        for person, probe in lfw_people.probes.items()
+    }
+    for person, result in found.items():
+        assert result["subject"] in (person, None), result  # at FMR 1e-3 a probe is its person or unknown
+        assert result["fmr"] == 1e-3 and len(result["candidates"]) == 5
+    rank1 = [person for person, result in found.items() if result["candidates"][0]["subject"] == person]
+    assert len(rank1) >= 3, found  # a two-minute model: most, and here 3 of 5, are first (chance: 1 in 5)
+    deleted = rank1[0]
+    assert run_json(capsys, ["gallery", "delete", gallery, deleted, "--json"]) == {"deleted": deleted, "faces": 5}
+    again = largest(run_json(capsys, ["identify", gallery, str(lfw_people.probes[deleted]), *options]))
+    assert again["subject"] is None and deleted not in [c["subject"] for c in again["candidates"]]
+    strangers = [run_json(capsys, ["identify", gallery, str(p), *options]) for p in lfw_people.strangers]
+    assert all(face["subject"] is None for faces in strangers for face in faces)  # 20 strangers x 4 people at 1e-3
