@@ -54,4 +54,7 @@ def lfw_people(tmp_path_factory):
     """A small model trained on real LFW-a photos (two minutes), for the deployment and service tests."""
     from lfw_people import train_lfw_people
 
-    return train_lfw_people(tmp_path_factory.mktemp("lfw_people"))
+    reuse = os.environ.get("FACELEARN_TEST_LFW_PEOPLE")  # a developer's folder kept between runs; CI trains anew
+    if reuse and (Path(reuse) / "model.pt").exists():
+        return train_lfw_people(Path(reuse), reuse=True)
+    return train_lfw_people(Path(reuse) if reuse else tmp_path_factory.mktemp("lfw_people"))

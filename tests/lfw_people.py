@@ -50,7 +50,7 @@ def link_photos(people: list[Path], folder: Path, count: int, skip: set[Path] = 
                 (folder / person.name / photo.name).symlink_to(photo)
 
 
-def train_lfw_people(work: Path) -> LfwPeople:
+def train_lfw_people(work: Path, reuse: bool = False) -> LfwPeople:
     lfw = shared_path("data", "lfw_a", "lfw")
     weights = shared_path("weights", "retinaface")
     people = sorted(p for p in lfw.iterdir() if p.is_dir())
@@ -59,6 +59,9 @@ def train_lfw_people(work: Path) -> LfwPeople:
     others = [p for p in people if 4 <= counts[p] < 12]
     enrolled = trained[:5]
     probes = {p.name: photos(p)[5] for p in enrolled}
+    model = work / "model.pt"
+    if reuse:
+        return people_of(model, weights, enrolled, probes, others)
     link_photos(trained, work / "raw_train", 20, skip=set(probes.values()))
     link_photos(others[:40], work / "raw_calibration", 4)
     detector = ["--detector", "retinaface", "--weights", str(weights), "--workers", "2"]
@@ -67,9 +70,12 @@ def train_lfw_people(work: Path) -> LfwPeople:
     run = work / "run"
     overrides = [f"data.root={work / 'train'}", *TRAINING, f"train.output_dir={run}"]
     assert facelearn(["train", str(recipe_path("lfw_mbf_arcface")), *overrides]) == 0
-    model = work / "model.pt"
     model.write_bytes((run / "step_0000300.pt").read_bytes())
     assert facelearn(["calibrate", str(model), "--gallery", str(work / "calibration")]) == 0
+    return people_of(model, weights, enrolled, probes, others)
+
+
+def people_of(model: Path, weights: Path, enrolled: list[Path], probes: dict, others: list[Path]) -> LfwPeople:
     return LfwPeople(
         model=model,
         weights=weights,

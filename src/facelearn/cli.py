@@ -15,6 +15,7 @@ from .deploy.commands import add_commands as add_deploy_commands
 from .errors import FacelearnError, describe_os_error
 from .eval.commands import add_recognition_arguments
 from .io import write_text_atomic
+from .serve.commands import add_commands as add_serve_commands
 
 
 def recipe_path(name: str) -> Path:
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--threshold", type=float, default=75.0, help="degrees from the dominant sub-centre")
     clean.set_defaults(func=command_clean)
     add_deploy_commands(commands)
+    add_serve_commands(commands)
     return parser
 
 

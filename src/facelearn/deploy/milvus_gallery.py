@@ -17,7 +17,7 @@ import threading
 import numpy as np
 
 from .index import ExactIndex  # only its input check
-from .sqlite_gallery import GalleryError
+from .sqlite_gallery import DuplicateSubject, GalleryError, UnknownSubject
 
 MAX_SUBJECT = 512
 
@@ -84,7 +84,7 @@ class MilvusGallery:
         with self.lock:
             existing = self._faces(subject)
             if existing and not append:
-                raise GalleryError(f"subject {subject!r} is already enrolled (add faces with append, or delete it)")
+                raise DuplicateSubject(f"subject {subject!r} is already enrolled (add faces with append, or delete it)")
             rows = [{"subject": subject, "embedding": e.tolist(), "metadata": metadata or {}} for e in embeddings]
             self.client.insert(self.collection, rows)  # one request: all faces or none
             return len(existing) + len(rows)
@@ -93,7 +93,7 @@ class MilvusGallery:
         with self.lock:
             faces = self._faces(subject)
             if not faces:
-                raise GalleryError(f"subject {subject!r} is not enrolled in {self.uri}")
+                raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.uri}")
             self.client.delete(self.collection, filter=f"subject == {quoted(subject)}")
             return len(faces)
 
@@ -111,9 +111,13 @@ class MilvusGallery:
             found.setdefault(name, {"subject": name, "metadata": row["metadata"], "faces": 0})["faces"] += 1
         return [found[name] for name in sorted(found)]
 
-    def search(self, queries: np.ndarray, k: int = 5, where: dict | None = None) -> list[list[tuple[str, float]]]:
+    def search(
+        self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None
+    ) -> list[list[tuple[str, float]]]:
         queries = self.checker.check(queries)
         terms = [f"metadata[{quoted(key)}] == {json.dumps(value)}" for key, value in (where or {}).items()]
+        if subject is not None:
+            terms.append(f"subject == {quoted(subject)}")
         condition = " and ".join(terms)
         with self.lock:
             hits = self.client.search(

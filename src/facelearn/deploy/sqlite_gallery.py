@@ -42,6 +42,14 @@ class GalleryError(FacelearnError):
     """A gallery used in a way it cannot be: another model, an unknown or duplicate subject."""
 
 
+class DuplicateSubject(GalleryError):
+    """Enrolling a subject that is enrolled already (without ``append``)."""
+
+
+class UnknownSubject(GalleryError):
+    """A subject that is not in the gallery."""
+
+
 class SQLiteGallery:
     def __init__(self, path: str | Path, model_id: str | None, dim: int | None, index: str = "exact"):
         """``model_id`` / ``dim`` None: an existing gallery, opened for listing and deleting only;
@@ -132,7 +140,9 @@ class SQLiteGallery:
                 self.db.execute("BEGIN IMMEDIATE")
                 row = self.db.execute("SELECT id FROM subjects WHERE name = ?", (subject,)).fetchone()
                 if row and not append:
-                    raise GalleryError(f"subject {subject!r} is already enrolled (add faces with append, or delete it)")
+                    raise DuplicateSubject(
+                        f"subject {subject!r} is already enrolled (add faces with append, or delete it)"
+                    )
                 if row is None:
                     cursor = self.db.execute(
                         "INSERT INTO subjects (name, metadata) VALUES (?, ?)", (subject, json.dumps(metadata or {}))
@@ -165,7 +175,7 @@ class SQLiteGallery:
                 self.db.execute("BEGIN IMMEDIATE")
                 row = self.db.execute("SELECT id FROM subjects WHERE name = ?", (subject,)).fetchone()
                 if row is None:
-                    raise GalleryError(f"subject {subject!r} is not enrolled in {self.path}")
+                    raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.path}")
                 removed = self.db.execute("DELETE FROM faces WHERE subject_id = ?", row).rowcount
                 self.db.execute("DELETE FROM subjects WHERE id = ?", row)
 
@@ -189,14 +199,18 @@ class SQLiteGallery:
             ).fetchall()
         return [{"subject": name, "metadata": json.loads(meta), "faces": count} for name, meta, count in rows]
 
-    def search(self, queries: np.ndarray, k: int = 5, where: dict | None = None) -> list[list[tuple[str, float]]]:
+    def search(
+        self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None
+    ) -> list[list[tuple[str, float]]]:
         """Per query, the ``k`` best subjects (a subject scores its best face), optionally only those whose
-        metadata has every ``where`` key with that value."""
+        metadata has every ``where`` key with that value, or only ``subject``."""
         with self.lock:
             self._refresh()
             allowed = None  # metadata is kept in memory with the index: no database read per search
             if where:
                 allowed = {n for n, m in self.metadata.items() if all(m.get(a) == b for a, b in where.items())}
+            if subject is not None:
+                allowed = {subject} & (allowed if allowed is not None else set(self.metadata))
             return self.index.search(queries, k, allowed)
 
     def __len__(self) -> int:

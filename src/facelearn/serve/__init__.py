@@ -1,0 +1,1 @@
+"""``facelearn serve``: the Recognizer and gallery behind a REST API (FastAPI on uvicorn)."""

@@ -1,0 +1,127 @@
+"""``facelearn serve`` and ``facelearn serve keys add|list|remove``: parse, then call the library."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+
+from ..errors import ConfigError
+from .keys import KeyStore
+from .service import LOOPBACK, ServeSettings
+from .uploads import ImageLimits
+
+MB = 1024 * 1024
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def command_serve(args: argparse.Namespace) -> None:
+    if args.serve_command == "keys":
+        return command_keys(args)
+    if not args.model or not args.gallery:
+        raise ConfigError("facelearn serve needs --model and --gallery (or: facelearn serve keys add NAME --keys FILE)")
+    try:
+        import uvicorn
+
+        from .app import create_app
+        from .service import Service
+    except ImportError as error:
+        raise ConfigError(
+            f"facelearn serve needs its extra ({error.name} is missing): pip install 'facelearn[serve]'"
+        ) from None
+    keys = KeyStore(args.keys)
+    if not is_loopback(args.host) and not keys.required:
+        raise ConfigError(
+            f"--host {args.host} is reachable from other machines: API keys are required "
+            "(facelearn serve keys add NAME --keys FILE, then --keys FILE), or bind to 127.0.0.1"
+        )
+    settings = ServeSettings(
+        model=args.model,
+        gallery=args.gallery,
+        store=args.store,
+        index=args.index,
+        detector=args.detector,
+        weights=args.weights,
+        backend=args.backend,
+        architecture=args.architecture,
+        host=args.host,
+        port=args.port,
+        keys=args.keys,
+        max_batch=1 if args.no_batching else args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        workers=args.workers,
+        max_request_bytes=int(args.max_request_mb * MB),
+        limits=ImageLimits(max_image_bytes=int(args.max_image_mb * MB), max_pixels=args.max_pixels),
+        timeout_s=args.timeout,
+        fmr=args.fmr,
+    )
+    logging.getLogger("facelearn.serve").setLevel(logging.INFO)
+    print(
+        f"facelearn: serving {args.model} on http://{args.host}:{args.port} (page /, API /v1, docs /docs)", flush=True
+    )
+    uvicorn.run(
+        create_app(Service(settings, keys)),
+        host=args.host,
+        port=args.port,
+        access_log=args.access_log,  # off by default: request paths name subjects
+        timeout_graceful_shutdown=int(args.timeout) + 1,
+        log_level="info",
+    )
+
+
+def command_keys(args: argparse.Namespace) -> None:
+    if not args.keys:
+        raise ConfigError("give the key file: facelearn serve keys ... --keys FILE")
+    store = KeyStore(args.keys)
+    if args.action == "add":
+        if not args.name:
+            raise ConfigError("facelearn serve keys add NAME --keys FILE")
+        key = store.add(args.name)
+        print(f"{key}\n(the key of {args.name!r}: shown once, stored only as a hash in {args.keys})")
+    elif args.action == "remove":
+        if not args.name:
+            raise ConfigError("facelearn serve keys remove NAME --keys FILE")
+        store.remove(args.name)
+        print(f"facelearn: removed the key {args.name!r} from {args.keys}")
+    else:
+        print(json.dumps(store.names(), indent=2))
+
+
+def add_commands(commands) -> None:
+    serve = commands.add_parser("serve", help="the REST API and page (FastAPI): verify, identify, enroll, delete")
+    serve.add_argument("--model", help="a facelearn checkpoint, an arcface_torch .pth (with --architecture) or .onnx")
+    serve.add_argument("--gallery", help="the gallery: an SQLite file, or a Milvus URI / milvus-lite file with --store")
+    serve.add_argument("--store", choices=["sqlite", "milvus"])
+    serve.add_argument("--index", default="exact", help="SQLite gallery index: exact, SQfp16 or HNSW32 (faiss)")
+    serve.add_argument("--architecture")
+    serve.add_argument("--detector", default="retinaface", choices=["retinaface", "mtcnn"])
+    serve.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")
+    serve.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    serve.add_argument("--host", default="127.0.0.1", help="beyond loopback only with --keys holding keys")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--keys", help="the hashed API key file (keys are required whenever it holds any)")
+    serve.add_argument("--fmr", type=float, default=1e-3, help="default false-match rate of decisions")
+    serve.add_argument("--max-batch", type=int, default=32, help="most faces in one model call")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="longest a face waits for others to batch with")
+    serve.add_argument("--no-batching", action="store_true", help="one model call per request")
+    serve.add_argument("--workers", type=int, default=2, help="threads decoding and detecting")
+    serve.add_argument("--max-request-mb", type=float, default=25.0)
+    serve.add_argument("--max-image-mb", type=float, default=10.0)
+    serve.add_argument("--max-pixels", type=int, default=40_000_000, help="refused from the header, before decoding")
+    serve.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    serve.add_argument("--access-log", action="store_true", help="log each request line (paths name subjects)")
+    serve.set_defaults(func=command_serve, serve_command=None)
+    actions = serve.add_subparsers(dest="serve_command")
+    keys = actions.add_parser("keys", help="API keys: add (printed once), list, remove")
+    keys.add_argument("action", choices=["add", "list", "remove"])
+    keys.add_argument("name", nargs="?")
+    keys.add_argument("--keys", required=True, help="the key file")

@@ -1,0 +1,98 @@
+"""Around every request: API keys, the body limit, the time limit and the metrics — one ASGI layer.
+
+* Keys: ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``, checked against the hashed key file
+  whenever it holds keys (the service refuses to bind beyond loopback without them). The page, the
+  OpenAPI schema and the liveness/readiness probes are open.
+* Body limit: a ``Content-Length`` above the limit is answered 413 before any of the body is read;
+  a body without one is counted as it arrives and cut off at the limit.
+* Time limit: a request that has not started its answer after ``timeout_s`` gets 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from .problems import Problem
+
+OPEN_PATHS = {"/", "/v1/health", "/v1/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
+
+
+async def send_problem(send, problem: Problem) -> None:
+    body = json.dumps(problem.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if problem.status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    def __init__(self, app, service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), [500]
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            self.check_key(scope)
+            await self.guarded(scope, receive, send_and_note)
+        except Problem as problem:
+            if status[0] == 500:  # nothing sent yet
+                await send_problem(send_and_note, problem)
+        finally:
+            route = scope.get("route")
+            self.service.metrics.observe(route.path if route else "other", status[0], time.perf_counter() - started)
+
+    def check_key(self, scope) -> None:
+        keys = self.service.keys
+        if not keys.required or scope["path"] in OPEN_PATHS:
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-api-key", b"").decode("latin-1")
+        bearer = headers.get(b"authorization", b"").decode("latin-1")
+        if not given and bearer.lower().startswith("bearer "):
+            given = bearer[7:].strip()
+        if not given:
+            raise Problem(401, "missing_key", "an API key is required: send X-API-Key or Authorization: Bearer KEY")
+        if keys.check(given) is None:
+            raise Problem(403, "wrong_key", "the API key is not valid (facelearn serve keys list shows the key names)")
+
+    async def guarded(self, scope, receive, send) -> None:
+        limit = self.service.settings.max_request_bytes
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise Problem(
+                413, "request_too_large", f"the body is {int(declared):,} bytes, above the limit of {limit:,}"
+            )
+        received = [0]
+        started = [False]
+
+        async def counted_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                received[0] += len(message.get("body", b""))
+                if received[0] > limit:  # raised inside the route: its handler answers with the envelope
+                    raise Problem(413, "request_too_large", f"the body is above the limit of {limit:,} bytes")
+            return message
+
+        async def noting_send(message):
+            if message["type"] == "http.response.start":
+                started[0] = True
+            await send(message)
+
+        try:
+            await asyncio.wait_for(self.app(scope, counted_receive, noting_send), self.service.settings.timeout_s)
+        except asyncio.TimeoutError:
+            if not started[0]:
+                raise Problem(
+                    504, "timeout", f"no answer within {self.service.settings.timeout_s:g} s; try again later"
+                ) from None

@@ -1,0 +1,134 @@
+"""The request parameters and the answers of the API, as pydantic models (they make the OpenAPI schema).
+
+Images travel beside the parameters: base64 strings in a JSON body, file parts in a multipart form.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Fmr = Field(None, gt=0, lt=1, description="false-match rate of the decision (default: the service's, 1e-3)")
+SubjectId = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f/]+$")
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    aligned: bool = Field(False, description="the images are faces aligned at the model's input size: no detection")
+
+
+class EmbedParams(Options):
+    pass
+
+
+class VerifyParams(Options):
+    subject: str | None = Field(None, min_length=1, max_length=256, description="compare image_a with this subject")
+    fmr: float | None = Fmr
+    single: bool = Field(False, description="several faces in an image is an error (default: the largest is used)")
+
+
+class IdentifyParams(Options):
+    k: int = Field(5, ge=1, le=100, description="candidates per face")
+    fmr: float | None = Fmr
+
+
+class SubjectParams(Options):
+    subject: str = SubjectId
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    single: bool = Field(False, description="several faces in a photo is an error (default: the largest is enrolled)")
+
+
+class FacesParams(Options):
+    single: bool = False
+
+
+class EmbeddedFace(BaseModel):
+    box: list[float] | None
+    embedding: list[float]
+    norm: float = Field(description="the raw embedding norm (a quality score for MagFace-trained models)")
+
+
+class EmbedAnswer(BaseModel):
+    model: str
+    faces: list[EmbeddedFace]
+
+
+class Decision(BaseModel):
+    threshold: float = Field(description="the cosine threshold of the model's calibration at this FMR")
+    fmr: float
+    model: str
+
+
+class VerifyAnswer(Decision):
+    score: float
+    same: bool
+    subject: str | None
+    boxes: list[list[float] | None]
+
+
+class Candidate(BaseModel):
+    subject: str
+    score: float
+
+
+class IdentifiedFace(Decision):
+    box: list[float] | None
+    candidates: list[Candidate]
+    subject: str | None = Field(description="the best candidate above the threshold, or null: unknown")
+
+
+class IdentifyAnswer(BaseModel):
+    faces: list[IdentifiedFace]
+    gallery_size: int
+
+
+class Subject(BaseModel):
+    subject: str
+    faces: int
+    metadata: dict
+
+
+class SubjectList(BaseModel):
+    subjects: list[Subject]
+
+
+class Enrolled(BaseModel):
+    subject: str
+    faces: int = Field(description="the subject's faces in the gallery after this call")
+    no_face: list[int] = Field(description="indices of the images in which no face was found (not enrolled)")
+
+
+class Deleted(BaseModel):
+    deleted: str
+    faces: int
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    ready: bool
+    model: str
+    gallery_size: int
+    max_batch: int
+    max_wait_ms: float
+
+
+def request_body(params: type[BaseModel], images: dict[str, bool], required: tuple[str, ...]) -> dict:
+    """The OpenAPI request body of a route: the same fields as JSON (base64 images) or as a multipart form."""
+    base = params.model_json_schema()
+    schemas = {}
+    for kind, image in (
+        ("application/json", {"type": "string", "format": "byte"}),
+        ("multipart/form-data", {"type": "string", "format": "binary"}),
+    ):
+        properties = dict(base.get("properties", {}))
+        if kind == "multipart/form-data" and "metadata" in properties:
+            properties["metadata"] = {"type": "string", "description": "a JSON object"}
+        for name, many in images.items():
+            properties[name] = {"type": "array", "items": image, "minItems": 1} if many else image
+        schema = {"type": "object", "properties": properties, "required": [*base.get("required", []), *required]}
+        if kind == "application/json":
+            schema["additionalProperties"] = False
+        schemas[kind] = {"schema": schema}
+    return {"requestBody": {"required": True, "content": schemas}}

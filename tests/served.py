@@ -1,0 +1,72 @@
+"""``facelearn serve`` as a separate process on a free loopback port, for the service tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Served:
+    """Starts the server, waits for /v1/ready, stops it (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, model: Path, gallery: Path, weights: Path, workdir: Path, *options: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        self.tmpdir = workdir / "tmp"  # the server's TMPDIR: must stay empty (no upload on disk)
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
+        self.log = workdir / f"serve-{self.port}.log"
+        self.command = [
+            sys.executable, "-m", "facelearn.cli", "serve", "--model", str(model), "--gallery", str(gallery),
+            "--weights", str(weights), "--port", str(self.port), *options,
+        ]  # fmt: skip
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120.0) -> Served:
+        environment = {**os.environ, "TMPDIR": str(self.tmpdir)}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"facelearn serve exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/v1/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"facelearn serve was not ready in {timeout} s:\n{self.log.read_text()}")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def client(self, **options) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **options)

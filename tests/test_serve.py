@@ -1,0 +1,229 @@
+"""``facelearn serve`` as a real process on loopback, called over HTTP: every route, every bad input."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import struct
+import threading
+import zlib
+
+import numpy as np
+import pytest
+from conftest import need
+
+from facelearn.data.images import encode_image, read_image
+
+need("fastapi", "serve")
+from served import Served  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(lfw_people, tmp_path_factory):
+    work = tmp_path_factory.mktemp("serve")
+    served = Served(lfw_people.model, work / "people.db", lfw_people.weights, work, "--max-request-mb", "4").start()
+    yield served
+    assert served.stop() in (0, -15)  # SIGTERM: uvicorn finishes, then re-raises the signal
+    assert "Application shutdown complete" in served.log.read_text()
+
+
+def files(paths, field="images"):
+    return [(field, (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+
+
+def two_faces(lfw_people) -> bytes:
+    first, second = (read_image(p) for p in list(lfw_people.probes.values())[:2])
+    return encode_image(np.concatenate([first, second], axis=1))
+
+
+def huge_png(side: int = 20000) -> bytes:
+    """A valid grayscale PNG of side×side black pixels: about a megabyte on disk, 400 MB decoded."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row, parts = zlib.compressobj(9), bytes(side + 1), []
+    for _ in range(side):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def error_of(response) -> tuple[int, str]:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"status", "code", "message"}, body
+    assert body["error"]["status"] == response.status_code
+    return response.status_code, body["error"]["code"]
+
+
+def test_enroll_identify_verify_delete_over_http(server, lfw_people):
+    with server.client() as http:
+        assert http.get("/v1/health").json() == {"status": "ok"}
+        empty = http.post("/v1/identify", files=files([lfw_people.strangers[0]], "image")).json()
+        assert empty["gallery_size"] == 0 and all(f["subject"] is None for f in empty["faces"])
+        for person, photos in lfw_people.enrolled.items():
+            answer = http.post("/v1/subjects", data={"subject": person}, files=files(photos))
+            assert answer.status_code == 201 and answer.json() == {"subject": person, "faces": 5, "no_face": []}
+        assert error_of(http.post("/v1/subjects", data={"subject": person}, files=files(photos))) == (
+            409,
+            "duplicate_subject",
+        )
+        ready = http.get("/v1/ready").json()
+        assert ready["gallery_size"] == 5 and ready["model"]
+        correct = 0
+        for person, probe in lfw_people.probes.items():
+            faces = http.post("/v1/identify", files=files([probe], "image"), data={"k": "3"}).json()["faces"]
+            largest = faces[0]  # faces come largest first
+            assert len(largest["candidates"]) == 3
+            assert largest["subject"] in (person, None)  # at FMR 1e-3: its person or unknown
+            assert largest["fmr"] == 1e-3 and largest["model"] == ready["model"] and largest["threshold"] > 0
+            correct += largest["candidates"][0]["subject"] == person
+        assert correct >= 3  # the two-minute LFW model (the CLI round trip asserts the same)
+        person, probe = next(iter(lfw_people.probes.items()))
+        same = http.post("/v1/verify", files=files([probe], "image_a"), data={"subject": person, "fmr": "0.01"}).json()
+        assert same["fmr"] == 0.01 and same["subject"] == person and same["same"] == (same["score"] > same["threshold"])
+        pair = files([probe], "image_a") + files([lfw_people.enrolled[person][0]], "image_b")
+        assert set(http.post("/v1/verify", files=pair).json()) == {
+            "score",
+            "same",
+            "threshold",
+            "fmr",
+            "model",
+            "subject",
+            "boxes",
+        }
+        added = http.post(f"/v1/subjects/{person}/faces", files=files([probe])).json()
+        assert added == {"subject": person, "faces": 6, "no_face": []}
+        assert http.get(f"/v1/subjects/{person}").json()["faces"] == 6
+        assert [s["subject"] for s in http.get("/v1/subjects").json()["subjects"]] == sorted(lfw_people.enrolled)
+        assert http.delete(f"/v1/subjects/{person}").json() == {"deleted": person, "faces": 6}
+        assert error_of(http.get(f"/v1/subjects/{person}")) == (404, "unknown_subject")
+        again = http.post("/v1/identify", files=files([probe], "image")).json()["faces"][0]
+        assert again["subject"] is None and person not in [c["subject"] for c in again["candidates"]]
+
+
+def test_json_with_base64_answers_as_multipart_does(server, lfw_people):
+    photo = lfw_people.strangers[1]
+    with server.client() as http:
+        from_form = http.post("/v1/embed", files=files([photo], "image")).json()
+        encoded = base64.b64encode(photo.read_bytes()).decode()
+        from_json = http.post("/v1/embed", json={"image": encoded}).json()
+        data_uri = http.post("/v1/embed", json={"image": "data:image/jpeg;base64," + encoded}).json()
+    first = np.array(from_form["faces"][0]["embedding"])
+    assert np.allclose(first, from_json["faces"][0]["embedding"], atol=1e-6)
+    assert np.allclose(first, data_uri["faces"][0]["embedding"], atol=1e-6)
+    assert abs(np.linalg.norm(first) - 1) < 1e-4 and from_form["faces"][0]["box"] is not None
+
+
+def test_bad_input_gets_its_code(server, lfw_people, tmp_path):
+    photo = lfw_people.strangers[2].read_bytes()
+    blank = encode_image(np.zeros((200, 200, 3), np.uint8), ".png")
+    cases = {
+        "non-image": (
+            {"files": [("image", ("a.jpg", b"hello, this is text", "image/jpeg"))]},
+            415,
+            "unsupported_format",
+        ),
+        "truncated jpeg": ({"files": [("image", ("a.jpg", photo[: len(photo) // 2], "image/jpeg"))]}, 400, "bad_image"),
+        "20000x20000 png": ({"files": [("image", ("a.png", huge_png(), "image/png"))]}, 413, "image_too_large"),
+        "wrong content type": (
+            {"content": photo, "headers": {"content-type": "image/jpeg"}},
+            415,
+            "unsupported_media_type",
+        ),
+        "bad base64": ({"json": {"image": "this is not base64!"}}, 400, "bad_base64"),
+        "path": ({"json": {"image": "/etc/passwd"}}, 400, "path_or_url"),
+        "url": ({"json": {"image": "http://127.0.0.1:9/face.jpg"}}, 400, "path_or_url"),
+        "path as a form field": (
+            {"data": {"image": "/etc/passwd"}, "files": [("x", ("x", b"", "a/b"))]},
+            400,
+            "path_or_url",
+        ),
+        "no face": ({"files": [("image", ("b.png", blank, "image/png"))]}, 422, "no_face"),
+        "no image": ({"json": {"k": 3}}, 422, "invalid_request"),
+        "unknown field": ({"json": {"image": base64.b64encode(photo).decode(), "kk": 1}}, 422, "invalid_request"),
+        "not json": ({"content": b"{", "headers": {"content-type": "application/json"}}, 400, "bad_request"),
+    }
+    with server.client() as http:
+        for name, (request, status, code) in cases.items():
+            assert error_of(http.post("/v1/identify", **request)) == (status, code), name
+        several = {"image_a": ("a.jpg", two_faces(lfw_people)), "image_b": ("b.jpg", photo)}
+        assert error_of(http.post("/v1/verify", files=several, data={"single": "true"})) == (422, "several_faces")
+        assert http.post("/v1/verify", files=several).status_code == 200  # default: the largest face
+        assert error_of(http.post("/v1/verify", files={"image_a": ("a.jpg", photo)}, data={"subject": "nobody"})) == (
+            404, "unknown_subject",
+        )  # fmt: skip
+        assert error_of(http.delete("/v1/subjects/nobody")) == (404, "unknown_subject")
+        assert error_of(http.post("/v1/subjects/nobody/faces", files=files([lfw_people.strangers[2]]))) == (
+            404,
+            "unknown_subject",
+        )
+        assert error_of(http.post("/v1/identify", files={"image": ("a", photo)}, data={"fmr": "1e-6"}))[0] == 422
+        too_big = {"files": [("image", ("a.jpg", photo + bytes(5 * 1024 * 1024), "image/jpeg"))]}
+        assert error_of(http.post("/v1/identify", **too_big)) == (413, "request_too_large")
+        assert error_of(http.get("/v1/nothing")) == (404, "not_found")
+    assert not uploads_on_disk(server.tmpdir)
+
+
+def uploads_on_disk(folder) -> list:
+    """Files under the server's TMPDIR that hold image bytes (a 5 MB upload above would spool there)."""
+    signatures = (b"\xff\xd8\xff", b"\x89PNG")
+    return [p for p in folder.rglob("*") if p.is_file() and any(s in p.read_bytes() for s in signatures)]
+
+
+def test_a_body_above_the_limit_is_refused_before_it_is_read(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        head = "POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += "Content-Length: 1000000000\r\n\r\n"
+        sock.sendall(head.encode() + b'{"image": "')  # 11 of the announced 10^9 bytes
+        answer = b""
+        while b"request_too_large" not in answer and (chunk := sock.recv(4096)):
+            answer += chunk
+    answer = answer.decode()
+    assert answer.startswith("HTTP/1.1 413") and "request_too_large" in answer  # answered; the rest never sent
+
+
+def test_concurrent_enroll_and_delete_of_one_subject(server, lfw_people):
+    photos = next(iter(lfw_people.enrolled.values()))
+    statuses = []
+
+    def hammer(action: str) -> None:
+        with server.client() as http:
+            for _ in range(6):
+                if action == "enroll":
+                    answer = http.post("/v1/subjects", data={"subject": "contested"}, files=files(photos))
+                else:
+                    answer = http.delete("/v1/subjects/contested")
+                statuses.append((action, answer.status_code))
+
+    threads = [threading.Thread(target=hammer, args=(a,)) for a in ("enroll", "enroll", "delete", "delete")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {s for a, s in statuses if a == "enroll"} <= {201, 409} and {s for a, s in statuses if a == "delete"} <= {
+        200,
+        404,
+    }
+    with server.client() as http:
+        final = http.get("/v1/subjects/contested")
+        assert final.status_code == 404 or final.json()["faces"] == 5  # never a half-written subject
+        if final.status_code == 200:
+            http.delete("/v1/subjects/contested")
+
+
+def test_metrics_count_requests_and_batch_sizes(server):
+    with server.client() as http:
+        text = http.get("/metrics").text
+    assert 'facelearn_requests_total{route="/v1/identify",status="200"}' in text
+    assert "facelearn_batch_faces_count" in text and "facelearn_request_seconds_bucket" in text
+
+
+def test_no_image_or_embedding_reaches_the_log(server, lfw_people):
+    with server.client() as http:
+        embedding = http.post("/v1/embed", files=files([lfw_people.strangers[3]], "image")).json()["faces"][0][
+            "embedding"
+        ]
+    log = server.log.read_text()
+    assert f"{embedding[0]:.6f}"[:8] not in log and "base64" not in log and "JFIF" not in log
