@@ -15,7 +15,7 @@ from conftest import need
 from facelearn.data.images import encode_image, read_image
 
 need("fastapi", "serve")
-from served import Served  # noqa: E402
+from facelearn.serve.process import Served  # noqa: E402
 
 
 @pytest.fixture(scope="module")

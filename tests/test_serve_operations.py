@@ -14,10 +14,9 @@ from conftest import need
 from facelearn.cli import main as facelearn
 
 need("fastapi", "serve")
-from served import Served  # noqa: E402
-
 from facelearn.serve.batcher import EmbeddingBatcher  # noqa: E402
 from facelearn.serve.keys import KeyStore  # noqa: E402
+from facelearn.serve.process import Served  # noqa: E402
 
 
 def test_keys_are_shown_once_and_stored_hashed(tmp_path, capsys):

@@ -14,7 +14,8 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service as DriverService  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-from served import Served  # noqa: E402
+
+from facelearn.serve.process import Served  # noqa: E402
 
 
 @pytest.fixture(scope="module")

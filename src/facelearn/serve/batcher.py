@@ -1,10 +1,11 @@
 """Faces from concurrent requests gathered into one model call.
 
 Each request hands its aligned faces to :meth:`EmbeddingBatcher.embed` and awaits its rows. One
-task collects waiting requests until ``max_batch`` faces are queued or ``max_wait_ms`` has passed
-since the first, runs the model once on all of them in the model's own thread (the event loop
-never blocks on it), and hands each request its rows. ``max_batch=1`` turns batching off: one model
-call per request, in the same thread, so the two settings compare like for like.
+task takes every request that queued while the model was busy (up to ``max_batch`` faces), waits
+at most ``max_wait_ms`` more for others, runs the model once on all of them in the model's own
+thread (the event loop never blocks on it), and hands each request its rows. Batches thus form by
+themselves under load; ``max_wait_ms=0`` never delays a lone request. ``max_batch=1`` turns
+batching off: one model call per request, in the same thread, so the two compare like for like.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ class EmbeddingBatcher:
         while True:
             waiting = [await self.queue.get()]
             count = len(waiting[0][0])
+            while count < self.max_batch and not self.queue.empty():  # all that queued while the model ran
+                waiting.append(self.queue.get_nowait())
+                count += len(waiting[-1][0])
             deadline = time.monotonic() + self.max_wait
-            while count < self.max_batch and self.max_batch > 1:
+            while count < self.max_batch:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break

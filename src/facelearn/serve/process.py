@@ -1,4 +1,5 @@
-"""``facelearn serve`` as a separate process on a free loopback port, for the service tests."""
+"""``facelearn serve`` as a separate process on a free loopback port: for the tests, the load
+benchmark and scripts that need a service for a while."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-
-import httpx
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -46,9 +45,10 @@ class Served:
             if self.process.poll() is not None:
                 raise RuntimeError(f"facelearn serve exited with {self.process.returncode}:\n{self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/v1/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
+                with urllib.request.urlopen(f"{self.url}/v1/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.25)
         self.stop()
@@ -68,5 +68,7 @@ class Served:
         self.process.kill()
         self.process.wait()
 
-    def client(self, **options) -> httpx.Client:
+    def client(self, **options):
+        import httpx
+
         return httpx.Client(base_url=self.url, timeout=60, **options)
