@@ -112,6 +112,16 @@ def command_eval(args: argparse.Namespace) -> None:
         run_identification(args, backbone, image_size, device)
 
 
+def command_teacher_embed(args: argparse.Namespace) -> None:
+    from .train.teachers import teacher_embed
+
+    result = teacher_embed(args.teacher, args.photos, args.output, args.workers, args.detector, args.weights)
+    print(
+        f"facelearn: wrote {args.output}: {len(result.keys):,} embeddings ({result.embedding_size}-d) from "
+        f"{result.meta['teacher']}; no face in {len(result.missing):,} photos"
+    )
+
+
 def command_prepare(args: argparse.Namespace) -> None:
     from .align.prepare import PrepareOptions, prepare_dataset, prepare_pairs_bin
 
@@ -218,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--base-url", help="folder URL holding the files (http(s):// or file://)")
     weights.add_argument("--folder", help="destination (default: $FACELEARN_HOME/weights/<detector>)")
     weights.set_defaults(func=command_weights)
+
+    teacher = commands.add_parser("teacher-embed", help="a black-box teacher's embedding of every photo, for distill")
+    teacher.add_argument("photos", help="the original photos, <photos>/<identity>/<image>")
+    teacher.add_argument("output", help="the .npz to write (distill.teacher_embeddings)")
+    teacher.add_argument("--teacher", required=True, help="dlib, onnx:PATH or checkpoint:PATH")
+    teacher.add_argument("--workers", type=int, default=2, help="processes")
+    teacher.add_argument("--detector", default="retinaface", choices=["retinaface", "mtcnn"], help="for model teachers")
+    teacher.add_argument("--weights", help="the detector's weights folder (model teachers)")
+    teacher.set_defaults(func=command_teacher_embed)
 
     clean = commands.add_parser("clean", help="Sub-center ArcFace: list training images far from their class")
     clean.add_argument("checkpoint", help="a checkpoint trained with head.name=subcenter_arcface")

@@ -61,7 +61,7 @@ class TrainingDataset(torch.utils.data.Dataset):
             log.warning("skipping unreadable image: %s", error)
             return None
         rng = np.random.default_rng([self.seed, epoch, index])
-        return self.transform(image, rng), self.source.label(index)
+        return self.transform(image, rng), self.source.label(index), index
 
 
 class SeededBatchSampler:
@@ -96,7 +96,8 @@ def collate(samples) -> dict:
     kept = [s for s in samples if s is not None]
     images = torch.stack([s[0] for s in kept]) if kept else torch.empty(0)
     labels = torch.tensor([s[1] for s in kept], dtype=torch.long)
-    return {"images": images, "labels": labels, "skipped": len(samples) - len(kept)}
+    indices = torch.tensor([s[2] for s in kept], dtype=torch.long)  # which images: for precomputed teachers
+    return {"images": images, "labels": labels, "indices": indices, "skipped": len(samples) - len(kept)}
 
 
 def build_train_loader(

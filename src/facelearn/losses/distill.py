@@ -17,11 +17,15 @@ import torch.nn.functional as F
 def angular_distillation(teacher: torch.Tensor, student: torch.Tensor, p: int = 1) -> torch.Tensor:
     if p not in (1, 2):
         raise ValueError(f"the angular distillation exponent p must be 1 or 2, got {p}")
+    if len(teacher) == 0:  # no teacher answer in this batch (a black-box teacher found no face)
+        return student.sum() * 0
     cos = F.cosine_similarity(teacher.float(), student.float(), dim=1)
     return ((1 - cos) ** p).mean()
 
 
 def l2_distillation(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    if len(teacher) == 0:
+        return student.sum() * 0
     return ((teacher.float() - student.float()) ** 2).sum(1).mean()
 
 

@@ -15,12 +15,18 @@
   student must share the training classes; the teacher's head comes from its checkpoint.
 * ``"none"``: the self-taught student (the margin head alone), for comparison.
 
+A black-box teacher (``distill.teacher_embeddings``: an ONNX model, dlib, a service — anything
+``facelearn teacher-embed`` ran on the original photos) gives only its final embedding: the angular
+and L2 terms apply (the projection to its size is learned as usual; photos where it found no face
+are left out of the term), the stage losses and Hinton's method are refused.
+
 The teacher never learns: its parameters have no gradient, it stays in eval mode (batch norm
 uses its running statistics) even while the task trains, and it is excluded from the optimiser.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +38,7 @@ from ..losses.distill import angular_distillation, hinton_distillation, l2_disti
 from ..models import Backbone
 from .checkpoint import FORMAT, backbone_from_checkpoint, load_checkpoint, load_head_weights
 from .tasks import TASKS, ClassificationTask, StepOutput
+from .teacher_embeddings import TeacherEmbeddings
 
 METHODS = ("angular", "l2", "hinton", "none")
 
@@ -70,6 +77,36 @@ def stage_shapes(backbone: Backbone, image_size: int) -> list[tuple[int, ...]]:
 
 
 FROZEN = ("teacher.", "teacher_head.")
+
+
+class PrecomputedTeacher(nn.Module):
+    """A black-box teacher: its embedding of every training image, looked up by the image's index."""
+
+    def __init__(self, table: np.ndarray):
+        super().__init__()
+        self.embedding_size = table.shape[1]
+        self.register_buffer("table", torch.from_numpy(table), persistent=False)
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.table[indices.to(self.table.device)]
+
+
+def black_box_teacher(config: Config, source) -> PrecomputedTeacher:
+    """``distill.teacher_embeddings``: only final-embedding losses apply (no layers to run, no logits)."""
+    distill = config.distill
+    if distill.teacher:
+        raise ConfigError("give distill.teacher (a model) or distill.teacher_embeddings (its answers), not both")
+    if distill.stages:
+        raise ConfigError(
+            "stage losses (distill.stages) need a teacher whose layers facelearn can run; a black-box teacher "
+            "(distill.teacher_embeddings) gives only its final embedding: drop distill.stages"
+        )
+    if distill.method == "hinton":
+        raise ConfigError("Hinton distillation needs the teacher's class logits; a black-box teacher has none")
+    if not hasattr(source, "paths"):
+        raise ConfigError("distill.teacher_embeddings is keyed by image path: it needs data.kind=folder")
+    table = TeacherEmbeddings.load(distill.teacher_embeddings).table_for(source.paths, source.root, str(source.root))
+    return PrecomputedTeacher(table)
 
 
 @TASKS.register("distill")
@@ -111,7 +148,9 @@ class DistillationTask(ClassificationTask):
         self.projection = None
         if method in ("angular", "l2") and backbone.embedding_size != teacher.embedding_size:
             self.projection = nn.Linear(backbone.embedding_size, teacher.embedding_size, bias=False)
-        student_shapes, teacher_shapes = stage_shapes(backbone, image_size), stage_shapes(teacher, image_size)
+        student_shapes, teacher_shapes = [], []
+        if self.stages:  # a black-box teacher has no stages to run: its checks are in from_config
+            student_shapes, teacher_shapes = stage_shapes(backbone, image_size), stage_shapes(teacher, image_size)
         self.num_stages = len(teacher_shapes)
         for stage in self.stages:
             if not 1 <= stage <= min(len(student_shapes), len(teacher_shapes)):
@@ -130,8 +169,13 @@ class DistillationTask(ClassificationTask):
     def from_config(cls, config: Config, backbone: Backbone, head: Head, source) -> DistillationTask:
         """Loads the frozen teacher (and, for Hinton's method, its head) from ``distill.teacher``."""
         distill = config.distill
+        if distill.teacher_embeddings:
+            return cls(backbone, head, config, source, black_box_teacher(config, source))
         if not distill.teacher:
-            raise ConfigError("train.task=distill needs distill.teacher, the teacher's checkpoint")
+            raise ConfigError(
+                "train.task=distill needs distill.teacher (a checkpoint) or distill.teacher_embeddings "
+                "(a black-box teacher's answers, from facelearn teacher-embed)"
+            )
         teacher, teacher_size = backbone_from_checkpoint(
             distill.teacher, distill.teacher_model, distill.teacher_embedding_size
         )
@@ -178,7 +222,11 @@ class DistillationTask(ClassificationTask):
         if self.method == "none":
             return super().forward(batch)
         with torch.no_grad():
-            teacher_embedding = self.teacher(images).float()
+            if isinstance(self.teacher, PrecomputedTeacher):
+                teacher_embedding = self.teacher(batch["indices"]).to(images.device)
+            else:
+                teacher_embedding = self.teacher(images).float()
+        answered = ~teacher_embedding.isnan().any(1)  # a precomputed teacher found no face in some photos
         if self.stages:
             student_embedding, student_stages = self.backbone.forward_stages(images)
         else:
@@ -187,14 +235,14 @@ class DistillationTask(ClassificationTask):
         metrics = {"classification": loss.item()}
         projected = self.projection(student_embedding) if self.projection is not None else student_embedding
         if self.method == "angular":
-            final = angular_distillation(teacher_embedding, projected, self.p)
+            final = angular_distillation(teacher_embedding[answered], projected[answered], self.p)
             loss, metrics["angular/final"] = loss + self.final_weight * final, final.item()
             for stage in self.stages:
                 routed = self.teacher.forward_from(self.adapters[str(stage)](student_stages[stage - 1]), stage)
                 term = angular_distillation(teacher_embedding, routed, self.p)
                 loss, metrics[f"angular/stage{stage}"] = loss + self.stage_weight(stage) * term, term.item()
         elif self.method == "l2":
-            term = l2_distillation(teacher_embedding, projected)
+            term = l2_distillation(teacher_embedding[answered], projected[answered])
             loss, metrics["l2"] = loss + self.l2_weight * term, term.item()
         elif self.method == "hinton":
             with torch.no_grad():

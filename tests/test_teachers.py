@@ -1,0 +1,154 @@
+"""Black-box teachers: the teacher-embeddings file, facelearn teacher-embed (model and dlib teachers,
+resume), and distillation from precomputed embeddings with its refusals."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import need
+from test_engine import tiny_config
+
+from facelearn.data.images import encode_image
+from facelearn.data.synthetic import SyntheticFaces
+from facelearn.errors import ConfigError, DataError
+from facelearn.train.build import build_trainer
+from facelearn.train.teacher_embeddings import TeacherEmbeddings
+from facelearn.train.teachers import build_teacher, teacher_embed
+
+
+def face_folder(root, people=6, photos=4, size=32, prefix="p"):
+    faces = SyntheticFaces(1, 1, size, seed=3)
+    for person in range(people):
+        (root / f"{prefix}{person}").mkdir(parents=True)
+        for photo in range(photos):
+            (root / f"{prefix}{person}" / f"{photo}.png").write_bytes(encode_image(faces.render(person, photo), ".png"))
+    return root
+
+
+def random_teacher(root, size=16, skip=(), missing=()):
+    embeddings = TeacherEmbeddings({"teacher": "random", "photos": str(root)})
+    rng = np.random.default_rng(0)
+    for path in sorted(root.glob("*/*.png")):
+        key = f"{path.parent.name}/{path.stem}"
+        if key not in skip:
+            embeddings.add(key, None if key in missing else rng.normal(size=size))
+    return embeddings
+
+
+def test_the_file_round_trips_and_refuses_a_teacher_that_changes_size(tmp_path):
+    root = face_folder(tmp_path / "faces", 2, 2)
+    made = random_teacher(root, missing={"p1/1"})
+    made.save(tmp_path / "t.npz")
+    loaded = TeacherEmbeddings.load(tmp_path / "t.npz")
+    assert loaded.keys == made.keys and loaded.missing == ["p1/1"] and np.array_equal(loaded.rows, made.rows)
+    paths = sorted(root.glob("*/*.png"))
+    table = loaded.table_for(paths, root, "faces")
+    assert table.shape == (4, 16) and np.isnan(table[3]).all() and np.array_equal(table[0], made.rows[0])
+    with pytest.raises(DataError, match="changed mid-file: 16 before, 8"):
+        made.add("p9/0", np.zeros(8))
+    with pytest.raises(DataError, match="not a teacher-embeddings file"):
+        TeacherEmbeddings.load(paths[0])
+
+
+def test_missing_images_and_another_data_root_are_named(tmp_path):
+    root = face_folder(tmp_path / "faces", 3, 2)
+    paths = sorted(root.glob("*/*.png"))
+    partial = random_teacher(root, skip={"p2/0", "p2/1"})
+    with pytest.raises(DataError, match=r"2 of the 6 images of faces have no teacher embedding \(first: p2/0, p2/1\)"):
+        partial.table_for(paths, root, "faces")
+    other = face_folder(tmp_path / "other", 2, 2, prefix="someone")
+    with pytest.raises(DataError, match="none match: the file was made from .*faces, for another data root"):
+        partial.table_for(sorted(other.glob("*/*.png")), other, "other")
+
+
+def test_distillation_from_precomputed_embeddings_trains_and_refuses_what_needs_layers(tmp_path):
+    torch.set_num_threads(1)
+    root = face_folder(tmp_path / "faces")
+    random_teacher(root, missing={"p0/0"}).save(tmp_path / "t.npz")
+    options = [
+        "train.task=distill",
+        "data.kind=folder",
+        f"data.root={root}",
+        f"distill.teacher_embeddings={tmp_path / 't.npz'}",
+    ]
+    trainer = build_trainer(tiny_config(tmp_path / "run", *options))
+    assert trainer.task.projection.out_features == 16  # student 32-d -> teacher 16-d, learned
+    assert trainer.fit()["step"] == 6
+    logged = (tmp_path / "run" / "train.log").read_text()
+    assert "angular/final" in logged
+    refusals = {
+        "distill.stages=[2]": "stage losses .* need a teacher whose layers",
+        "distill.method=hinton": "class logits",
+        f"distill.teacher={tmp_path / 't.npz'}": "not both",
+    }
+    for override, message in refusals.items():
+        with pytest.raises(ConfigError, match=message):
+            build_trainer(tiny_config(tmp_path / "refused", *options, override))
+    random_teacher(root, skip={"p3/2"}).save(tmp_path / "short.npz")
+    with pytest.raises(DataError, match="1 of the 24 images"):
+        build_trainer(tiny_config(tmp_path / "short", *options, f"distill.teacher_embeddings={tmp_path / 'short.npz'}"))
+
+
+def test_a_teacher_that_is_not_there_or_not_an_image_model_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'facelearn\[dlib\]'"):
+        build_teacher("dlib")
+    with pytest.raises(ConfigError, match="use dlib, onnx:PATH or checkpoint:PATH"):
+        build_teacher("teacher.onnx")
+    need("onnx", "deploy")
+    vectors = tmp_path / "vectors.onnx"
+    torch.onnx.export(torch.nn.Linear(10, 4), (torch.zeros(2, 10),), str(vectors), dynamo=False)
+    with pytest.raises(DataError, match=r"uint8 \(N, H, W, 3\) batch"):
+        build_teacher(f"onnx:{vectors}")
+
+
+def test_teacher_embed_with_a_model_teacher_lists_faceless_photos_and_resumes(lfw_people, tmp_path):
+    photos = tmp_path / "photos"
+    for person, paths in list(lfw_people.enrolled.items())[:2]:
+        (photos / person).mkdir(parents=True)
+        for path in paths[:3]:
+            shutil.copy(path, photos / person / path.name)
+    (photos / "nobody").mkdir()
+    (photos / "nobody" / "blank.png").write_bytes(encode_image(np.zeros((120, 120, 3), np.uint8), ".png"))
+    teacher = [f"checkpoint:{lfw_people.model}", "--weights", str(lfw_people.weights)]
+    from facelearn.cli import main as facelearn
+
+    assert facelearn(["teacher-embed", str(photos), str(tmp_path / "all.npz"), "--teacher", *teacher]) == 0
+    full = TeacherEmbeddings.load(tmp_path / "all.npz")
+    assert len(full.keys) == 6 and full.missing == ["nobody/blank"] and full.embedding_size == 64
+    assert full.meta["weights_sha256"] and full.meta["photos"] == str(photos.resolve())
+    assert (
+        facelearn(["teacher-embed", str(photos), str(tmp_path / "all.npz"), "--teacher", *teacher]) == 2
+    )  # no overwrite
+    started = TeacherEmbeddings({k: v for k, v in full.meta.items()})  # a run killed after two photos
+    started.add(full.keys[0], np.full(64, 7.0))  # a marker: a resumed run keeps what was done
+    started.add(full.keys[1], full.rows[1])
+    started.save(tmp_path / "resumed.npz.partial")
+    resumed = teacher_embed(
+        f"checkpoint:{lfw_people.model}", photos, tmp_path / "resumed.npz", 1, weights=lfw_people.weights
+    )
+    assert resumed.keys[0] == full.keys[0] and (resumed.rows[0] == 7.0).all()
+    assert sorted(resumed.keys) == sorted(full.keys) and resumed.missing == full.missing
+    assert not (tmp_path / "resumed.npz.partial").exists()
+    by_key = dict(zip(resumed.keys, resumed.rows, strict=True))
+    for key, row in zip(full.keys[2:], full.rows[2:], strict=True):
+        assert np.allclose(by_key[key], row, atol=1e-5)
+
+
+def test_dlib_teacher_on_real_photos(lfw_people, tmp_path):
+    need("dlib", "dlib")
+    photos = tmp_path / "photos"
+    people = list(lfw_people.enrolled.items())[:2]
+    for person, paths in people:
+        (photos / person).mkdir(parents=True)
+        for path in paths[:2]:
+            shutil.copy(path, photos / person / path.name)
+    result = teacher_embed("dlib", photos, tmp_path / "dlib.npz", workers=2)
+    assert result.embedding_size == 128 and result.meta["teacher"] == "dlib" and len(result.keys) == 4
+    rows = {key: row / np.linalg.norm(row) for key, row in zip(result.keys, result.rows, strict=True)}
+    (a1, a2), (b1, _) = [[rows[k] for k in result.keys if k.startswith(p)] for p, _ in people]
+    assert a1 @ a2 > a1 @ b1  # the same person is nearer than another
