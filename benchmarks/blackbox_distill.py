@@ -1,0 +1,114 @@
+"""Distillation from a black-box teacher: dlib's ResNet descriptor into LFW MobileFaceNet students.
+
+    python benchmarks/blackbox_distill.py [--work runs/lfw] [--only dlib_angular_p1 self_taught ...]
+
+Needs the split and prepared faces of benchmarks/lfw_recipe.py (runs/lfw/source, detect, pairs).
+1. ``facelearn teacher-embed --teacher dlib`` on the original photos of the *training* identities
+   (runs/lfw/source/train): the teacher's answers, with its own detector, landmarks and chips.
+2. The teacher through its own pipeline on the identity-disjoint test pairs (folds 8-10): dlib
+   embeds the original test photos (a file of its own; test photos never reach training), cosine
+   per pair, the same 3-fold protocol as the students; a photo dlib finds no face in scores -1.
+3. Students: configs/lfw_mbf_distill.yaml (MobileFaceNet, ArcFace, 300 steps of 128 faces at
+   64×64, the same seed and batches) — self-taught, and distilled from the dlib file with the
+   angular loss on the final embedding (p = 1 and 2; a learned 256→128 projection).
+Writes benchmarks/results/blackbox_distill.json (accuracy ± std, AUC, TAR@FAR, commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from common import RESULTS, shell_command, write_result
+
+from facelearn.cli import main as facelearn
+from facelearn.cli import recipe_path
+from facelearn.data.pairs import read_lfw_pairs
+from facelearn.eval.verification import evaluate_pairs
+from facelearn.train.teacher_embeddings import TeacherEmbeddings
+
+RUNS = {
+    "dlib_angular_p1": ["distill.method=angular", "distill.p=1"],
+    "self_taught": ["distill.method=none"],
+    "dlib_angular_p2": ["distill.method=angular", "distill.p=2"],
+}
+
+
+def run(command: list[str]) -> None:
+    print(shell_command(command), flush=True)
+    if facelearn(command) != 0:
+        sys.exit(f"failed: {shell_command(command)}")
+
+
+def teacher_file(work: Path, half: str) -> Path:
+    path = work / f"dlib_{half}.npz"
+    if not path.exists():
+        run(["teacher-embed", str(work / "source" / half), str(path), "--teacher", "dlib", "--workers", "2"])
+    return path
+
+
+def teacher_on_test_pairs(work: Path) -> dict:
+    answers = TeacherEmbeddings.load(teacher_file(work, "test"))
+    rows = {k: r / np.linalg.norm(r) for k, r in zip(answers.keys, answers.rows, strict=True)}
+    pairs = read_lfw_pairs(work / "pairs_folds_8_10.txt")
+    first, second, issame, faceless = [], [], [], 0
+    for name1, number1, name2, number2 in pairs:
+        same = name1 == name2
+        keys = f"{name1}/{name1}_{number1:04d}", f"{name2}/{name2}_{number2:04d}"
+        found = [rows.get(k) for k in keys]
+        if any(f is None for f in found):  # no face: a vector opposite to anything (cosine -1)
+            faceless += 1
+            found = [np.eye(128, dtype=np.float32)[0], -np.eye(128, dtype=np.float32)[0]]
+        first.append(found[0])
+        second.append(found[1])
+        issame.append(same)
+    result = evaluate_pairs(np.stack(first), np.stack(second), np.array(issame), folds=3)
+    return {"run": "teacher dlib (own pipeline)", **summary(vars(result)), "pairs_without_a_face": faceless}
+
+
+def summary(result: dict) -> dict:
+    keep = ("accuracy", "accuracy_std", "fold_accuracies", "auc", "tar_at_far", "val", "far")
+    return {k: result[k] for k in keep}
+
+
+def train(name: str, work: Path, extra: list[str]) -> dict:
+    output = work / f"distill_{name}"
+    command = [
+        "train",
+        str(recipe_path("lfw_mbf_distill")),
+        f"train.output_dir={output}",
+        "distill.teacher=null",
+        f"distill.teacher_embeddings={teacher_file(work, 'train')}",
+        f"data.root={work / 'detect' / 'train'}",
+        f"eval.sets.0.path={work / 'pairs_folds_8_10.txt'}",
+        f"eval.sets.0.root={work / 'detect' / 'test'}",
+        *RUNS[name],
+        *extra,
+    ]
+    if not (output / "metrics.json").is_file():
+        run(command)
+    metrics = json.loads((output / "metrics.json").read_text())
+    return {"run": name, **summary(next(iter(metrics["verification"].values()))), "command": shell_command(command)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default="runs/lfw")
+    parser.add_argument("--only", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every student")
+    args = parser.parse_args()
+    work = Path(args.work)
+    rows = [teacher_on_test_pairs(work)]
+    print(f"teacher dlib: {100 * rows[0]['accuracy']:.2f} ± {100 * rows[0]['accuracy_std']:.2f} %", flush=True)
+    for name in args.only:
+        rows.append(train(name, work, args.overrides))
+        row = rows[-1]
+        print(f"{name}: {100 * row['accuracy']:.2f} ± {100 * row['accuracy_std']:.2f} %", flush=True)
+        write_result(RESULTS / "blackbox_distill.json", {"rows": rows, "overrides": args.overrides})
+
+
+if __name__ == "__main__":
+    main()
