@@ -186,6 +186,7 @@ class TrainConfig:
     clip_grad_norm: float = bounded(5.0, ge=0.0)  # 0 disables clipping
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: fp16 on CUDA, bf16 on CPUs with native bf16
     channels_last: bool = True
+    compile: bool | Literal["auto"] = "auto"  # torch.compile the backbone; auto: runs of >= 2000 steps
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     seed: int = bounded(0, ge=0)
     threads: int = bounded(0, ge=0)  # torch intra-op threads (0: torch's default)

@@ -44,7 +44,7 @@ from .checkpoint import (
     step_checkpoints,
     step_path,
 )
-from .hardware import resolve_amp, resolve_device
+from .hardware import compile_backbone, resolve_amp, resolve_device
 from .logs import NullWriter, run_log
 from .optimizer import build_optimizer
 from .parallel import DataParallel
@@ -84,7 +84,7 @@ class Trainer:
         self.task = task.to(self.device)
         if config.train.channels_last:
             self.task.to(memory_format=torch.channels_last)
-        self.eval_sets = eval_sets
+        self.eval_sets, self.compiled = eval_sets, compile_backbone(task.backbone, config.train)
         self.optimizer = build_optimizer(task, config)
         self.parallel = DataParallel(self.task, self.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, config.train.steps, config.schedule)
