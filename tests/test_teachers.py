@@ -46,7 +46,7 @@ def test_the_file_round_trips_and_refuses_a_teacher_that_changes_size(tmp_path):
     loaded = TeacherEmbeddings.load(tmp_path / "t.npz")
     assert loaded.keys == made.keys and loaded.missing == ["p1/1"] and np.array_equal(loaded.rows, made.rows)
     paths = sorted(root.glob("*/*.png"))
-    table = loaded.table_for(paths, root, "faces")
+    table = loaded.table_for([f"{p.parent.name}/{p.stem}" for p in paths], "faces")
     assert table.shape == (4, 16) and np.isnan(table[3]).all() and np.array_equal(table[0], made.rows[0])
     with pytest.raises(DataError, match="changed mid-file: 16 before, 8"):
         made.add("p9/0", np.zeros(8))
@@ -56,13 +56,13 @@ def test_the_file_round_trips_and_refuses_a_teacher_that_changes_size(tmp_path):
 
 def test_missing_images_and_another_data_root_are_named(tmp_path):
     root = face_folder(tmp_path / "faces", 3, 2)
-    paths = sorted(root.glob("*/*.png"))
+    keys = [f"{p.parent.name}/{p.stem}" for p in sorted(root.glob("*/*.png"))]
     partial = random_teacher(root, skip={"p2/0", "p2/1"})
     with pytest.raises(DataError, match=r"2 of the 6 images of faces have no teacher embedding \(first: p2/0, p2/1\)"):
-        partial.table_for(paths, root, "faces")
+        partial.table_for(keys, "faces")
     other = face_folder(tmp_path / "other", 2, 2, prefix="someone")
     with pytest.raises(DataError, match="none match: the file was made from .*faces, for another data root"):
-        partial.table_for(sorted(other.glob("*/*.png")), other, "other")
+        partial.table_for([f"{p.parent.name}/{p.stem}" for p in sorted(other.glob("*/*.png"))], "other")
 
 
 def test_distillation_from_precomputed_embeddings_trains_and_refuses_what_needs_layers(tmp_path):
@@ -152,3 +152,40 @@ def test_dlib_teacher_on_real_photos(lfw_people, tmp_path):
     rows = {key: row / np.linalg.norm(row) for key, row in zip(result.keys, result.rows, strict=True)}
     (a1, a2), (b1, _) = [[rows[k] for k in result.keys if k.startswith(p)] for p, _ in people]
     assert a1 @ a2 > a1 @ b1  # the same person is nearer than another
+
+
+def test_unlabelled_faces_feed_the_teacher_term_only_and_never_test_people(tmp_path):
+    torch.set_num_threads(1)
+    labelled, unlabelled = face_folder(tmp_path / "faces"), face_folder(tmp_path / "extra", 8, 1, prefix="u")
+    both = random_teacher(labelled)
+    for key, row in zip(random_teacher(unlabelled).keys, random_teacher(unlabelled).rows, strict=True):
+        both.add(key, row)
+    both.save(tmp_path / "t.npz")
+    options = [
+        "train.task=distill", "data.kind=folder", f"data.root={labelled}", f"data.unlabelled={unlabelled}",
+        f"distill.teacher_embeddings={tmp_path / 't.npz'}",
+    ]  # fmt: skip
+    trainer = build_trainer(tiny_config(tmp_path / "run", *options))
+    assert len(trainer.task.source) == 24 + 8 and trainer.task.source.labels.count(-1) == 8
+    seen, head = {"labels": [], "unlabelled": 0}, trainer.task.head.forward
+    original = trainer.task.forward
+
+    def recording(batch):
+        seen["unlabelled"] += int((batch["indices"] >= 24).sum())
+        return original(batch)
+
+    def head_forward(embeddings, labels):
+        seen["labels"] += labels.tolist()
+        return head(embeddings, labels)
+
+    trainer.task.forward, trainer.task.head.forward = recording, head_forward
+    assert trainer.fit()["step"] == 6
+    assert seen["unlabelled"] > 0 and min(seen["labels"]) >= 0  # drawn, and never shown to the margin head
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("2\t1\nu3\t1\tp0\t1\nu5\t1\tp1\t2\n")
+    test_set = f"eval.sets=[{{name: test, kind: pairs, path: {pairs}, root: {labelled}, folds: 2}}]"
+    leak = r"data.unlabelled .* holds 2 identities of the evaluation pairs \(first: u3, u5\)"
+    with pytest.raises(ConfigError, match=leak):
+        build_trainer(tiny_config(tmp_path / "leak", *options, test_set))
+    with pytest.raises(ConfigError, match="needs train.task=distill"):
+        build_trainer(tiny_config(tmp_path / "plain", *options[1:]))

@@ -83,6 +83,7 @@ class DataConfig:
     strict: bool = False  # True: an unreadable image stops training instead of being skipped
     num_workers: int = bounded(1, ge=0)
     exclude: str | None = None  # folder data: file of image paths (relative to root) to leave out
+    unlabelled: str | None = None  # folder data, train.task=distill: faces without labels, for the teacher's term only
     sampler: Literal["random", "identity"] = "random"  # identity: P identities × samples_per_identity a batch
     samples_per_identity: int = bounded(4, ge=2)  # K of the identity sampler (triplet, pair-wise Circle Loss)
 

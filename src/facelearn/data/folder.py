@@ -57,5 +57,9 @@ class ImageFolder:
     def label(self, index: int) -> int:
         return self.labels[index]
 
+    def teacher_keys(self) -> list[str]:
+        """``<identity>/<image name without extension>`` per image: how a precomputed teacher names it."""
+        return [path.relative_to(self.root).with_suffix("").as_posix() for path in self.paths]
+
     def image(self, index: int) -> np.ndarray:
         return read_image(self.paths[index])

@@ -22,6 +22,7 @@ from .images import ImageError, fit_size
 from .recordio import RecordDataset
 from .synthetic import SyntheticFaces
 from .transforms import TrainTransform
+from .unlabelled import WithUnlabelled
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ def build_source(config: DataConfig, seed: int):
     if config.root is None:
         raise DataError(f"data.kind={config.kind} needs data.root (the dataset directory)")
     source = ImageFolder(config.root, config.exclude) if config.kind == "folder" else RecordDataset(config.root)
+    if config.unlabelled:
+        if config.kind != "folder":
+            raise DataError("data.unlabelled adds a folder of faces to folder data: set data.kind=folder")
+        return WithUnlabelled(source, ImageFolder(config.unlabelled))
     if source.num_classes < 2:
         raise DataError(
             f"{config.root} holds {source.num_classes} identity: a classifier needs at least two "

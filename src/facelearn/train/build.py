@@ -8,7 +8,9 @@ import torch
 from ..config import Config
 from ..data.loader import build_source
 from ..data.pairs import pair_set_from_config
+from ..data.unlabelled import refuse_test_identities
 from ..distributed import init_from_environment
+from ..errors import ConfigError
 from ..heads import build_head, check_head_options
 from ..models import build_backbone, check_model_options
 from . import distillation  # noqa: F401 - registers train.task=distill
@@ -32,6 +34,12 @@ def build_trainer(config: Config) -> Trainer:
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
+    if config.data.unlabelled:
+        if config.train.task != "distill" or config.data.sampler != "random":
+            raise ConfigError(
+                "data.unlabelled feeds a label-free loss: it needs train.task=distill and data.sampler=random"
+            )
+        refuse_test_identities(config)
     source = build_source(config.data, config.train.seed)
     num_classes = config.data.num_classes or source.num_classes
     backbone = build_backbone(config.model, config.data.image_size)

@@ -103,9 +103,9 @@ def black_box_teacher(config: Config, source) -> PrecomputedTeacher:
         )
     if distill.method == "hinton":
         raise ConfigError("Hinton distillation needs the teacher's class logits; a black-box teacher has none")
-    if not hasattr(source, "paths"):
+    if not hasattr(source, "teacher_keys"):
         raise ConfigError("distill.teacher_embeddings is keyed by image path: it needs data.kind=folder")
-    table = TeacherEmbeddings.load(distill.teacher_embeddings).table_for(source.paths, source.root, str(source.root))
+    table = TeacherEmbeddings.load(distill.teacher_embeddings).table_for(source.teacher_keys(), config.data.root)
     return PrecomputedTeacher(table)
 
 
@@ -231,7 +231,15 @@ class DistillationTask(ClassificationTask):
             student_embedding, student_stages = self.backbone.forward_stages(images)
         else:
             student_embedding, student_stages = self.backbone(images), []
-        loss = self.head(student_embedding, labels).loss
+        labelled = labels >= 0  # data.unlabelled faces (label -1) feed the distillation term only
+        if labelled.all():
+            loss = self.head(student_embedding, labels).loss
+        else:
+            loss = (
+                self.head(student_embedding[labelled], labels[labelled]).loss
+                if labelled.any()
+                else 0 * student_embedding.sum()
+            )
         metrics = {"classification": loss.item()}
         projected = self.projection(student_embedding) if self.projection is not None else student_embedding
         if self.method == "angular":

@@ -83,12 +83,11 @@ class TeacherEmbeddings:
             ) from None
         return loaded
 
-    def table_for(self, paths: list[Path], root: Path, source_name: str) -> np.ndarray:
-        """(len(paths), D) rows in the order of a dataset's images; NaN rows where the teacher found no face.
-        Images the file does not know are an error that counts and names them."""
+    def table_for(self, wanted: list[str], source_name: str) -> np.ndarray:
+        """(len(wanted), D) rows for a dataset's image keys, in order; NaN rows where the teacher found no
+        face. Images the file does not know are an error that counts and names them."""
         position = {key: i for i, key in enumerate(self.keys)}
         missing = set(self.missing)
-        wanted = [image_key(p, root) for p in paths]
         unknown = [key for key in wanted if key not in position and key not in missing]
         if unknown:
             made_from = self.meta.get("photos", "?")
