@@ -9,8 +9,11 @@ Needs the split and prepared faces of benchmarks/lfw_recipe.py (runs/lfw/source,
    embeds the original test photos (a file of its own; test photos never reach training), cosine
    per pair, the same 3-fold protocol as the students; a photo dlib finds no face in scores -1.
 3. Students: configs/lfw_mbf_distill.yaml (MobileFaceNet, ArcFace, 300 steps of 128 faces at
-   64×64, the same seed and batches) — self-taught, and distilled from the dlib file with the
-   angular loss on the final embedding (p = 1 and 2; a learned 256→128 projection).
+   64×64, the same seed) — self-taught, and distilled from the dlib answers with the angular loss
+   on the final embedding (p = 1 and 2; a learned 256→128 projection), and p = 1 with the 3,240
+   people in neither the training split nor the test pairs as unlabelled faces (``data.unlabelled``:
+   the teacher's term only; they are the distractors of the 1:N benchmark, so that student's
+   distractor numbers would not be clean).
 Writes benchmarks/results/blackbox_distill.json (accuracy ± std, AUC, TAR@FAR, commands).
 """
 
@@ -33,6 +36,11 @@ from facelearn.train.teacher_embeddings import TeacherEmbeddings
 RUNS = {
     "dlib_angular_p1": ["distill.method=angular", "distill.p=1"],
     "self_taught": ["distill.method=none"],
+    "dlib_angular_p1_unlabelled": [
+        "distill.method=angular",
+        "distill.p=1",
+        "data.unlabelled={work}/detect/distractors",
+    ],
     "dlib_angular_p2": ["distill.method=angular", "distill.p=2"],
 }
 
@@ -47,6 +55,21 @@ def teacher_file(work: Path, half: str) -> Path:
     path = work / f"dlib_{half}.npz"
     if not path.exists():
         run(["teacher-embed", str(work / "source" / half), str(path), "--teacher", "dlib", "--workers", "2"])
+    return path
+
+
+def training_teacher_file(work: Path) -> Path:
+    """The teacher's answers for the training photos and the unlabelled ones (the people in neither the
+    training split nor the test pairs: the distractors of benchmarks/lfw_identification.py), in one file."""
+    path = work / "dlib_train_and_unlabelled.npz"
+    if not path.exists():
+        both = TeacherEmbeddings.load(teacher_file(work, "train"))
+        extra = TeacherEmbeddings.load(teacher_file(work, "distractors"))
+        for key, row in zip(extra.keys, extra.rows, strict=True):
+            both.add(key, row)
+        both.missing += extra.missing
+        both.meta["photos"] = f"{both.meta['photos']} + {extra.meta['photos']}"
+        both.save(path)
     return path
 
 
@@ -81,11 +104,11 @@ def train(name: str, work: Path, extra: list[str]) -> dict:
         str(recipe_path("lfw_mbf_distill")),
         f"train.output_dir={output}",
         "distill.teacher=null",
-        f"distill.teacher_embeddings={teacher_file(work, 'train')}",
+        f"distill.teacher_embeddings={training_teacher_file(work)}",
         f"data.root={work / 'detect' / 'train'}",
         f"eval.sets.0.path={work / 'pairs_folds_8_10.txt'}",
         f"eval.sets.0.root={work / 'detect' / 'test'}",
-        *RUNS[name],
+        *[option.format(work=work) for option in RUNS[name]],
         *extra,
     ]
     if not (output / "metrics.json").is_file():
