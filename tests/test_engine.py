@@ -42,31 +42,39 @@ def weights(run_dir):
     return load_checkpoint(step_checkpoints(run_dir)[-1])["task"]
 
 
-def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
-    torch.set_num_threads(1)
-    build_trainer(tiny_config(tmp_path / "straight")).fit()
-    killed = build_trainer(tiny_config(tmp_path / "resumed"))
-    original, calls = killed.task.forward, {"n": 0}
+def kill_at_step_5(trainer) -> None:
+    """Run ``trainer`` and interrupt it in its fifth step, as a kill between two checkpoints."""
+    original, calls = trainer.task.forward, {"n": 0}
 
     def killed_at_step_5(batch):
         calls["n"] += 1
         if calls["n"] == 5:
-            raise KeyboardInterrupt  # as a kill between two checkpoints
+            raise KeyboardInterrupt
         return original(batch)
 
-    killed.task.forward = killed_at_step_5
+    trainer.task.forward = killed_at_step_5
     with pytest.raises(KeyboardInterrupt):
-        killed.fit()
+        trainer.fit()
+
+
+def assert_same_weights(first_run, second_run) -> None:
+    first, second = weights(first_run), weights(second_run)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    torch.set_num_threads(1)
+    build_trainer(tiny_config(tmp_path / "straight")).fit()
+    kill_at_step_5(build_trainer(tiny_config(tmp_path / "resumed")))
     assert [p.name for p in step_checkpoints(tmp_path / "resumed")] == ["step_0000003.pt"]
     summary = build_trainer(tiny_config(tmp_path / "resumed")).fit()
     assert summary["step"] == 6
-    straight, resumed = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
-    assert straight.keys() == resumed.keys()
-    for key in straight:
-        assert torch.equal(straight[key], resumed[key]), key
+    assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
     # and training did move the weights
     fresh = build_trainer(tiny_config(tmp_path / "fresh", "train.steps=0")).task.state_dict()
-    assert not torch.equal(fresh["head.weight"], straight["head.weight"])
+    assert not torch.equal(fresh["head.weight"], weights(tmp_path / "straight")["head.weight"])
 
 
 def test_run_directory_holds_config_checkpoints_metrics_and_plots(tmp_path):
