@@ -106,8 +106,8 @@ class Recognizer:
         """(N, D) unit embeddings: of aligned faces, or of the largest face of each photo (NaN rows where a
         photo has no face)."""
         if aligned:
-            faces = [self._check_aligned(face) for face in images]
-            return self._embed_faces(faces, batch_size)[0]
+            faces = [self.check_aligned(face) for face in images]
+            return self.embed_faces(faces, batch_size)[0]
         found = [self.aligned_faces(image) for image in images]
         chosen = [
             f[0][choose_face(f[1], image.shape)] if f[0] else None for f, image in zip(found, images, strict=True)
@@ -115,16 +115,16 @@ class Recognizer:
         result = np.full((len(images), self.embedder.embedding_size), np.nan, np.float32)
         present = [i for i, face in enumerate(chosen) if face is not None]
         if present:
-            result[present] = self._embed_faces([chosen[i] for i in present], batch_size)[0]
+            result[present] = self.embed_faces([chosen[i] for i in present], batch_size)[0]
         return result
 
-    def _check_aligned(self, face: np.ndarray) -> np.ndarray:
+    def check_aligned(self, face: np.ndarray) -> np.ndarray:
         face = np.asarray(face)
         if face.dtype != np.uint8 or face.ndim != 3 or face.shape[2] != 3:
             raise DataError(f"an aligned face is a uint8 (H, W, 3) RGB image, got {face.dtype} {face.shape}")
         return fit_size(face, self.input_size)
 
-    def _embed_faces(self, faces: list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def embed_faces(self, faces: list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         embeddings, qualities = [], []
         for start in range(0, len(faces), batch_size):
             e, q = self.embedder.embed(np.stack(faces[start : start + batch_size]))
@@ -190,21 +190,20 @@ class Recognizer:
         """:meth:`identify` for a batch of aligned faces, one result each."""
         gallery = self._require_gallery()
         threshold = self.threshold(fmr)
-        embeddings = self._embed_faces([self._check_aligned(face) for face in faces], 64)[0]
-        results = []
-        for candidates in gallery.search(embeddings, k):
-            best = candidates[0] if candidates and candidates[0][1] > threshold else None
-            results.append(
-                {
-                    "box": None,
-                    "candidates": [{"subject": s, "score": score} for s, score in candidates],
-                    "subject": best[0] if best else None,  # None: unknown at this FMR
-                    "threshold": threshold,
-                    "fmr": fmr,
-                    "model": self.model_id,
-                }
-            )
-        return results
+        embeddings = self.embed_faces([self.check_aligned(face) for face in faces], 64)[0]
+        return [self.decision(candidates, threshold, fmr) for candidates in gallery.search(embeddings, k)]
+
+    def decision(self, candidates: list[tuple[str, float]], threshold: float, fmr: float, box=None) -> dict:
+        """One face's answer: its candidates, and the best one if it scores above the threshold (else None)."""
+        best = candidates[0] if candidates and candidates[0][1] > threshold else None
+        return {
+            "box": box,
+            "candidates": [{"subject": s, "score": score} for s, score in candidates],
+            "subject": best[0] if best else None,  # None: unknown at this FMR
+            "threshold": threshold,
+            "fmr": fmr,
+            "model": self.model_id,
+        }
 
     def delete(self, subject: str) -> int:
         """Remove a subject and every embedding of it from the gallery; returns the faces removed."""

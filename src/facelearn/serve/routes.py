@@ -95,20 +95,11 @@ def build_router(service: Service) -> APIRouter:
         embeddings, _ = await service.embed(faces)
         gallery = service.require().gallery
         size, results = await service.in_pool(lambda: (len(gallery), gallery.search(embeddings, params.k)))
-        model = service.require().model_id
-        answers = []
-        for face, candidates in zip(faces, results, strict=True):
-            best = candidates[0] if candidates and candidates[0][1] > threshold else None
-            answers.append(
-                {
-                    "box": face.box,
-                    "candidates": [{"subject": name, "score": score} for name, score in candidates],
-                    "subject": best[0] if best else None,
-                    "threshold": threshold,
-                    "fmr": fmr,
-                    "model": model,
-                }
-            )
+        recognizer = service.require()
+        answers = [
+            recognizer.decision(candidates, threshold, fmr, face.box)
+            for face, candidates in zip(faces, results, strict=True)
+        ]
         return {"faces": answers, "gallery_size": size}
 
     async def enroll(subject: str, images: list[bytes], params, metadata: dict | None, append: bool) -> dict:

@@ -93,7 +93,7 @@ class Service:
 
     @staticmethod
     def _embed_all(recognizer, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return recognizer._embed_faces(list(faces), 64)
+        return recognizer.embed_faces(list(faces), 64)
 
     def require(self):
         if self.recognizer is None:
@@ -110,7 +110,7 @@ class Service:
         recognizer = self.require()
         image = await self.in_pool(decode_upload, data, name, self.settings.limits)
         if aligned:
-            return [Face(await self.in_pool(recognizer._check_aligned, image), None)]
+            return [Face(await self.in_pool(recognizer.check_aligned, image), None)]
         if recognizer.detector is None:
             raise Problem(
                 422, "invalid_request", "this service has no face detector: send aligned faces (aligned=true)"
