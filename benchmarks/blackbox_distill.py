@@ -13,7 +13,8 @@ Needs the split and prepared faces of benchmarks/lfw_recipe.py (runs/lfw/source,
    on the final embedding (p = 1 and 2; a learned 256→128 projection), and p = 1 with the 3,240
    people in neither the training split nor the test pairs as unlabelled faces (``data.unlabelled``:
    the teacher's term only; they are the distractors of the 1:N benchmark, so that student's
-   distractor numbers would not be clean).
+   distractor numbers would not be clean); and without the ArcFace term (``distill.head_weight=0``:
+   the student learns the teacher's directions alone), p = 1 and 2, p = 1 with the unlabelled faces.
 Writes benchmarks/results/blackbox_distill.json (accuracy ± std, AUC, TAR@FAR, commands).
 """
 
@@ -42,6 +43,14 @@ RUNS = {
         "data.unlabelled={work}/detect/distractors",
     ],
     "dlib_angular_p2": ["distill.method=angular", "distill.p=2"],
+    "dlib_angular_p1_no_arcface": ["distill.method=angular", "distill.p=1", "distill.head_weight=0"],
+    "dlib_angular_p2_no_arcface": ["distill.method=angular", "distill.p=2", "distill.head_weight=0"],
+    "dlib_angular_p1_no_arcface_unlabelled": [
+        "distill.method=angular",
+        "distill.p=1",
+        "distill.head_weight=0",
+        "data.unlabelled={work}/detect/distractors",
+    ],
 }
 
 

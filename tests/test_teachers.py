@@ -189,3 +189,23 @@ def test_unlabelled_faces_feed_the_teacher_term_only_and_never_test_people(tmp_p
         build_trainer(tiny_config(tmp_path / "leak", *options, test_set))
     with pytest.raises(ConfigError, match="needs train.task=distill"):
         build_trainer(tiny_config(tmp_path / "plain", *options[1:]))
+
+
+def test_head_weight_0_trains_on_the_teachers_term_alone(tmp_path):
+    torch.set_num_threads(1)
+    root = face_folder(tmp_path / "faces")
+    random_teacher(root).save(tmp_path / "t.npz")
+    options = [
+        "train.task=distill", "data.kind=folder", f"data.root={root}",
+        f"distill.teacher_embeddings={tmp_path / 't.npz'}", "distill.head_weight=0",
+    ]  # fmt: skip
+    trainer = build_trainer(tiny_config(tmp_path / "run", *options))
+    head_before = trainer.task.head.weight.detach().clone()
+    backbone_before = [p.detach().clone() for p in trainer.task.backbone.parameters()]
+    assert trainer.fit()["step"] == 6
+    assert torch.equal(trainer.task.head.weight, head_before)  # no margin-head term, no gradient for the head
+    assert any(not torch.equal(p, q) for p, q in zip(trainer.task.backbone.parameters(), backbone_before, strict=True))
+    logged = (tmp_path / "run" / "train.log").read_text()
+    assert "angular/final" in logged and "classification" not in logged
+    with pytest.raises(ConfigError, match="nothing to learn"):
+        build_trainer(tiny_config(tmp_path / "none", *options, "distill.method=none"))

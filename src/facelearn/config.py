@@ -129,6 +129,7 @@ class DistillConfig:
     method: Literal["angular", "l2", "hinton", "none"] = "angular"  # none: self-taught
     p: Literal[1, 2] = 1  # angular: (1 - cos)^p
     final_weight: float = bounded(1.0, ge=0.0)  # lambda_n, on the final embedding
+    head_weight: float = bounded(1.0, ge=0.0)  # the student's margin-head term; 0: the teacher's term alone
     stages: list[int] = bounded(factory=list, ge=1)  # angular: also distil these stages (1-based) via adapters
     l2_weight: float = bounded(0.001, ge=0.0)
     temperature: float = bounded(4.0, gt=0.0)  # hinton

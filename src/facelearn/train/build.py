@@ -15,6 +15,7 @@ from ..heads import build_head, check_head_options
 from ..models import build_backbone, check_model_options
 from . import distillation  # noqa: F401 - registers train.task=distill
 from .engine import Trainer
+from .hardware import keep_freed_memory, resolve_device
 from .tasks import TASKS
 
 
@@ -30,6 +31,8 @@ def check_config(config: Config) -> Config:
 def build_trainer(config: Config) -> Trainer:
     check_config(config)
     init_from_environment()  # under torchrun; before anything is built or written
+    if resolve_device(config.train.device).type == "cpu":
+        keep_freed_memory()
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)

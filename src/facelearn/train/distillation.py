@@ -1,6 +1,8 @@
 """ShrinkTeaNet as a training task: a frozen teacher distils into a light student.
 
-    total = margin-head loss of the student + Σ λ_i·L_i
+    total = w_h · margin-head loss of the student + Σ λ_i·L_i
+
+(w_h = ``distill.head_weight``, 1 by default; 0 trains on the teacher's terms alone.)
 
 * ``method="angular"``: L_n = mean (1 − cos(F_t, P·F_s))^p on the final embeddings (P, a learned
   linear projection, only when the embedding sizes differ), weight λ_n; and for every requested
@@ -132,6 +134,9 @@ class DistillationTask(ClassificationTask):
             raise ConfigError(f"distill.p must be 1 or 2, got {p}")
         self.method, self.p, self.final_weight, self.stages = method, p, final_weight, list(stages or [])
         self.l2_weight, self.temperature, self.hinton_weight = l2_weight, temperature, hinton_weight
+        self.head_weight = distill.head_weight
+        if self.head_weight == 0 and method == "none":
+            raise ConfigError("distill.head_weight=0 with method none leaves nothing to learn: keep the head's term")
         self.teacher = teacher.eval().requires_grad_(False)
         self.teacher_head = teacher_head.eval().requires_grad_(False) if teacher_head is not None else None
         if method == "hinton" and (teacher_head is None or not hasattr(head, "cosine")):
@@ -232,15 +237,11 @@ class DistillationTask(ClassificationTask):
         else:
             student_embedding, student_stages = self.backbone(images), []
         labelled = labels >= 0  # data.unlabelled faces (label -1) feed the distillation term only
-        if labelled.all():
-            loss = self.head(student_embedding, labels).loss
-        else:
-            loss = (
-                self.head(student_embedding[labelled], labels[labelled]).loss
-                if labelled.any()
-                else 0 * student_embedding.sum()
-            )
-        metrics = {"classification": loss.item()}
+        loss, metrics = 0 * student_embedding.sum(), {}
+        if self.head_weight > 0 and labelled.any():
+            both = (student_embedding, labels) if labelled.all() else (student_embedding[labelled], labels[labelled])
+            classification = self.head(*both).loss
+            loss, metrics["classification"] = self.head_weight * classification, classification.item()
         projected = self.projection(student_embedding) if self.projection is not None else student_embedding
         if self.method == "angular":
             final = angular_distillation(teacher_embedding[answered], projected[answered], self.p)

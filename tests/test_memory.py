@@ -1,0 +1,52 @@
+"""Training on a CPU keeps freed memory for reuse (``keep_freed_memory``): a step's activations
+are not page-faulted in again every step, and a user's own glibc setting wins."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="a glibc allocator setting"
+)
+
+ALLOCATE_64_MB_FIVE_TIMES = """
+import resource, sys, torch
+from facelearn.config import load_config
+from facelearn.train.build import build_trainer
+
+if sys.argv[1] == "trainer":  # building a CPU trainer is what applies the setting
+    build_trainer(load_config(None, ["data.kind=synthetic", "model.embedding_size=8", "train.output_dir=unused"]))
+
+def activation():
+    torch.empty(16 * 2**20).fill_(1.0)  # 64 MB, freed at once: glibc maps such blocks anew each time
+
+activation()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    activation()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def page_faults(mode: str, **environment: str) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | environment
+    done = subprocess.run(
+        [sys.executable, "-c", ALLOCATE_64_MB_FIVE_TIMES, mode], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
+
+
+def test_a_cpu_trainer_keeps_freed_activations_instead_of_faulting_them_in_every_step():
+    pages = 5 * 64 * 2**20 // 4096
+    assert page_faults("plain") > 0.9 * pages  # glibc's default: every 64 MB tensor is fresh pages
+    assert page_faults("trainer") <= pages // 5  # kept: the freed block is reused (at most one fresh one)
+
+
+def test_the_users_own_malloc_setting_is_left_as_it_is():
+    assert page_faults("trainer", MALLOC_MMAP_THRESHOLD_=str(128 * 1024)) > 0.9 * 5 * 64 * 2**20 // 4096
