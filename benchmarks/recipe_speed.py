@@ -12,7 +12,9 @@ each of eager and ``train.compile=true``:
 * **parts**: the same step taken apart with a clock around each part: waiting for the batch,
   the backbone's forward, the margin head's forward, the backward pass, the optimizer (clipping,
   SGD, schedule). The loader's worker decodes in parallel, so "waiting for the batch" is only
-  what the model did not hide; ``data alone`` times the loader by itself for comparison.
+  what the model did not hide; ``data alone`` times the loader by itself for comparison;
+* **operators**: three more steps under ``torch.profiler``, the operators with the largest share
+  of the CPU time (self time: a compiled graph's fused kernels count as one operator).
 
 The trainer tells glibc to keep freed memory (``keep_freed_memory``); ``--allocator glibc``
 switches that off for this process, to show what it removes (the page faults and kernel time of
@@ -83,6 +85,20 @@ def part_seconds(trainer, batches, steps: int) -> dict[str, float]:
     return seconds
 
 
+def top_operators(trainer, batches, steps: int = 3, top: int = 8) -> list[dict]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(steps):
+            trainer.train_step(batches)
+    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [
+        {"operator": e.key[:60], "share": round(e.self_cpu_time_total / total, 4), "calls_per_step": e.count // steps}
+        for e in events[:top]
+    ]
+
+
 def data_alone(trainer, steps: int) -> float:
     batches = iter(trainer.task.loader(10_000))  # batches the runs above did not touch
     next(batches)
@@ -115,6 +131,7 @@ def main() -> None:
         warmup = time.perf_counter() - start
         measured = end_to_end(trainer, batches, args.steps)
         parts = part_seconds(trainer, batches, args.steps)
+        operators = top_operators(trainer, batches)
         total = sum(parts.values())
         rows.append(
             {
@@ -125,6 +142,7 @@ def main() -> None:
                 "step_seconds": round(total, 4),
                 "parts_seconds": {p: round(s, 4) for p, s in parts.items()},
                 "parts_share": {p: round(s / total, 4) for p, s in parts.items()},
+                "top_operators": operators,
             }
         )
         if not compiled:
@@ -137,6 +155,9 @@ def main() -> None:
             f"{row['kernel_cpu_seconds_per_step']:>14.3f}{shares}"
         )
     print(f"data alone (the loader without the model): {loader_speed:.0f} images/s")
+    for row in rows:
+        shares = ", ".join(f"{o['operator']} {100 * o['share']:.1f}%" for o in row["top_operators"][:5])
+        print(f"{row['mode']} operators: {shares}")
     config = load_config(args.recipe)
     write_result(
         args.output,

@@ -209,3 +209,29 @@ def test_head_weight_0_trains_on_the_teachers_term_alone(tmp_path):
     assert "angular/final" in logged and "classification" not in logged
     with pytest.raises(ConfigError, match="nothing to learn"):
         build_trainer(tiny_config(tmp_path / "none", *options, "distill.method=none"))
+
+
+def test_a_teacher_whose_embeddings_share_one_direction_is_named_and_can_be_centred(tmp_path, caplog):
+    torch.set_num_threads(1)
+    root = face_folder(tmp_path / "faces")
+    shared = random_teacher(root)
+    shared.rows = [row + 5.0 for row in shared.rows]  # like dlib's: every embedding near one direction
+    shared.save(tmp_path / "t.npz")
+    options = [
+        "train.task=distill",
+        "data.kind=folder",
+        f"data.root={root}",
+        f"distill.teacher_embeddings={tmp_path / 't.npz'}",
+    ]
+    with caplog.at_level("WARNING", logger="facelearn.train.distillation"):
+        raw = build_trainer(tiny_config(tmp_path / "raw", *options))
+    assert "share one direction" in caplog.text and raw.task.teacher.table.mean().item() > 4
+    centred = build_trainer(tiny_config(tmp_path / "centred", *options, "distill.center_teacher=true"))
+    table = centred.task.teacher.table
+    assert torch.allclose(table.mean(0), torch.zeros(16), atol=1e-5)
+    assert torch.allclose(table, raw.task.teacher.table - raw.task.teacher.table.mean(0), atol=1e-5)
+    assert centred.fit()["step"] == 6
+    with pytest.raises(ConfigError, match="applies to distill.teacher_embeddings"):
+        build_trainer(
+            tiny_config(tmp_path / "model", "train.task=distill", "distill.teacher=x.pt", "distill.center_teacher=true")
+        )

@@ -126,6 +126,7 @@ class DistillConfig:
     teacher_model: str | None = None  # architecture of a plain state_dict teacher
     teacher_embedding_size: int = bounded(512, ge=1)  # of a plain state_dict teacher
     teacher_embeddings: str | None = None  # a black-box teacher: the .npz of facelearn teacher-embed (folder data)
+    center_teacher: bool = False  # teacher_embeddings: subtract their mean over the training images (see README)
     method: Literal["angular", "l2", "hinton", "none"] = "angular"  # none: self-taught
     p: Literal[1, 2] = 1  # angular: (1 - cos)^p
     final_weight: float = bounded(1.0, ge=0.0)  # lambda_n, on the final embedding
