@@ -156,6 +156,8 @@ class DistillationTask(ClassificationTask):
         self.head_weight = distill.head_weight
         if self.head_weight == 0 and method == "none":
             raise ConfigError("distill.head_weight=0 with method none leaves nothing to learn: keep the head's term")
+        if self.head_weight == 0:
+            head.requires_grad_(False)  # unused: DistributedDataParallel must not wait for its gradients
         self.teacher = teacher.eval().requires_grad_(False)
         self.teacher_head = teacher_head.eval().requires_grad_(False) if teacher_head is not None else None
         if method == "hinton" and (teacher_head is None or not hasattr(head, "cosine")):
