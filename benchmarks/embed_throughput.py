@@ -6,8 +6,9 @@ Each (model, backend, batch) embeds random 112×112 uint8 faces with the flip su
 passes per face, as evaluation and the Recognizer do) for at least ``--seconds`` after a warm-up,
 in one process. Backends: PyTorch fp32 NCHW, PyTorch fp32 channels_last, PyTorch bf16
 channels_last (autocast; only on CPUs with native bf16 kernels), ONNX Runtime fp32 (the exported
-graph, default session).
-Writes benchmarks/results/embed_throughput.json with the fastest backend per model and batch.
+graph, default session). A CPU TorchEmbedder tells glibc to keep freed memory (``keep_freed_memory``);
+``--allocator glibc`` measures the PyTorch backends without it (a process-wide setting: one run each).
+Writes benchmarks/results/embed_throughput[_glibc].json with the fastest backend per model and batch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from common import RESULTS, write_result
 
+import facelearn.train.hardware
 from facelearn.config import ModelConfig
 from facelearn.deploy.backends import OnnxEmbedder, TorchEmbedder
 from facelearn.deploy.export import EmbeddingGraph, export_onnx, model_metadata
@@ -61,8 +63,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mobilefacenet", "iresnet50"])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--output", default=str(RESULTS / "embed_throughput.json"))
+    parser.add_argument("--allocator", choices=["kept", "glibc"], default="kept")
+    parser.add_argument("--output")
     args = parser.parse_args()
+    args.output = args.output or str(RESULTS / f"embed_throughput{'' if args.allocator == 'kept' else '_glibc'}.json")
+    if args.allocator == "glibc":
+        facelearn.train.hardware.keep_freed_memory = lambda: False  # what TorchEmbedder calls
     rows, fastest = [], {}
     with tempfile.TemporaryDirectory() as folder:
         for model in args.models:
@@ -75,7 +81,13 @@ def main() -> None:
                 fastest[f"{model}/batch{batch}"] = max(speeds, key=speeds.get)
     write_result(
         args.output,
-        {"native_bf16_cpu": cpu_has_fast_bf16(), "threads": torch.get_num_threads(), "rows": rows, "fastest": fastest},
+        {
+            "native_bf16_cpu": cpu_has_fast_bf16(),
+            "allocator": args.allocator,
+            "threads": torch.get_num_threads(),
+            "rows": rows,
+            "fastest": fastest,
+        },
     )
 
 

@@ -1,5 +1,5 @@
-"""Training on a CPU keeps freed memory for reuse (``keep_freed_memory``): a step's activations
-are not page-faulted in again every step, and a user's own glibc setting wins."""
+"""Training and embedding on a CPU keep freed memory for reuse (``keep_freed_memory``): a step's
+(or a batch's) activations are not page-faulted in again every time, and a user's own glibc setting wins."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ from facelearn.train.build import build_trainer
 
 if sys.argv[1] == "trainer":  # building a CPU trainer is what applies the setting
     build_trainer(load_config(None, ["data.kind=synthetic", "model.embedding_size=8", "train.output_dir=unused"]))
+if sys.argv[1] == "embedder":  # so is building a CPU embedder (the Recognizer's, the service's)
+    from facelearn.config import ModelConfig
+    from facelearn.deploy.backends import TorchEmbedder
+    from facelearn.models import build_backbone
+
+    TorchEmbedder(build_backbone(ModelConfig(name="mobilefacenet", embedding_size=8), 32), 32, device="cpu")
 
 def activation():
     torch.empty(16 * 2**20).fill_(1.0)  # 64 MB, freed at once: glibc maps such blocks anew each time
@@ -46,6 +52,11 @@ def test_a_cpu_trainer_keeps_freed_activations_instead_of_faulting_them_in_every
     pages = 5 * 64 * 2**20 // 4096
     assert page_faults("plain") > 0.9 * pages  # glibc's default: every 64 MB tensor is fresh pages
     assert page_faults("trainer") <= pages // 5  # kept: the freed block is reused (at most one fresh one)
+
+
+def test_a_cpu_embedder_keeps_freed_activations_too():
+    pages = 5 * 64 * 2**20 // 4096
+    assert page_faults("embedder") <= pages // 5
 
 
 def test_the_users_own_malloc_setting_is_left_as_it_is():

@@ -35,10 +35,14 @@ class TorchEmbedder:
         channels_last: bool | None = None,
     ):
         """``precision`` auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; ``channels_last``
-        None: on with reduced precision or CUDA (the layout their kernels want)."""
-        from ..train.hardware import cpu_has_fast_bf16
+        None: on with reduced precision or CUDA (the layout their kernels want). On a CPU, glibc is told
+        to keep freed memory (``keep_freed_memory``): a batch's activations are reused by the next batch
+        instead of being mapped and zeroed again (benchmarks/embed_throughput.py --allocator)."""
+        from ..train.hardware import cpu_has_fast_bf16, keep_freed_memory
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cpu":
+            keep_freed_memory()
         if precision == "auto":
             precision = "float16" if self.device.type == "cuda" else ("bfloat16" if cpu_has_fast_bf16() else "float32")
         self.precision = precision
