@@ -12,10 +12,22 @@ import torch
 RESULTS = Path(__file__).parent / "results"
 
 
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
+
+
 def machine() -> dict:
+    from facelearn.train.hardware import cpu_has_fast_bf16
+
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "native_bf16": cpu_has_fast_bf16(),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
