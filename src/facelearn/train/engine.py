@@ -44,7 +44,7 @@ from .checkpoint import (
     step_checkpoints,
     step_path,
 )
-from .hardware import compile_backbone, resolve_amp, resolve_device
+from .hardware import compile_backbone, precision_name, resolve_amp, resolve_device
 from .logs import NullWriter, run_log
 from .optimizer import build_optimizer
 from .parallel import DataParallel
@@ -208,19 +208,15 @@ class Trainer:
         started = time.perf_counter()
         self.task.check_labels()
         saved_rng = self.start()
+        precision, mode = precision_name(self.amp_dtype), "compiled" if self.compiled else "eager"
+        log.info("training on %s in %s, the backbone %s", self.device, precision, mode)
         batches = iter(self.task.loader(self.step * cfg.grad_accum))
 
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(self.run_dir / "tensorboard")) if self.is_main else NullWriter()
-        progress = tqdm(
-            total=cfg.steps,
-            initial=self.step,
-            desc="train",
-            dynamic_ncols=True,
-            mininterval=1.0,
-            disable=not self.is_main,
-        )
+        bar = {"desc": "train", "dynamic_ncols": True, "mininterval": 1.0, "disable": not self.is_main}
+        progress = tqdm(total=cfg.steps, initial=self.step, **bar)
         if saved_rng is not None:  # after everything that might draw from the global generators
             set_rng_state(saved_rng)
         self.task.train()
@@ -234,6 +230,8 @@ class Trainer:
             "step": self.step,
             "seconds": round(time.perf_counter() - started, 1),
             "skipped_images": self.skipped_images,
+            "precision": precision,  # what train.amp=auto chose on this machine
+            "compiled": self.compiled,
             "verification": metrics,
         }
         if self.is_main:

@@ -42,6 +42,11 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
 COMPILE_AUTO_MIN_STEPS = 2000  # below this, ~90 s of compilation on a CPU is not won back
 
 
+def precision_name(amp_dtype: torch.dtype | None) -> str:
+    """What a step computes in: ``fp32`` (no autocast), ``bf16`` or ``fp16`` autocast."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+
+
 def compile_backbone(backbone: torch.nn.Module, train) -> bool:
     """``train.compile``: compile the backbone's forward in place (``nn.Module.compile``: the state
     dict, checkpoints and resume are unchanged). ``auto`` compiles runs of at least
