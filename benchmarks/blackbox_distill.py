@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, shell_command, write_result
+from common import RESULTS, machine, shell_command, write_result
 
 from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
@@ -172,8 +172,13 @@ def train(name: str, work: Path, extra: list[str]) -> dict:
     ]
     if not (output / "metrics.json").is_file():
         run(command)
+        trained_on = {"trained_on": machine()}  # a run read back from its metrics.json keeps the recorded one
+    else:
+        trained_on = {}
     metrics = json.loads((output / "metrics.json").read_text())
-    return {"run": name, **summary(next(iter(metrics["verification"].values()))), "command": shell_command(command)}
+    result = summary(next(iter(metrics["verification"].values())))
+    how = {k: metrics[k] for k in ("precision", "compiled", "seconds") if k in metrics}
+    return {"run": name, **result, **how, "command": shell_command(command), **trained_on}
 
 
 def main() -> None:
@@ -187,9 +192,9 @@ def main() -> None:
     # rows recorded by earlier runs of this script are kept (each with its command); those asked for are redone
     rows = {row["run"]: row for row in json.loads(output.read_text())["rows"]} if output.is_file() else {}
     for name in args.only:
-        rows[name if name != "teacher" else TEACHER] = row = (
-            teacher_on_test_pairs(work) if name == "teacher" else train(name, work, args.overrides)
-        )
+        key = name if name != "teacher" else TEACHER
+        row = teacher_on_test_pairs(work) if name == "teacher" else train(name, work, args.overrides)
+        rows[key] = row = {**rows.get(key, {}), **row}
         print(f"{row['run']}: {100 * row['accuracy']:.2f} ± {100 * row['accuracy_std']:.2f} %", flush=True)
         write_result(output, {"rows": list(rows.values()), "overrides": args.overrides})
 
