@@ -23,8 +23,8 @@ Needs the split and prepared faces of benchmarks/lfw_recipe.py (runs/lfw/source,
    dlib's answers (``distill.center_teacher``): raw, they all lie near one direction (random pairs
    at cosine 0.84), and the student without ArcFace learnt that direction and nothing else.
    The best student is also trained 2, 4 and 8 times as long (600, 1,200 and 2,400 steps), and the
-   self-taught student at 1,200 and 2,400 steps, for the gap at the same budget; and at 1,200 steps with the
-   ArcFace term back at a tenth of its weight (``head_weight=0.1``, 128-d), for the low-FAR tail.
+   self-taught student at 1,200 and 2,400 steps, for the gap at the same budget; and at 1,200 and 2,400
+   steps with the ArcFace term back at a tenth of its weight (``head_weight=0.1``, 128-d), for the low-FAR tail.
 Writes benchmarks/results/blackbox_distill.json (accuracy ± std, AUC, TAR@FAR, commands). Rows already
 in it are kept; ``--only`` redoes the named ones (``teacher``: the teacher's row, from dlib_test.npz).
 """
@@ -99,6 +99,16 @@ RUNS = {  # in the order they run
         *CENTRED,
         *UNLABELLED,
         "train.steps=1200",
+    ],
+    "dlib_centred_p1_arcface_weight0.1_unlabelled_2400_steps": [
+        "distill.method=angular",
+        "distill.p=1",
+        "distill.head_weight=0.1",
+        "model.embedding_size=128",
+        "distill.final_weight=10",
+        *CENTRED,
+        *UNLABELLED,
+        "train.steps=2400",
     ],
 }
 TEACHER = "teacher dlib (own pipeline)"
