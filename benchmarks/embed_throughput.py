@@ -82,7 +82,6 @@ def main() -> None:
     write_result(
         args.output,
         {
-            "native_bf16_cpu": cpu_has_fast_bf16(),
             "allocator": args.allocator,
             "threads": torch.get_num_threads(),
             "rows": rows,
