@@ -42,8 +42,8 @@ from common import RESULTS, machine, shell_command, write_result
 from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
 from facelearn.data.pairs import read_lfw_pairs
+from facelearn.data.teacher_embeddings import TeacherEmbeddings
 from facelearn.eval.verification import evaluate_pairs
-from facelearn.train.teacher_embeddings import TeacherEmbeddings
 
 NO_ARCFACE = ["distill.head_weight=0", "model.embedding_size=128", "distill.final_weight=10"]
 CENTRED = ["distill.center_teacher=true"]

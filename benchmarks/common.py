@@ -21,7 +21,7 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
-    from facelearn.train.hardware import cpu_has_fast_bf16
+    from facelearn.hardware import cpu_has_fast_bf16
 
     return {
         "platform": platform.platform(),

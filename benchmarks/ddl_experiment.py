@@ -89,7 +89,7 @@ def evaluate_base(work: Path, degradation: str) -> dict:
         from facelearn.config import load_config
         from facelearn.data.pairs import pair_set_from_config
         from facelearn.eval.embed import evaluate_pair_set
-        from facelearn.train.checkpoint import backbone_from_checkpoint
+        from facelearn.models.checkpoint import backbone_from_checkpoint
 
         config = load_config(recipe_path("lfw_mbf_ddl"), set_overrides(work, degradation))
         backbone, size = backbone_from_checkpoint(work / BASE)

@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
-from facelearn.train.checkpoint import backbone_from_checkpoint, step_checkpoints
+from facelearn.models.checkpoint import backbone_from_checkpoint, step_checkpoints
 
 RUNS = {
     "self_taught": ["distill.method=none"],

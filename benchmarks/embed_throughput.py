@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from common import RESULTS, write_result
 
-import facelearn.train.hardware
+import facelearn.deploy.backends
 from facelearn.config import ModelConfig
 from facelearn.deploy.backends import OnnxEmbedder, TorchEmbedder
 from facelearn.deploy.export import EmbeddingGraph, export_onnx, model_metadata
+from facelearn.hardware import cpu_has_fast_bf16
 from facelearn.models import build_backbone
-from facelearn.train.hardware import cpu_has_fast_bf16
 
 
 def faces_per_second(embed, batch: int, seconds: float) -> float:
@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     args.output = args.output or str(RESULTS / f"embed_throughput{'' if args.allocator == 'kept' else '_glibc'}.json")
     if args.allocator == "glibc":
-        facelearn.train.hardware.keep_freed_memory = lambda: False  # what TorchEmbedder calls
+        facelearn.deploy.backends.keep_freed_memory = lambda: False  # what TorchEmbedder calls
     rows, fastest = [], {}
     with tempfile.TemporaryDirectory() as folder:
         for model in args.models:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from common import RESULTS, write_result
 
-from facelearn.deploy.galleries import open_gallery
-from facelearn.deploy.index import build_index
+from facelearn.deploy.gallery import open_gallery
+from facelearn.deploy.gallery.index import build_index
 
 DIM = 512
 

@@ -17,9 +17,9 @@ import numpy as np
 from common import RESULTS, write_result
 
 from facelearn.data.images import IMAGE_EXTENSIONS, fit_size, read_image
-from facelearn.deploy.index import build_index
+from facelearn.deploy.gallery.index import build_index
 from facelearn.eval.embed import embed_images
-from facelearn.train.checkpoint import backbone_from_checkpoint
+from facelearn.models.checkpoint import backbone_from_checkpoint
 
 
 def images_by_person(folder: Path) -> list[tuple[str, Path]]:

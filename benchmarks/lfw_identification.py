@@ -31,7 +31,7 @@ from lfw_recipe import lfw_parser, link_identities
 from facelearn.align.prepare import PrepareOptions, prepare_dataset
 from facelearn.eval.embed import default_device
 from facelearn.eval.recognition import evaluate_folders
-from facelearn.train.checkpoint import backbone_from_checkpoint
+from facelearn.models.checkpoint import backbone_from_checkpoint
 
 MAX_IMAGES = 10  # of any one person, so that a few people with hundreds of photos do not dominate
 DEFAULT_RUNS = {  # name: checkpoint, where the other benchmarks leave them

@@ -18,7 +18,7 @@ from common import RESULTS, write_result
 from facelearn.data.pairs import pairs_from_lfw
 from facelearn.eval.embed import evaluate_pair_set
 from facelearn.eval.plots import plot_error_versus_reject
-from facelearn.train.checkpoint import backbone_from_checkpoint, step_checkpoints
+from facelearn.models.checkpoint import backbone_from_checkpoint, step_checkpoints
 
 
 def main() -> None:

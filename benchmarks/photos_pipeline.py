@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 from common import RESULTS, write_result
 
+from facelearn.align import choose_face
 from facelearn.data.images import read_image
+from facelearn.deploy.recognizer import Recognizer
 from facelearn.eval.metrics import auc, roc_curve
-from facelearn.pipeline import FacePipeline
-from facelearn.train.checkpoint import step_checkpoints
+from facelearn.models.checkpoint import step_checkpoints
 
 SHARED = Path(os.environ.get("FACELEARN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
@@ -30,11 +31,16 @@ SHARED = Path(os.environ.get("FACELEARN_SHARED", Path(__file__).resolve().parent
 def evaluate(run: Path, photos: Path, pairs: list[tuple[str, str, bool]], detector: str, weights: Path) -> dict:
     checkpoint = step_checkpoints(run)[-1]
     threshold = json.loads((run / "metrics.json").read_text())["verification"]["lfw_folds_8_10"]["threshold_cosine"]
-    pipeline = FacePipeline.from_checkpoint(checkpoint, detector, str(weights))
+    recognizer = Recognizer.load(
+        checkpoint, detector=detector, weights=str(weights), backend="torch", precision="float32"
+    )
     names = sorted({name for a, b, _ in pairs for name in (a, b)})
     embeddings, face_counts = {}, {}
     for name in names:
-        embeddings[name], faces = pipeline.embed_photo(read_image(photos / name))
+        image = read_image(photos / name)
+        aligned, faces = recognizer.aligned_faces(image)  # the largest face, as the Recognizer chooses it
+        chosen = [aligned[choose_face(faces, image.shape)]] if aligned else []
+        embeddings[name] = recognizer.embed(chosen, aligned=True)[0] if chosen else None
         face_counts[name] = len(faces)
     rows, errors = [], []
     for a, b, same in pairs:

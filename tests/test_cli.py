@@ -34,7 +34,7 @@ def test_demo_ends_by_enrolling_and_identifying_through_the_recognizer(tmp_path,
     out = capsys.readouterr().out
     assert "impostor pairs of unseen people" in out and "strangers taken for someone" in out
     assert (tmp_path / "demo" / "gallery.db").is_file()
-    from facelearn.train.checkpoint import load_checkpoint
+    from facelearn.models.checkpoint import load_checkpoint
 
     calibration = load_checkpoint(tmp_path / "demo" / "best.pt")["calibration"]
     assert calibration["num_impostor"] == 600 * 599 // 2 - 200 * 3  # every pair of 600 images, 3 per person

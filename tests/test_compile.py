@@ -8,8 +8,8 @@ import json
 import torch
 from test_engine import assert_same_weights, kill_at_step_5, tiny_config
 
+from facelearn.models.checkpoint import step_checkpoints
 from facelearn.train.build import build_trainer
-from facelearn.train.checkpoint import step_checkpoints
 
 
 def test_compiled_run_resumes_exactly_and_auto_stays_eager_for_short_runs(tmp_path):

@@ -14,8 +14,8 @@ from test_distributed import free_port
 from test_engine import tiny_config
 
 from facelearn.distributed import DistributedError, init_from_environment
+from facelearn.models.checkpoint import load_checkpoint, step_checkpoints
 from facelearn.train.build import build_trainer
-from facelearn.train.checkpoint import load_checkpoint, step_checkpoints
 
 # Batch norm normalises each process's own batch, so the one-process reference accumulates two
 # micro-batches of 4 (the same 8 images, grouped the same way) instead of one batch of 8.

@@ -9,8 +9,8 @@ import torch
 from test_engine import NOT_MBF, tiny_config
 
 from facelearn.losses.distill import angular_distillation, hinton_distillation, l2_distillation
+from facelearn.models.checkpoint import CheckpointError, step_checkpoints
 from facelearn.train.build import build_trainer
-from facelearn.train.checkpoint import CheckpointError, step_checkpoints
 
 
 def test_angular_loss_is_the_formula_and_ignores_norms():

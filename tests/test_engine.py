@@ -7,8 +7,8 @@ import torch
 
 from facelearn.config import load_config
 from facelearn.errors import FacelearnError
+from facelearn.models.checkpoint import CheckpointError, load_checkpoint, step_checkpoints
 from facelearn.train.build import build_trainer
-from facelearn.train.checkpoint import CheckpointError, load_checkpoint, step_checkpoints
 from facelearn.train.engine import TrainingDiverged
 from facelearn.train.schedule import lr_factor
 

@@ -19,8 +19,8 @@ from test_engine import NOT_MBF, tiny_config
 from facelearn.cli import main as facelearn
 from facelearn.config import dump_config
 from facelearn.io import DirectoryLock, LockedError
+from facelearn.models.checkpoint import load_checkpoint, step_checkpoints
 from facelearn.train.build import build_trainer
-from facelearn.train.checkpoint import load_checkpoint, step_checkpoints
 from facelearn.train.engine import TrainingDiverged
 
 ONE_THREAD = ["train.threads=1"]  # the same arithmetic in this process and in a child process

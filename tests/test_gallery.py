@@ -15,9 +15,9 @@ import pytest
 from conftest import need
 
 from facelearn.deploy.calibration import calibrate, impostors_needed, wilson_interval
-from facelearn.deploy.galleries import open_gallery
-from facelearn.deploy.index import build_index
-from facelearn.deploy.sqlite_gallery import GalleryError, SQLiteGallery
+from facelearn.deploy.gallery import GalleryError, open_gallery
+from facelearn.deploy.gallery.index import build_index
+from facelearn.deploy.gallery.sqlite import SQLiteGallery
 from facelearn.errors import DataError
 
 
@@ -181,7 +181,7 @@ def test_concurrent_writers_and_searchers(tmp_path, store):
 
 ENROLL_FOREVER = """
 import sys, numpy as np
-from facelearn.deploy.galleries import open_gallery
+from facelearn.deploy.gallery import open_gallery
 gallery = open_gallery(sys.argv[1], "m", 16, sys.argv[2])
 rng = np.random.default_rng(0)
 print("ready", flush=True)

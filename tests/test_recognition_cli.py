@@ -20,7 +20,7 @@ from facelearn.data.transforms import to_tensor
 from facelearn.errors import DataError
 from facelearn.eval.ijb_layout import read_ijb_meta
 from facelearn.eval.recognition import load_ijb_features, score_ijb
-from facelearn.train.checkpoint import backbone_from_checkpoint
+from facelearn.models.checkpoint import backbone_from_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from test_engine import tiny_config
 
 from facelearn.data.images import encode_image
 from facelearn.data.synthetic import SyntheticFaces
+from facelearn.data.teacher_embeddings import TeacherEmbeddings
+from facelearn.deploy.teachers import build_teacher, teacher_embed
 from facelearn.errors import ConfigError, DataError
 from facelearn.train.build import build_trainer
-from facelearn.train.teacher_embeddings import TeacherEmbeddings
-from facelearn.train.teachers import build_teacher, teacher_embed
 
 
 def face_folder(root, people=6, photos=4, size=32, prefix="p"):

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from ..registry import Registry
+from . import mtcnn, retinaface  # noqa: F401  (register the detectors)
 from .align import ARCFACE_TEMPLATE, TEMPLATE_112x96, align_face, alignment_matrix, umeyama
-from .faces import FaceDetector, Faces, choose_face, nms
+from .faces import DEFAULT_DETECTOR, DETECTORS, FaceDetector, Faces, choose_face, nms
 from .weights import WeightsError, download_weights
-
-DETECTORS: Registry[FaceDetector] = Registry("detector")
-
-
-@DETECTORS.register("mtcnn")
-def _mtcnn(**options) -> FaceDetector:
-    from .mtcnn import MTCNN
-
-    return MTCNN(**options)
-
-
-@DETECTORS.register("retinaface")
-def _retinaface(**options) -> FaceDetector:
-    from .retinaface import RetinaFace
-
-    return RetinaFace(**options)
 
 
 def build_detector(name: str, weights: str | None = None, **options) -> FaceDetector:
@@ -31,6 +15,7 @@ def build_detector(name: str, weights: str | None = None, **options) -> FaceDete
 
 __all__ = [
     "ARCFACE_TEMPLATE",
+    "DEFAULT_DETECTOR",
     "DETECTORS",
     "TEMPLATE_112x96",
     "FaceDetector",

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..registry import Registry
+
 
 @dataclass
 class Faces:
@@ -100,3 +102,7 @@ class FaceDetector(ABC):
         size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
         small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return self._detect(small).scaled(image.shape[1] / size[0], image.shape[0] / size[1])
+
+
+DETECTORS: Registry[FaceDetector] = Registry("detector")  # each detector registers itself where it is defined
+DEFAULT_DETECTOR = "retinaface"  # what the Recognizer, the service and teacher-embed use unless told

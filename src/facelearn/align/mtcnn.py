@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .faces import FaceDetector, Faces, nms
+from .faces import DETECTORS, FaceDetector, Faces, nms
 from .weights import load_state_dict
 
 
@@ -117,6 +117,7 @@ def regress(boxes: np.ndarray, offsets: np.ndarray, plus_one: bool = True) -> np
     return boxes[:, :4] + offsets * np.tile(size, 2)
 
 
+@DETECTORS.register("mtcnn")
 class MTCNN(FaceDetector):
     def __init__(
         self,

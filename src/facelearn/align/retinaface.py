@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .faces import FaceDetector, Faces, nms
+from .faces import DETECTORS, FaceDetector, Faces, nms
 from .weights import load_state_dict
 
 MIN_SIZES = ((10, 20), (32, 64), (128, 256))  # the 1MB-repo training config, not Pytorch_Retinaface's
@@ -151,6 +151,7 @@ def decode(offsets: np.ndarray, landmark_offsets: np.ndarray, priors: np.ndarray
     return boxes, points * scale
 
 
+@DETECTORS.register("retinaface")
 class RetinaFace(FaceDetector):
     def __init__(
         self,

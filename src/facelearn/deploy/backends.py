@@ -1,8 +1,12 @@
-"""Embedders: aligned uint8 faces (N, H, W, 3) → (unit embeddings, quality), in PyTorch or ONNX Runtime.
+"""Embedding backends: aligned uint8 faces (N, H, W, 3) → (unit embeddings, quality).
 
-Both compute :class:`facelearn.deploy.export.EmbeddingGraph`. PyTorch runs bf16 channels_last on
-CPUs with native bf16 kernels, fp16 on CUDA, fp32 otherwise; ONNX Runtime takes its session
-options and providers from the caller as given.
+Every backend is an :class:`Embedder` registered in :data:`BACKENDS` by name (``torch``, ``onnx``);
+``Recognizer.load(model, backend=name)`` and the CLI's ``--backend`` read the registry, and
+``auto`` measures the registered backends and keeps the fastest. Both built-in backends compute
+:class:`facelearn.deploy.export.EmbeddingGraph`: PyTorch runs bf16 channels_last on CPUs with
+native bf16 kernels, fp16 on CUDA, fp32 otherwise; ONNX Runtime takes its session options and
+providers from the caller as given. A new backend is one subclass with ``from_backbone`` and one
+``@BACKENDS.register`` line.
 """
 
 from __future__ import annotations
@@ -11,18 +15,43 @@ import hashlib
 import json
 import logging
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import DataError
-from .export import EmbeddingGraph, weights_digest
+from ..hardware import cpu_has_fast_bf16, keep_freed_memory
+from ..registry import Registry
+from .export import EmbeddingGraph, export_bytes, model_metadata, weights_digest
 
 log = logging.getLogger(__name__)
 
 
-class TorchEmbedder:
+class Embedder(ABC):
+    """Aligned faces in, unit embeddings and a quality score (the raw norm) out."""
+
+    name: str
+    input_size: int  # square faces of this many pixels
+    embedding_size: int
+    model_digest: str  # sha256 of the weights: the model's identity in a gallery
+
+    @classmethod
+    @abstractmethod
+    def from_backbone(cls, backbone: torch.nn.Module, input_size: int, flip: bool = True, **options) -> Embedder:
+        """This backend running a PyTorch backbone (a checkpoint's)."""
+
+    @abstractmethod
+    def embed(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, 3) uint8 RGB faces → ((N, D) unit embeddings, (N,) raw norms)."""
+
+
+BACKENDS: Registry[Embedder] = Registry("embedding backend")
+
+
+@BACKENDS.register("torch")
+class TorchEmbedder(Embedder):
     name = "torch"
 
     def __init__(
@@ -38,7 +67,6 @@ class TorchEmbedder:
         None: on with reduced precision or CUDA (the layout their kernels want). On a CPU, glibc is told
         to keep freed memory (``keep_freed_memory``): a batch's activations are reused by the next batch
         instead of being mapped and zeroed again (benchmarks/embed_throughput.py --allocator)."""
-        from ..train.hardware import cpu_has_fast_bf16, keep_freed_memory
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cpu":
@@ -56,6 +84,10 @@ class TorchEmbedder:
         self.model_digest = weights_digest(backbone)
         self.embedding_size = int(self.embed(np.zeros((1, input_size, input_size, 3), np.uint8))[0].shape[1])
 
+    @classmethod
+    def from_backbone(cls, backbone: torch.nn.Module, input_size: int, flip: bool = True, **options) -> TorchEmbedder:
+        return cls(backbone, input_size, flip, **options)
+
     @torch.inference_mode()
     def embed(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         batch = torch.from_numpy(np.ascontiguousarray(faces)).to(self.device)
@@ -65,7 +97,8 @@ class TorchEmbedder:
         return embedding.float().cpu().numpy(), quality.float().cpu().numpy()
 
 
-class OnnxEmbedder:
+@BACKENDS.register("onnx")
+class OnnxEmbedder(Embedder):
     name = "onnx"
 
     def __init__(
@@ -120,6 +153,12 @@ class OnnxEmbedder:
         )
         self.embedding_size = int(self.embed(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))[0].shape[1])
 
+    @classmethod
+    def from_backbone(cls, backbone: torch.nn.Module, input_size: int, flip: bool = True, **options) -> OnnxEmbedder:
+        """The backbone exported in memory (the graph ``facelearn export`` writes)."""
+        metadata = model_metadata(None, "", backbone, input_size, flip)
+        return cls(export_bytes(EmbeddingGraph(backbone, flip), input_size, metadata), **options)
+
     def embed(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         embedding, quality = self.session.run(None, {"faces": np.ascontiguousarray(faces, np.uint8)})
         return embedding, quality
@@ -137,23 +176,25 @@ def faces_per_second(embedder, batch: int = 16, repeats: int = 3) -> float:
     return batch / best
 
 
-def fastest_embedder(backbone: torch.nn.Module, input_size: int, flip: bool = True, **options):
-    """PyTorch or ONNX Runtime (the same graph exported in memory), whichever embeds faster here.
-
-    Measured, not assumed: on a CPU with native bf16 PyTorch bf16 channels_last tends to win; on an
-    AVX2-only CPU fp32 PyTorch and ONNX Runtime are close and the measurement decides."""
-    from .export import export_bytes, model_metadata
-
-    candidates = [TorchEmbedder(backbone, input_size, flip, **options)]
+def fastest_embedder(backbone: torch.nn.Module, input_size: int, flip: bool = True, **options) -> Embedder:
+    """Whichever registered backend embeds faster on this machine (ONNX Runtime only where installed and
+    on a CPU). Measured, not assumed: on a CPU with native bf16 PyTorch bf16 channels_last tends to win;
+    on an AVX2-only CPU fp32 PyTorch and ONNX Runtime are close and the measurement decides."""
+    candidates = [TorchEmbedder.from_backbone(backbone, input_size, flip, **options)]
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return candidates[0]
     if candidates[0].device.type == "cpu":
-        graph = EmbeddingGraph(backbone, flip)
-        data = export_bytes(graph, input_size, model_metadata(None, "", backbone, input_size, flip))
-        candidates.append(OnnxEmbedder(data))
+        candidates.append(OnnxEmbedder.from_backbone(backbone, input_size, flip))
     speeds = {candidate: faces_per_second(candidate) for candidate in candidates}
     chosen = max(speeds, key=speeds.get)
     log.info("embedding backend: %s", ", ".join(f"{c.name} {s:.0f} faces/s" for c, s in speeds.items()))
     return chosen
+
+
+def embedder_for(backbone: torch.nn.Module, input_size: int, backend: str = "auto", **options) -> Embedder:
+    """``backend``: a name in :data:`BACKENDS`, or ``auto`` (:func:`fastest_embedder`)."""
+    if backend == "auto":
+        return fastest_embedder(backbone, input_size, **options)
+    return BACKENDS.get(backend).from_backbone(backbone, input_size, **options)

@@ -21,7 +21,10 @@ import numpy as np
 from ..align import align_face, build_detector, choose_face
 from ..data.images import fit_size
 from ..errors import DataError
+from ..models.checkpoint import FORMAT, backbone_from_state, load_checkpoint
+from .backends import OnnxEmbedder, embedder_for
 from .calibration import DEFAULT_FMR, Calibration
+from .gallery import open_gallery
 
 
 class Recognizer:
@@ -45,32 +48,17 @@ class Recognizer:
     ) -> Recognizer:
         """From a facelearn checkpoint, an arcface_torch ``.pth`` (with ``architecture``) or an exported ``.onnx``.
 
-        ``backend`` for a checkpoint: ``torch``, ``onnx`` (exported in memory) or ``auto`` — whichever
-        embeds faster on this machine, measured at load."""
-        from .backends import OnnxEmbedder, TorchEmbedder, fastest_embedder
-
-        calibration = None
+        ``backend`` for a checkpoint: a name in :data:`facelearn.deploy.backends.BACKENDS` (``torch``,
+        ``onnx``: exported in memory) or ``auto`` — whichever embeds faster on this machine, measured at
+        load. The checkpoint file is read once."""
         if str(model).endswith(".onnx"):
             embedder = OnnxEmbedder(model, **backend_options)
             calibration = embedder.calibration
         else:
-            from ..train.checkpoint import FORMAT, backbone_from_checkpoint, load_checkpoint
-
-            backbone, size = backbone_from_checkpoint(model, architecture)
             checkpoint = load_checkpoint(model)
-            if checkpoint.get("format") == FORMAT:
-                calibration = checkpoint.get("calibration")
-            if backend == "auto":
-                embedder = fastest_embedder(backbone, size, **backend_options)
-            elif backend == "torch":
-                embedder = TorchEmbedder(backbone, size, **backend_options)
-            elif backend == "onnx":
-                from .export import EmbeddingGraph, export_bytes, model_metadata
-
-                metadata = model_metadata(None, "", backbone, size, True)
-                embedder = OnnxEmbedder(export_bytes(EmbeddingGraph(backbone), size, metadata), **backend_options)
-            else:
-                raise DataError(f"unknown backend {backend!r}; valid: auto, torch, onnx")
+            backbone, size = backbone_from_state(checkpoint, model, architecture)
+            calibration = checkpoint.get("calibration") if checkpoint.get("format") == FORMAT else None
+            embedder = embedder_for(backbone, size, backend, **backend_options)
         recognizer = cls(
             embedder,
             build_detector(detector, weights) if detector else None,
@@ -86,8 +74,6 @@ class Recognizer:
 
     def open_gallery(self, location: str | Path, store: str | None = None, index: str = "exact"):
         """An SQLite file (default), or Milvus (``store="milvus"``: a milvus-lite file or a server URI)."""
-        from .galleries import open_gallery
-
         self.gallery = open_gallery(location, self.model_id, self.embedder.embedding_size, store, index)
         return self.gallery
 

@@ -58,7 +58,7 @@ def store_calibration(model: str | Path, calibration: Calibration) -> None:
     if model.suffix == ".onnx":
         store_in_onnx(model, calibration)
         return
-    from ..train.checkpoint import FORMAT, load_checkpoint, save_atomic
+    from ..models.checkpoint import FORMAT, load_checkpoint, save_atomic
 
     checkpoint = load_checkpoint(model)
     if checkpoint.get("format") != FORMAT:

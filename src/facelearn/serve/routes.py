@@ -8,7 +8,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ..deploy.sqlite_gallery import DuplicateSubject, UnknownSubject
+from ..deploy.gallery import DuplicateSubject, UnknownSubject
 from . import schemas as s
 from .bodies import read_body
 from .problems import Problem, error_responses

@@ -11,11 +11,11 @@ from ..data.pairs import pair_set_from_config
 from ..data.unlabelled import refuse_test_identities
 from ..distributed import init_from_environment
 from ..errors import ConfigError
+from ..hardware import keep_freed_memory, resolve_device
 from ..heads import build_head, check_head_options
 from ..models import build_backbone, check_model_options
 from . import distillation  # noqa: F401 - registers train.task=distill
 from .engine import Trainer
-from .hardware import keep_freed_memory, resolve_device
 from .tasks import TASKS
 
 

@@ -1,70 +1,22 @@
-"""Checkpoints: full training state, written atomically, loaded without unrestricted pickle.
+"""Training checkpoints: where a run keeps them, and the random state that makes resume exact.
 
-A checkpoint is written to a temporary file in the same folder, flushed to disk and renamed over
-the target (:func:`facelearn.io.write_atomic`), so a crash or a full disk leaves either the old
-file or the new one, never half of one, and no temporary file. Loading
-uses ``torch.load(weights_only=True)``: tensors and plain containers only, no code.
-"""
+Reading, writing and loading a backbone from a checkpoint live in :mod:`facelearn.models.checkpoint`
+(recognition and serving use them without importing training code)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import FacelearnError
-from ..io import write_atomic
-
-FORMAT = "facelearn-checkpoint-1"
-_STEP_FILE = re.compile(r"step_(\d+)\.pt$")
-
-
-class CheckpointError(FacelearnError):
-    """A checkpoint that cannot be used (truncated, corrupt, or for another model)."""
-
-
-def save_atomic(state: dict, path: str | Path) -> None:
-    """Write ``state`` to a temporary file beside ``path`` and rename it (removed if the write fails)."""
-    try:
-        write_atomic(path, lambda handle: torch.save(state, handle))
-    except RuntimeError as error:
-        # torch's zip writer turns a full disk into "unexpected pos …": report the disk's error
-        if isinstance(error.__context__, OSError):
-            cause = error.__context__
-            raise OSError(cause.errno, cause.strerror, str(path)) from None
-        raise
+from ..models.checkpoint import step_checkpoints
 
 
 def remove_temporary_files(run_dir: str | Path) -> None:
     """Temporary checkpoint files a killed writer left behind (call it while holding the run's lock)."""
     for path in [*Path(run_dir).glob(".*.pt.*.tmp"), *Path(run_dir).glob("*.pt.tmp")]:
         path.unlink(missing_ok=True)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        others = [p.name for p in step_checkpoints(path.parent) if p != path]
-        hint = f"; other checkpoints in {path.parent}: {', '.join(others)}" if others else ""
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {error}). "
-            f"Delete it to resume from an earlier one{hint}"
-        ) from error
-
-
-def step_checkpoints(run_dir: str | Path) -> list[Path]:
-    """``step_*.pt`` files in ``run_dir``, oldest first."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _STEP_FILE.search(p.name))]
-    return [p for _, p in sorted(found)]
 
 
 def step_path(run_dir: str | Path, step: int) -> Path:
@@ -93,67 +45,3 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def backbone_state(checkpoint: dict) -> dict:
-    """Backbone weights from a facelearn checkpoint, or the dict itself if it is already a plain
-    backbone state_dict (an insightface arcface_torch ``model.pt``)."""
-    if checkpoint.get("format") == FORMAT:
-        prefix = "backbone."
-        return {k[len(prefix) :]: v for k, v in checkpoint["task"].items() if k.startswith(prefix)}
-    return checkpoint
-
-
-def load_backbone_weights(backbone: torch.nn.Module, path: str | Path) -> None:
-    state = backbone_state(load_checkpoint(path))
-    own = backbone.state_dict()
-    wrong = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if k in own and v.shape != own[k].shape]
-    if wrong:
-        key, saved, expected = wrong[0]
-        raise CheckpointError(
-            f"{path} does not match this {type(backbone).__name__}: {len(wrong)} tensors differ in shape, e.g. "
-            f"{key} is {saved} in the file and {expected} here (check --model and the model's width, blocks and "
-            "embedding size)"
-        )
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path} does not match {type(backbone).__name__}: missing keys {missing[:5]}, "
-            f"unexpected keys {unexpected[:5]} (check model.name and model.embedding_size)"
-        )
-
-
-def load_head_weights(head: torch.nn.Module, path: str | Path) -> None:
-    """The margin head of a facelearn checkpoint (fine-tuning on the same identities)."""
-    checkpoint = load_checkpoint(path)
-    if checkpoint.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a plain backbone state_dict: it has no head (set train.init_head=false)")
-    state = {k[len("head.") :]: v for k, v in checkpoint["task"].items() if k.startswith("head.")}
-    try:
-        head.load_state_dict(state)
-    except RuntimeError as error:
-        raise CheckpointError(f"the head of {path} does not fit this head (class count or kind): {error}") from None
-
-
-def backbone_from_checkpoint(
-    path: str | Path, model_name: str | None = None, embedding_size: int = 512
-) -> tuple[torch.nn.Module, int]:
-    """(backbone with the checkpoint's weights, in eval mode; its input size).
-
-    A facelearn checkpoint names its architecture; a plain state_dict (arcface_torch ``model.pt``)
-    needs ``model_name`` and is taken to be for 112×112 faces.
-    """
-    from ..config import ModelConfig, from_dict
-    from ..models import build_backbone
-
-    checkpoint = load_checkpoint(path)
-    if checkpoint.get("format") == FORMAT:
-        model_config = from_dict(ModelConfig, checkpoint["config"]["model"])
-        image_size = checkpoint["config"]["data"]["image_size"]
-    elif model_name:
-        model_config, image_size = ModelConfig(name=model_name, embedding_size=embedding_size), 112
-    else:
-        raise CheckpointError(f"{path} is a plain state_dict: name its architecture (--model)")
-    backbone = build_backbone(model_config, image_size, strict=False)
-    load_backbone_weights(backbone, path)
-    return backbone.eval(), image_size

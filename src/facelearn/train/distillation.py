@@ -36,13 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, HeadConfig, from_dict
+from ..data.teacher_embeddings import TeacherEmbeddings
 from ..errors import ConfigError
 from ..heads import Head, build_head
 from ..losses.distill import angular_distillation, hinton_distillation, l2_distillation
 from ..models import Backbone
-from .checkpoint import FORMAT, backbone_from_checkpoint, load_checkpoint, load_head_weights
+from ..models.checkpoint import FORMAT, backbone_from_checkpoint, load_checkpoint, load_head_weights
 from .tasks import TASKS, ClassificationTask, StepOutput
-from .teacher_embeddings import TeacherEmbeddings
 
 METHODS = ("angular", "l2", "hinton", "none")
 log = logging.getLogger(__name__)

@@ -29,22 +29,18 @@ from ..data.pairs import PairSet
 from ..distributed import rank, world_size
 from ..errors import FacelearnError
 from ..eval.embed import evaluate_pair_set
+from ..hardware import compile_backbone, precision_name, resolve_amp, resolve_device
 from ..io import DirectoryLock, write_atomic, write_text_atomic
-from .checkpoint import (
+from ..models.checkpoint import (
     FORMAT,
     CheckpointError,
     load_backbone_weights,
     load_checkpoint,
     load_head_weights,
-    prune,
-    remove_temporary_files,
-    rng_state,
     save_atomic,
-    set_rng_state,
     step_checkpoints,
-    step_path,
 )
-from .hardware import compile_backbone, precision_name, resolve_amp, resolve_device
+from .checkpoint import prune, remove_temporary_files, rng_state, set_rng_state, step_path
 from .logs import NullWriter, run_log
 from .optimizer import build_optimizer
 from .parallel import DataParallel

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from ..distributed import local_rank
+from .distributed import local_rank
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FacelearnError
+from . import STORES
+from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownSubject
 from .index import build_index
 
 SCHEMA = """
@@ -38,19 +39,8 @@ CREATE INDEX IF NOT EXISTS faces_by_subject ON faces(subject_id);
 """
 
 
-class GalleryError(FacelearnError):
-    """A gallery used in a way it cannot be: another model, an unknown or duplicate subject."""
-
-
-class DuplicateSubject(GalleryError):
-    """Enrolling a subject that is enrolled already (without ``append``)."""
-
-
-class UnknownSubject(GalleryError):
-    """A subject that is not in the gallery."""
-
-
-class SQLiteGallery:
+@STORES.register("sqlite")
+class SQLiteGallery(GalleryStore):
     def __init__(self, path: str | Path, model_id: str | None, dim: int | None, index: str = "exact"):
         """``model_id`` / ``dim`` None: an existing gallery, opened for listing and deleting only;
         ``index``: ``exact`` (float32), ``SQfp16`` (exact, half the memory) or ``HNSW32`` (approximate)."""

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import HeadConfig, from_dict
-from .data.folder import ImageFolder
-from .data.images import ImageError, fit_size
-from .eval.embed import embed_images
-from .heads import build_head, find_outliers
-from .train.checkpoint import CheckpointError, backbone_from_checkpoint, load_checkpoint, load_head_weights
+from ..config import HeadConfig, from_dict
+from ..data.folder import ImageFolder
+from ..data.images import ImageError, fit_size
+from ..heads import build_head, find_outliers
+from ..models.checkpoint import CheckpointError, backbone_from_checkpoint, load_checkpoint, load_head_weights
+from .embed import embed_images
 
 
 def find_noisy_images(checkpoint: str | Path, root: str | Path, threshold_degrees: float = 75.0) -> dict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
+from ...errors import DataError
 
 SCORE_ELEMENTS = 2**25  # scores per chunk of queries (128 MB of float32)
 

@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from ..data.folder import ImageFolder
 from ..data.images import ImageError, read_image
+from ..data.teacher_embeddings import TeacherEmbeddings, image_key
 from ..errors import ConfigError
-from .teacher_embeddings import TeacherEmbeddings, image_key
 
 log = logging.getLogger(__name__)
 SAVE_EVERY = 200
@@ -72,7 +72,7 @@ class ModelTeacher:
     """A facelearn checkpoint, an arcface_torch ``.pth`` or an exported ``.onnx``, through the Recognizer."""
 
     def __init__(self, path: str, detector: str = "retinaface", weights: str | None = None):
-        from ..deploy.recognizer import Recognizer
+        from .recognizer import Recognizer
 
         self.recognizer = Recognizer.load(path, detector=detector, weights=weights, backend="torch")  # .onnx: ORT
         self.identity = {

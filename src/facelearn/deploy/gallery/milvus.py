@@ -16,8 +16,9 @@ import threading
 
 import numpy as np
 
+from . import STORES
+from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownSubject
 from .index import ExactIndex  # only its input check
-from .sqlite_gallery import DuplicateSubject, GalleryError, UnknownSubject
 
 MAX_SUBJECT = 512
 
@@ -26,8 +27,10 @@ def quoted(value: str) -> str:
     return json.dumps(value)  # a Milvus filter string literal: double quotes, escapes as JSON
 
 
-class MilvusGallery:
-    def __init__(self, uri: str, model_id: str | None, dim: int | None, timeout: float = 10.0):
+@STORES.register("milvus")
+class MilvusGallery(GalleryStore):
+    def __init__(self, uri: str, model_id: str | None, dim: int | None, index: str = "exact", timeout: float = 10.0):
+        """``index`` is the SQLite store's option: Milvus indexes on its side (FLAT, inner product)."""
         try:
             from pymilvus import DataType, MilvusClient, MilvusException
         except ImportError:

@@ -7,10 +7,12 @@ import ipaddress
 import json
 import logging
 
+from ..deploy.gallery import STORES
 from ..errors import ConfigError
-from .keys import KeyStore
-from .service import LOOPBACK, ServeSettings
-from .uploads import ImageLimits
+from ..serve.keys import KeyStore
+from ..serve.service import LOOPBACK, ServeSettings
+from ..serve.uploads import ImageLimits
+from .options import BACKEND_HELP, DETECTOR_HELP
 
 MB = 1024 * 1024
 
@@ -32,8 +34,8 @@ def command_serve(args: argparse.Namespace) -> None:
     try:
         import uvicorn
 
-        from .app import create_app
-        from .service import Service
+        from ..serve.app import create_app
+        from ..serve.service import Service
     except ImportError as error:
         raise ConfigError(
             f"facelearn serve needs its extra ({error.name} is missing): pip install 'facelearn[serve]'"
@@ -100,12 +102,12 @@ def add_commands(commands) -> None:
     serve = commands.add_parser("serve", help="the REST API and page (FastAPI): verify, identify, enroll, delete")
     serve.add_argument("--model", help="a facelearn checkpoint, an arcface_torch .pth (with --architecture) or .onnx")
     serve.add_argument("--gallery", help="the gallery: an SQLite file, or a Milvus URI / milvus-lite file with --store")
-    serve.add_argument("--store", choices=["sqlite", "milvus"])
+    serve.add_argument("--store", choices=STORES.names())
     serve.add_argument("--index", default="exact", help="SQLite gallery index: exact, SQfp16 or HNSW32 (faiss)")
     serve.add_argument("--architecture")
-    serve.add_argument("--detector", default="retinaface", choices=["retinaface", "mtcnn"])
+    serve.add_argument("--detector", default="retinaface", help=DETECTOR_HELP)
     serve.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")
-    serve.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    serve.add_argument("--backend", default="auto", help=BACKEND_HELP)
     serve.add_argument("--host", default="127.0.0.1", help="beyond loopback only with --keys holding keys")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--keys", help="the hashed API key file (keys are required whenever it holds any)")

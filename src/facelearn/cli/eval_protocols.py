@@ -33,7 +33,7 @@ def add_recognition_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_ijb(args: argparse.Namespace, backbone, image_size: int, device) -> None:
-    from .recognition import evaluate_ijb
+    from ..eval.recognition import evaluate_ijb
 
     report = evaluate_ijb(
         backbone,
@@ -60,7 +60,7 @@ def run_ijb(args: argparse.Namespace, backbone, image_size: int, device) -> None
 
 
 def run_identification(args: argparse.Namespace, backbone, image_size: int, device) -> None:
-    from .recognition import evaluate_folders
+    from ..eval.recognition import evaluate_folders
 
     report = evaluate_folders(
         backbone,

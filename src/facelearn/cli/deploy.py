@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..deploy.gallery import STORES
 from ..errors import ConfigError, DataError
+from .options import DETECTOR_HELP
 
 MODEL_HELP = "a facelearn checkpoint, an arcface_torch .pth (with --architecture) or an exported .onnx"
 
@@ -23,12 +25,12 @@ def aligned_images(folder: str | Path, limit: int | None = None) -> list[Path]:
 def command_export(args: argparse.Namespace) -> None:
     from ..data.images import fit_size, read_image
     from ..data.synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
+    from ..deploy.export import EmbeddingGraph, export_onnx, model_metadata, parity
     from ..io import write_atomic
-    from ..train.checkpoint import FORMAT, backbone_from_checkpoint, load_checkpoint
-    from .export import EmbeddingGraph, export_onnx, model_metadata, parity
+    from ..models.checkpoint import FORMAT, backbone_from_state, load_checkpoint
 
-    backbone, size = backbone_from_checkpoint(args.checkpoint, args.architecture)
     checkpoint = load_checkpoint(args.checkpoint)
+    backbone, size = backbone_from_state(checkpoint, args.checkpoint, args.architecture)
     graph = EmbeddingGraph(backbone, flip=not args.no_flip)
     metadata = model_metadata(
         checkpoint if checkpoint.get("format") == FORMAT else None, args.architecture, backbone, size, not args.no_flip
@@ -63,8 +65,8 @@ def command_export(args: argparse.Namespace) -> None:
 
 
 def report_int8(graph, output: Path, faces: np.ndarray, where: str) -> None:
-    from .backends import OnnxEmbedder, faces_per_second
-    from .export import parity, quantize_int8
+    from ..deploy.backends import OnnxEmbedder, faces_per_second
+    from ..deploy.export import parity, quantize_int8
 
     if len(faces) < 100:
         raise ConfigError("--int8 calibrates on real faces: give --parity DIR with at least 100 aligned faces")
@@ -80,9 +82,9 @@ def report_int8(graph, output: Path, faces: np.ndarray, where: str) -> None:
 
 
 def command_calibrate(args: argparse.Namespace) -> None:
-    from .calibration import calibrate
-    from .recognizer import Recognizer
-    from .stored_calibration import pair_scores_for_calibration, store_calibration
+    from ..deploy.calibration import calibrate
+    from ..deploy.recognizer import Recognizer
+    from ..deploy.stored_calibration import pair_scores_for_calibration, store_calibration
 
     recognizer = Recognizer.load(args.model, args.architecture, detector=None)
     scores, issame, source = pair_scores_for_calibration(recognizer, args.pairs, args.root, args.bin, args.gallery)
@@ -107,7 +109,7 @@ def command_calibrate(args: argparse.Namespace) -> None:
 
 
 def open_recognizer(args: argparse.Namespace, gallery: bool = True):
-    from .recognizer import Recognizer
+    from ..deploy.recognizer import Recognizer
 
     return Recognizer.load(
         args.model,
@@ -168,7 +170,7 @@ def command_verify(args: argparse.Namespace) -> None:
 
 
 def command_gallery(args: argparse.Namespace) -> None:
-    from .galleries import open_gallery
+    from ..deploy.gallery import open_gallery
 
     if "://" not in args.gallery and not Path(args.gallery).is_file():
         raise DataError(f"{args.gallery} does not exist")
@@ -191,11 +193,11 @@ def command_gallery(args: argparse.Namespace) -> None:
 def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True) -> None:
     parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--architecture", help="architecture of a plain state_dict (e.g. iresnet50)")
-    parser.add_argument("--detector", default="retinaface", choices=["retinaface", "mtcnn"])
+    parser.add_argument("--detector", default="retinaface", help=DETECTOR_HELP)
     parser.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")
     parser.add_argument("--aligned", action="store_true", help="the images are aligned faces: no detection")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--store", choices=["sqlite", "milvus"], help="gallery store (default: Milvus for a URI)")
+    parser.add_argument("--store", choices=STORES.names(), help="gallery store (default: Milvus for a URI)")
     parser.add_argument("--index", default="exact", help="SQLite gallery index: exact, SQfp16 or HNSW32 (faiss)")
     if fmr:
         parser.add_argument("--fmr", type=float, default=1e-3, help="false-match rate of the decision (default 1e-3)")
@@ -250,5 +252,5 @@ def add_commands(commands) -> None:
     gallery.add_argument("gallery")
     gallery.add_argument("subject", nargs="?")
     gallery.add_argument("--json", action="store_true")
-    gallery.add_argument("--store", choices=["sqlite", "milvus"], help="default: Milvus for a URI, else SQLite")
+    gallery.add_argument("--store", choices=STORES.names(), help="default: Milvus for a URI, else SQLite")
     gallery.set_defaults(func=command_gallery)

@@ -1,0 +1,55 @@
+"""The ``facelearn`` command: one module per command group, each parsing its arguments and calling the
+library. Nothing below this package takes an argparse Namespace."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..errors import FacelearnError, describe_os_error
+from . import deploy, eval, prepare, serve, train
+from .train import recipe_path
+
+GROUPS = (train, eval, prepare, deploy, serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facelearn", description="Train, evaluate and deploy face recognition.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step to the console")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = logging.StreamHandler()
+    console.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(console)
+    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
+    from ..train.engine import TrainingDiverged, TrainingStopped
+
+    try:
+        args.func(args)
+    except TrainingStopped as stopped:
+        print(f"facelearn: {stopped}", file=sys.stderr)
+        return stopped.exit_code
+    except TrainingDiverged as error:
+        print(f"facelearn: training stopped: {error}", file=sys.stderr)
+        return 1
+    except FacelearnError as error:
+        print(f"facelearn: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a read-only folder, a full disk, a file where a folder should be
+        print(f"facelearn: error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facelearn: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+__all__ = ["build_parser", "main", "recipe_path"]

@@ -1,0 +1,71 @@
+"""``facelearn eval``: verification (k-fold), IJB templates and 1:N. Parse, then call the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import ConfigError
+from ..io import write_text_atomic
+from .eval_protocols import add_recognition_arguments, run_identification, run_ijb
+from .train import print_summary
+
+
+def command_eval(args: argparse.Namespace) -> None:
+    from ..eval.embed import default_device, evaluate_pair_set
+    from ..eval.sets import evaluation_sets
+    from ..models.checkpoint import backbone_from_checkpoint
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if bool(args.gallery) != bool(args.probes):
+        raise ConfigError("--gallery and --probes go together (and --distractors needs both)")
+    if args.distractors and not args.gallery:
+        raise ConfigError("--distractors needs --gallery and --probes")
+    pair_sets_asked = bool(args.bin or args.pairs or args.synthetic is not None)
+    if not (pair_sets_asked or args.ijb or args.gallery):
+        raise ConfigError("nothing to evaluate: give --bin, --pairs/--root, --synthetic, --ijb or --gallery/--probes")
+    backbone, image_size = backbone_from_checkpoint(args.checkpoint, args.model, args.embedding_size)
+    sets = []
+    if pair_sets_asked:
+        sets = evaluation_sets(image_size, args.bin, args.pairs, args.root, args.synthetic, args.folds, args.hard_split)
+    device = default_device()
+    backbone.to(device)
+    results = {}
+    for pairs in sets:
+        result = evaluate_pair_set(
+            backbone, pairs, args.output, batch_size=args.batch_size, flip=not args.no_flip, device=device
+        )
+        results[pairs.name] = result.to_dict()
+    if results:
+        write_text_atomic(Path(args.output) / "metrics.json", json.dumps(results, indent=2))
+        written = f"metrics.json, score histograms and ROC plots in {args.output}/"
+        print_summary({"step": None, "skipped_images": 0, "verification": results}, written)
+    if args.ijb:
+        run_ijb(args, backbone, image_size, device)
+    if args.gallery:
+        run_identification(args, backbone, image_size, device)
+
+
+def add_commands(commands) -> None:
+    evaluate = commands.add_parser("eval", help="verification (10-fold, IJB templates) and identification (1:N)")
+    evaluate.add_argument("checkpoint", help="a facelearn checkpoint, or an arcface_torch model.pt with --model")
+    evaluate.add_argument("--model", help="architecture of a plain state_dict (e.g. iresnet50)")
+    evaluate.add_argument("--embedding-size", type=int, default=512)
+    evaluate.add_argument("--bin", nargs="+", help="insightface .bin verification files")
+    evaluate.add_argument("--pairs", help="LFW-style pairs.txt")
+    evaluate.add_argument("--root", help="image root for --pairs")
+    evaluate.add_argument("--synthetic", type=int, metavar="N", help="N pairs of unseen synthetic identities")
+    evaluate.add_argument("--folds", type=int, help="contiguous folds of the protocol (default 10)")
+    evaluate.add_argument(
+        "--hard-split",
+        type=int,
+        metavar="FACTOR",
+        help="also score every set hard-hard and easy-hard, hard = down-sampled FACTOR times (DDL's evaluation)",
+    )
+    add_recognition_arguments(evaluate)
+    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument("--no-flip", action="store_true", help="embed without flip test-time augmentation")
+    evaluate.add_argument("--output", default="eval", help="folder for metrics.json and plots")
+    evaluate.set_defaults(func=command_eval)

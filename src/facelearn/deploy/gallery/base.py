@@ -1,0 +1,73 @@
+"""What every gallery store does, and the errors it raises: the contract the Recognizer and the service use.
+
+A store keeps subjects (a name, metadata, and the embeddings of their faces) made by one model, and
+answers searches: per query, the best subjects, each scoring its best face. A new store is one file
+with a subclass registered in :data:`facelearn.deploy.gallery.STORES` and one test.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ...errors import FacelearnError
+
+
+class GalleryError(FacelearnError):
+    """A gallery used in a way it cannot be: another model, an unknown or duplicate subject."""
+
+
+class DuplicateSubject(GalleryError):
+    """Enrolling a subject that is enrolled already (without ``append``)."""
+
+
+class UnknownSubject(GalleryError):
+    """A subject that is not in the gallery."""
+
+
+class GalleryStore(ABC):
+    """One gallery of one model's embeddings. ``model_id`` / ``dim`` None opens an existing gallery
+    for listing and deleting only (it names its model itself)."""
+
+    model_id: str
+    dim: int
+
+    @abstractmethod
+    def enroll(
+        self,
+        subject: str,
+        embeddings: np.ndarray,
+        qualities: list[float] | None = None,
+        sources: list[str] | None = None,
+        metadata: dict | None = None,
+        append: bool = False,
+    ) -> int:
+        """Add a subject's faces, all or none (``append``: to an existing subject); returns its face count.
+        Raises :class:`DuplicateSubject` for an enrolled subject without ``append``."""
+
+    @abstractmethod
+    def delete(self, subject: str) -> int:
+        """Remove a subject and every embedding of it; returns the faces removed. Raises :class:`UnknownSubject`."""
+
+    @abstractmethod
+    def checkpoint(self) -> None:
+        """Make a delete final in the store's files (no copy of a deleted embedding left behind)."""
+
+    @abstractmethod
+    def subjects(self) -> list[dict]:
+        """``[{"subject", "metadata", "faces"}]`` sorted by name."""
+
+    @abstractmethod
+    def search(
+        self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Per query the ``k`` best ``(subject, score)``, optionally only subjects whose metadata has every
+        ``where`` key with that value, or only ``subject``."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """The number of subjects."""
+
+    @abstractmethod
+    def close(self) -> None: ...
