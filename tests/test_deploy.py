@@ -20,7 +20,7 @@ from facelearn.data.lfw_split import lfw_split
 from facelearn.deploy.calibration import calibrate
 from facelearn.deploy.recognizer import Recognizer
 from facelearn.deploy.stored_calibration import store_calibration
-from facelearn.errors import DataError
+from facelearn.errors import ConfigError, DataError
 from facelearn.eval.verification import evaluate_pairs
 from facelearn.models.checkpoint import load_checkpoint
 

@@ -29,8 +29,9 @@ def test_deploy_and_serve_load_no_training_module():
 
 
 def test_import_facelearn_and_the_cli_parser_load_no_torch():
+    probe = "import facelearn.cli, sys; facelearn.cli.build_parser(); print('torch' in sys.modules)"
     done = subprocess.run(
-        [sys.executable, "-c", "import facelearn.cli, sys; facelearn.cli.build_parser(); print('torch' in sys.modules)"],
+        [sys.executable, "-c", probe],
         capture_output=True,
         text=True,
         check=True,
