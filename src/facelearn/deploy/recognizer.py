@@ -1,9 +1,12 @@
 """``facelearn.Recognizer``: detect, align, embed, verify, enroll, identify and delete — one object.
 
     recognizer = Recognizer.load("runs/lfw/mbf_detect/best.pt", gallery="people.db")
-    recognizer.enroll("alice", [read_image("alice1.jpg"), read_image("alice2.jpg")])
-    recognizer.identify(read_image("visitor.jpg"))      # candidates, or "unknown" below the FMR threshold
+    recognizer.enroll("alice", ["alice1.jpg", "alice2.jpg"])
+    recognizer.identify("visitor.jpg")                  # candidates, or "unknown" below the FMR threshold
     recognizer.verify(photo_a, photo_b, fmr=1e-3)       # score, decision, threshold, FMR, model
+
+An image is a path, encoded bytes, a PIL image or an (H, W, 3) uint8 array, RGB unless
+``channel_order="bgr"`` (what ``cv2.imread`` returns): :func:`facelearn.deploy.inputs.as_rgb`.
 
 Photos go through the same detector and :func:`facelearn.align.align_face` as training data;
 faces that are already aligned at the model's input size can be passed with ``aligned=True``.
@@ -25,6 +28,7 @@ from ..models.checkpoint import FORMAT, backbone_from_state, load_checkpoint
 from .backends import OnnxEmbedder, embedder_for
 from .calibration import DEFAULT_FMR, Calibration
 from .gallery import open_gallery
+from .inputs import as_rgb
 
 
 class Recognizer:
@@ -88,9 +92,12 @@ class Recognizer:
         faces = self.detect(image)
         return [fit_size(align_face(image, points), self.input_size) for points in faces.landmarks], faces
 
-    def embed(self, images: list[np.ndarray], aligned: bool = False, batch_size: int = 64) -> np.ndarray:
+    def embed(
+        self, images: list, aligned: bool = False, batch_size: int = 64, channel_order: str = "rgb"
+    ) -> np.ndarray:
         """(N, D) unit embeddings: of aligned faces, or of the largest face of each photo (NaN rows where a
         photo has no face)."""
+        images = [as_rgb(image, channel_order) for image in images]
         if aligned:
             faces = [self.check_aligned(face) for face in images]
             return self.embed_faces(faces, batch_size)[0]
@@ -127,10 +134,10 @@ class Recognizer:
             )
         return self.calibration.threshold(fmr)
 
-    def verify(self, a: np.ndarray, b: np.ndarray, fmr: float = DEFAULT_FMR, aligned: bool = False) -> dict:
+    def verify(self, a, b, fmr: float = DEFAULT_FMR, aligned: bool = False, channel_order: str = "rgb") -> dict:
         """Same person or not, at a false-match rate: score, decision, threshold, FMR, model."""
         threshold = self.threshold(fmr)
-        first, second = self.embed([a, b], aligned)
+        first, second = self.embed([a, b], aligned, channel_order=channel_order)
         for name, embedding in (("first", first), ("second", second)):
             if np.isnan(embedding).any():
                 raise DataError(f"no face found in the {name} image")
@@ -145,25 +152,29 @@ class Recognizer:
     def enroll(
         self,
         subject: str,
-        images: list[np.ndarray],
+        images: list,
         aligned: bool = False,
         metadata: dict | None = None,
         append: bool = False,
+        channel_order: str = "rgb",
     ) -> dict:
         """Enroll the largest face of each photo; photos without a face are listed, not enrolled."""
         gallery = self._require_gallery()
         if not images:
             raise DataError(f"nothing to enroll for {subject!r}: no images given")
-        embeddings = self.embed(images, aligned)
+        embeddings = self.embed(images, aligned, channel_order=channel_order)
         usable = ~np.isnan(embeddings).any(1)
         if not usable.any():
             raise DataError(f"no face found in any of the {len(images)} images of {subject!r}: nothing enrolled")
         faces = gallery.enroll(subject, embeddings[usable], metadata=metadata, append=append)
         return {"subject": subject, "faces": faces, "no_face": [int(i) for i in np.flatnonzero(~usable)]}
 
-    def identify(self, image: np.ndarray, k: int = 5, fmr: float = DEFAULT_FMR, aligned: bool = False) -> list[dict]:
+    def identify(
+        self, image, k: int = 5, fmr: float = DEFAULT_FMR, aligned: bool = False, channel_order: str = "rgb"
+    ) -> list[dict]:
         """For every face in the photo (or the one aligned face): the k best subjects and the decision —
         the best subject if it scores above the threshold at ``fmr``, else ``None`` (unknown)."""
+        image = as_rgb(image, channel_order)
         if aligned:
             return self.identify_faces([image], k, fmr)
         faces, found = self.aligned_faces(image)
