@@ -67,7 +67,8 @@ def print_summary(summary: dict, written: str, seconds: float | None = None) -> 
             f"  {name:<24} accuracy {100 * result['accuracy']:.2f} ± {100 * result['accuracy_std']:.2f}%  "
             + (f"AUC {result['auc']:.4f}  EER {100 * result['eer']:.2f}%  " if result["auc"] is not None else "")
             + f"{tars}  "
-            f"threshold cos>{result['threshold_cosine']:.3f}"
+            f"threshold cos>{result['threshold_cosine']:.3f}  "
+            f"{len(result['fold_accuracies'])} {result['fold_split']} folds"
         )
     print(f"  {written}")
 
@@ -89,7 +90,9 @@ def command_eval(args: argparse.Namespace) -> None:
     backbone, image_size = backbone_from_checkpoint(args.checkpoint, args.model, args.embedding_size)
     sets = []
     if pair_sets_asked:
-        sets = evaluation_sets(image_size, args.bin, args.pairs, args.root, args.synthetic, args.folds, args.hard_split)
+        sets = evaluation_sets(
+            image_size, args.bin, args.pairs, args.root, args.synthetic, args.folds, args.hard_split, args.stratify
+        )
     device = default_device()
     backbone.to(device)
     results = {}
@@ -193,7 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--pairs", help="LFW-style pairs.txt")
     evaluate.add_argument("--root", help="image root for --pairs")
     evaluate.add_argument("--synthetic", type=int, metavar="N", help="N pairs of unseen synthetic identities")
-    evaluate.add_argument("--folds", type=int, help="contiguous folds of the protocol (default 10)")
+    evaluate.add_argument("--folds", type=int, help="folds of the protocol (default 10, contiguous)")
+    evaluate.add_argument(
+        "--stratify",
+        action="store_true",
+        help="stratified folds: each gets its share of same and of different pairs, in file order (LFW's: unchanged)",
+    )
     evaluate.add_argument(
         "--hard-split",
         type=int,
