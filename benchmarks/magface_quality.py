@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import RESULTS, write_result
 
-from facelearn.data.pairs import pairs_from_lfw
+from facelearn.data.pairs import pairs_from_lfw, with_folds
 from facelearn.eval.embed import evaluate_pair_set
 from facelearn.eval.plots import plot_error_versus_reject
 from facelearn.models.checkpoint import backbone_from_checkpoint, step_checkpoints
@@ -29,7 +29,7 @@ def main() -> None:
     for head in ("magface", "arcface"):
         backbone, size = backbone_from_checkpoint(step_checkpoints(work / f"head_{head}")[-1])
         pairs = pairs_from_lfw(work / "pairs_folds_8_10.txt", work / "detect" / "test", "lfw_folds_8_10", size)
-        pairs.folds = 3
+        with_folds(pairs, 3)  # LFW's folds 8-10, contiguous
         result = evaluate_pair_set(backbone, pairs)
         curves[head] = result.error_versus_reject
         fnmr = {c["rejected"]: c["fnmr"] for c in result.error_versus_reject}

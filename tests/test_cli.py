@@ -9,6 +9,8 @@ from conftest import shared_path
 from test_engine import TINY
 
 from facelearn.cli import main, recipe_path
+from facelearn.data.lfw_split import write_pairs
+from facelearn.data.pairs import read_lfw_pairs
 
 
 def test_train_then_eval_from_the_command_line(tmp_path, capsys):
@@ -69,3 +71,28 @@ def test_missing_dataset_folder(tmp_path, capsys):
     args = [*TINY, f"train.output_dir={tmp_path}", "data.kind=folder", f"data.root={tmp_path / 'nope'}"]
     assert main(["train", str(recipe_path("demo")), *args]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_label_sorted_pairs_file_is_refused_or_stratified_in_training_and_eval(tmp_path, capsys):
+    lfw = shared_path("data", "lfw_a")
+    listed = read_lfw_pairs(lfw / "pairs.txt")
+    pairs = tmp_path / "sorted_list" / "pairs.txt"
+    pairs.parent.mkdir()
+    write_pairs(pairs, listed[:4] + listed[300:304], folds=1)  # 4 genuine pairs, then 4 impostor pairs
+    eval_set = f"{{name: sorted_list, kind: pairs, path: {pairs}, root: {lfw / 'lfw'}, folds: 2"
+    train = ["train", str(recipe_path("demo")), *TINY, f"train.output_dir={tmp_path / 'run'}"]
+    refused = "pair set 'sorted_list': fold 1 of 2 (pairs 1-4) would choose its threshold on the other folds"
+    assert main([*train, f"eval.sets=[{eval_set}}}]"]) == 2
+    assert refused in capsys.readouterr().err  # refused before training starts
+    assert main([*train, f"eval.sets=[{eval_set}, stratify: true}}]"]) == 0
+    assert "2 stratified folds" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["verification"]["sorted_list"]["fold_split"] == "stratified"
+    evaluate = ["eval", str(tmp_path / "run" / "best.pt"), "--pairs", str(pairs), "--root", str(lfw / "lfw")]
+    assert main([*evaluate, "--folds", "2", "--output", str(tmp_path / "e")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"facelearn: error: {refused}") and "no genuine" in error and "--stratify" in error
+    assert main([*evaluate, "--folds", "2", "--stratify", "--output", str(tmp_path / "e")]) == 0
+    assert "2 stratified folds" in capsys.readouterr().out
+    result = json.loads((tmp_path / "e" / "metrics.json").read_text())["sorted_list"]
+    assert result["fold_split"] == "stratified" and len(result["fold_accuracies"]) == 2

@@ -167,7 +167,8 @@ class EvalSetConfig:
     hard: bool = False  # degrade the images of every pair (see hard_members and degrade)
     hard_members: Literal["both", "second"] = "both"  # second: easy-hard pairs (the second image degraded)
     degrade: DegradeConfig | None = None  # the degradation of hard images (empty: the fixed HARD_DEGRADATION)
-    folds: int = bounded(10, ge=2)  # contiguous folds: thresholds are chosen on the others, accuracy per fold
+    folds: int = bounded(10, ge=2)  # k-fold protocol: thresholds are chosen on the others, accuracy per fold
+    stratify: bool = False  # false: contiguous folds (LFW's); true: each fold gets its share of each kind
 
 
 @dataclass

@@ -29,7 +29,9 @@ def command_eval(args: argparse.Namespace) -> None:
     backbone, image_size = backbone_from_checkpoint(args.checkpoint, args.model, args.embedding_size)
     sets = []
     if pair_sets_asked:
-        sets = evaluation_sets(image_size, args.bin, args.pairs, args.root, args.synthetic, args.folds, args.hard_split)
+        sets = evaluation_sets(
+            image_size, args.bin, args.pairs, args.root, args.synthetic, args.folds, args.hard_split, args.stratify
+        )
     device = default_device()
     backbone.to(device)
     results = {}
@@ -57,7 +59,12 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--pairs", help="LFW-style pairs.txt")
     evaluate.add_argument("--root", help="image root for --pairs")
     evaluate.add_argument("--synthetic", type=int, metavar="N", help="N pairs of unseen synthetic identities")
-    evaluate.add_argument("--folds", type=int, help="contiguous folds of the protocol (default 10)")
+    evaluate.add_argument("--folds", type=int, help="folds of the protocol (default 10, contiguous)")
+    evaluate.add_argument(
+        "--stratify",
+        action="store_true",
+        help="stratified folds: each gets its share of same and of different pairs, in file order (LFW's: unchanged)",
+    )
     evaluate.add_argument(
         "--hard-split",
         type=int,

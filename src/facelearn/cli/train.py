@@ -60,7 +60,8 @@ def print_summary(summary: dict, written: str, seconds: float | None = None) -> 
             f"  {name:<24} accuracy {100 * result['accuracy']:.2f} ± {100 * result['accuracy_std']:.2f}%  "
             + (f"AUC {result['auc']:.4f}  EER {100 * result['eer']:.2f}%  " if result["auc"] is not None else "")
             + f"{tars}  "
-            f"threshold cos>{result['threshold_cosine']:.3f}"
+            f"threshold cos>{result['threshold_cosine']:.3f}  "
+            f"{len(result['fold_accuracies'])} {result['fold_split']} folds"
         )
     print(f"  {written}")
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import DegradeConfig, EvalSetConfig
 from ..errors import DataError
+from .folds import fold_assignment
 from .images import decode_image, fit_size, read_image
 from .synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
 from .transforms import HARD_DEGRADATION, Degrade
@@ -28,7 +29,8 @@ class PairSet:
     name: str
     issame: np.ndarray  # (N,) bool
     load: Callable[[int], np.ndarray]  # image index in [0, 2N) → HWC uint8 RGB
-    folds: int = 10  # contiguous folds of the protocol (LFW: 10 of 600 pairs; a 3-fold subset: 3)
+    folds: int = 10  # folds of the protocol (LFW: 10 of 600 pairs; a 3-fold subset: 3)
+    stratify: bool = False  # False: contiguous folds (LFW's); True: each fold gets its share of each kind
 
     @property
     def num_pairs(self) -> int:
@@ -71,8 +73,10 @@ def read_lfw_pairs(pairs_txt: str | Path) -> list[tuple[str, int, str, int]]:
     return pairs
 
 
-def with_folds(pairs: PairSet, folds: int) -> PairSet:
-    """Set the protocol's fold count, refusing one the pairs cannot support (it would give NaN)."""
+def with_folds(pairs: PairSet, folds: int, stratify: bool = False) -> PairSet:
+    """Set the protocol's folds, refusing a count the pairs cannot support (it would give NaN) and
+    folds whose training split lacks a kind of pair (:func:`~facelearn.data.folds.fold_assignment`),
+    before anything is embedded."""
     if not 2 <= folds <= pairs.num_pairs:
         raise DataError(
             f"pair set {pairs.name!r} has {pairs.num_pairs} pairs: the number of folds must be between 2 and "
@@ -85,7 +89,8 @@ def with_folds(pairs: PairSet, folds: int) -> PairSet:
             pairs.name,
             "different" if same == 0 else "same",
         )
-    pairs.folds = folds
+    fold_assignment(pairs.issame, folds, stratify, pairs.name)
+    pairs.folds, pairs.stratify = folds, stratify
     return pairs
 
 
@@ -117,7 +122,7 @@ def degraded(pairs: PairSet, config: DegradeConfig | None = None, members: str =
             image = degrade(image, np.random.default_rng([seed, 5, index]))
         return image
 
-    return PairSet(pairs.name, pairs.issame, load, pairs.folds)
+    return PairSet(pairs.name, pairs.issame, load, pairs.folds, pairs.stratify)
 
 
 def synthetic_pairs(
@@ -155,5 +160,5 @@ def pair_set_from_config(config: EvalSetConfig, seed: int = 0, image_size: int =
         pairs = pairs_from_lfw(config.path, config.root, config.name, image_size)
     else:
         raise DataError(f"eval set {config.name!r}: unknown kind {config.kind!r}; valid: synthetic, bin, pairs")
-    with_folds(pairs, config.folds)
+    with_folds(pairs, config.folds, config.stratify)
     return degraded(pairs, config.degrade, config.hard_members, seed) if config.hard else pairs

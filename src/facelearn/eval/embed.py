@@ -84,10 +84,12 @@ def evaluate_pair_set(
     output_dir: str | Path | None = None,
     **embed_options,
 ) -> VerificationResult:
-    """Embed a pair set, run the k-fold protocol (``pairs.folds``), and (with ``output_dir``) write
+    """Embed a pair set, run the k-fold protocol (``pairs.folds``, ``pairs.stratify``), and (with ``output_dir``) write
     ``<name>.json``, ``<name>_scores.png`` and ``<name>_roc.png``."""
     embeddings, xnorm, quality = embed_images(backbone, pairs.load, 2 * pairs.num_pairs, **embed_options)
-    result = evaluate_pairs(embeddings[0::2], embeddings[1::2], pairs.issame, folds=pairs.folds)
+    result = evaluate_pairs(
+        embeddings[0::2], embeddings[1::2], pairs.issame, folds=pairs.folds, stratify=pairs.stratify
+    )
     result.xnorm = xnorm
     scores = np.sum(embeddings[0::2] * embeddings[1::2], 1)
     if pairs.issame.any() and (~pairs.issame).any():

@@ -19,9 +19,11 @@ def evaluation_sets(
     synthetic: int | None = None,
     folds: int | None = None,
     hard_split: int | None = None,
+    stratify: bool = False,
 ) -> list[PairSet]:
     """Every set asked for; ``synthetic`` N gives N easy and N degraded pairs of unseen identities;
-    ``hard_split`` F adds, for every set, its hard–hard and easy–hard versions at 1/F resolution."""
+    ``stratify`` gives every set stratified folds instead of contiguous ones; ``hard_split`` F adds,
+    for every set, its hard–hard and easy–hard versions at 1/F resolution."""
     sets = [pairs_from_bin(path, image_size=image_size) for path in bins or []]
     if pairs:
         if not root:
@@ -35,7 +37,7 @@ def evaluation_sets(
     if not sets:
         raise ConfigError("nothing to evaluate: give --bin, --pairs/--root or --synthetic")
     for pair_set in sets:
-        with_folds(pair_set, folds if folds is not None else pair_set.folds)
+        with_folds(pair_set, folds if folds is not None else pair_set.folds, stratify)
     if hard_split is not None:
         if not 2 <= hard_split < image_size:
             raise ConfigError(f"--hard-split is a down-sampling factor from 2 to {image_size - 1}, got {hard_split}")

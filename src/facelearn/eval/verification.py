@@ -2,12 +2,14 @@
 
 Exactly as ``recognition/arcface_torch/eval/verification.py`` ``evaluate``: squared L2 distance
 of unit embeddings (float32), "same" iff distance < threshold; contiguous folds
-(``KFold(10, shuffle=False)``); for each fold the first best threshold of ``arange(0, 4, 0.01)``
-on the other nine folds is applied to the held-out fold. VAL@FAR = 1e-3 uses the
-``arange(0, 4, 0.001)`` grid and linear interpolation between the two grid thresholds that
-bracket the target FAR (what scipy 1.8.1's ``interp1d`` computed for the published numbers;
-newer scipy raises on the repeated FARs). Counting uses sorted distances and ``searchsorted``,
-so 6,000 pairs take milliseconds. Score metrics (AUC, EER, TAR@FAR) use the cosine similarity.
+(``KFold(10, shuffle=False)``), or stratified ones on request (``facelearn.data.folds``; a
+training split without both kinds of pair is refused either way); for each fold the first best
+threshold of ``arange(0, 4, 0.01)`` on the other nine folds is applied to the held-out fold.
+VAL@FAR = 1e-3 uses the ``arange(0, 4, 0.001)`` grid and linear interpolation between the two
+grid thresholds that bracket the target FAR (what scipy 1.8.1's ``interp1d`` computed for the
+published numbers; newer scipy raises on the repeated FARs). Counting uses sorted distances and
+``searchsorted``, so 6,000 pairs take milliseconds. Score metrics (AUC, EER, TAR@FAR) use the
+cosine similarity.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..data.folds import fold_assignment, fold_bounds, split_name
 from .metrics import auc, equal_error_rate, roc_curve, tar_at_far
+
+__all__ = ["VerificationResult", "evaluate_pairs", "fold_bounds", "squared_distances"]  # fold_bounds: data.folds
 
 ACCURACY_THRESHOLDS = np.arange(0, 4, 0.01)
 VAL_THRESHOLDS = np.arange(0, 4, 0.001)
@@ -41,17 +46,10 @@ class VerificationResult:
     mean_cosine_impostor: float | None = None  # E[S-] over the impostor pairs
     # FNMR at FMR = 1e-3 as the lowest-quality pairs (smaller raw embedding norm) are dropped, 5 % steps
     error_versus_reject: list[dict] | None = None
+    fold_split: str = "contiguous"  # how the pairs were split into folds: contiguous or stratified
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def fold_bounds(n: int, folds: int) -> list[tuple[int, int]]:
-    """sklearn ``KFold(folds, shuffle=False)``: the first n % folds folds get one extra item."""
-    sizes = np.full(folds, n // folds)
-    sizes[: n % folds] += 1
-    ends = np.cumsum(sizes)
-    return [(int(end - size), int(end)) for end, size in zip(ends, sizes, strict=True)]
 
 
 def squared_distances(embeddings1: np.ndarray, embeddings2: np.ndarray) -> np.ndarray:
@@ -72,9 +70,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
 class _Counts:
     """Per-fold sorted distances, to count "dist < t" for many thresholds at once."""
 
-    def __init__(self, dist: np.ndarray, issame: np.ndarray, bounds: list[tuple[int, int]]):
-        self.pos = [np.sort(dist[a:b][issame[a:b]]) for a, b in bounds]
-        self.neg = [np.sort(dist[a:b][~issame[a:b]]) for a, b in bounds]
+    def __init__(self, dist: np.ndarray, issame: np.ndarray, assignment: list[np.ndarray]):
+        self.pos = [np.sort(dist[fold][issame[fold]]) for fold in assignment]
+        self.neg = [np.sort(dist[fold][~issame[fold]]) for fold in assignment]
 
     def below(self, thresholds: np.ndarray, folds: list[int]) -> tuple[np.ndarray, np.ndarray, int, int]:
         tp = sum(np.searchsorted(self.pos[f], thresholds, side="left") for f in folds)
@@ -104,11 +102,14 @@ def evaluate_pairs(
     folds: int = 10,
     far_target: float = 1e-3,
     tar_fars: tuple[float, ...] = (1e-3, 1e-4),
+    stratify: bool = False,
 ) -> VerificationResult:
+    """The k-fold protocol over contiguous folds, or stratified ones (``stratify``); raises
+    :class:`~facelearn.errors.DataError` where a fold's training split lacks a kind of pair."""
     issame = np.asarray(issame, bool)
+    assignment = fold_assignment(issame, folds, stratify)
     dist = squared_distances(embeddings1, embeddings2).astype(np.float64)
-    bounds = fold_bounds(len(issame), folds)
-    counts = _Counts(dist, issame, bounds)
+    counts = _Counts(dist, issame, assignment)
     fold_acc, fold_thr, vals, fars = [], [], [], []
     for k in range(folds):
         train = [f for f in range(folds) if f != k]
@@ -144,4 +145,5 @@ def evaluate_pairs(
         auc=auc_value,
         eer=eer,
         tar_at_far=tars,
+        fold_split=split_name(stratify),
     )
