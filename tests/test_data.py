@@ -210,3 +210,14 @@ def test_missing_or_empty_dataset_errors(tmp_path):
         load_config(None, ["data.kind=lmdb"])
     with pytest.raises(ValueError, match="fewer than one global batch"):
         SeededBatchSampler(3, 4, seed=0)
+
+
+def test_an_exclude_file_names_one_path_a_line_spaces_included(tmp_path):
+    face = encode_image(np.full((8, 8, 3), 128, np.uint8), ".png")
+    for person, names in {"ada": ["a 1.png", "a2.png"], "bob": ["b1.png"]}.items():
+        (tmp_path / "root" / person).mkdir(parents=True)
+        for name in names:
+            (tmp_path / "root" / person / name).write_bytes(face)
+    (tmp_path / "exclude.txt").write_text("ada/a 1.png\n\n")
+    kept = ImageFolder(tmp_path / "root", tmp_path / "exclude.txt")
+    assert sorted(p.name for p in kept.paths) == ["a2.png", "b1.png"]  # split on whitespace, "a 1.png" stayed

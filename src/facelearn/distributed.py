@@ -78,7 +78,7 @@ class _Gather(torch.autograd.Function):
         return grad.narrow(ctx.dim, offset, ctx.sizes[rank()]), None
 
 
-def gather(tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
+def gather(tensor: torch.Tensor, *, dim: int) -> torch.Tensor:
     """All processes' ``tensor`` concatenated along ``dim`` in rank order, with gradient flowing
     back to each process's own part. With one process it is the tensor itself."""
     if world_size() == 1:

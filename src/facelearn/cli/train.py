@@ -16,7 +16,8 @@ def recipe_path(name: str) -> Path:
     return Path(str(resources.files("facelearn") / "configs" / f"{name}.yaml"))
 
 
-def run_training(config_path: Path, overrides: list[str]) -> dict:
+def run_training(config_path: Path, overrides: list[str]) -> tuple[dict, object]:
+    """(the run's summary, the resolved config)."""
     from ..train.build import build_trainer
 
     config = load_config(config_path, overrides)

@@ -20,7 +20,8 @@ class ImageFolder:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"dataset folder {self.root} does not exist: set data.root to a folder of identity folders")
-        excluded = set(Path(exclude).read_text().split()) if exclude else set()
+        # one path a line, spaces included (a name may hold them)
+        excluded = {line for line in Path(exclude).read_text().splitlines() if line.strip()} if exclude else set()
         self.identities: list[str] = []
         self.paths: list[Path] = []
         self.labels: list[int] = []

@@ -33,7 +33,7 @@ class BatchHardTripletLoss(Head):
             if not usable.any():
                 raise ValueError(
                     "batch-hard triplet loss needs at least two images of one identity and another identity "
-                    "in each batch: set data.sampler=identity (P identities × data.images_per_identity)"
+                    "in each batch: set data.sampler=identity (P identities × data.samples_per_identity)"
                 )
             loss = (hardest_positive - hardest_negative + self.margin)[usable].clamp(min=0).mean()
             return HeadOutput(loss, distance)

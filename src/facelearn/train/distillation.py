@@ -11,7 +11,7 @@
   remaining stages i+1 … n, frozen; the embedding that comes out is compared with the teacher's by
   the same loss, with λ_i = λ_n / 2^(n+1−i) (λ_4 = λ_n/2, λ_3 = λ_n/4, …: earlier stages weigh less).
   The adapters' design and the halving rule are the issue's reading of the paper, not confirmed by
-  public code (see docs/losses_reference.md §5).
+  public code (see the losses reference, ``docs/losses_reference.md`` §5, in the project's shared notes).
 * ``"l2"``: λ·mean ‖F_t − P·F_s‖², λ = 0.001 (the baseline that also forces the norms to match).
 * ``"hinton"``: T²·KL on the teachers' and students' class logits s·cos θ (no margin); teacher and
   student must share the training classes; the teacher's head comes from its checkpoint.

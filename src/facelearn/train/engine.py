@@ -43,7 +43,7 @@ from ..models.checkpoint import (
 from .checkpoint import prune, remove_temporary_files, rng_state, set_rng_state, step_path
 from .logs import NullWriter, run_log
 from .optimizer import build_optimizer
-from .parallel import DataParallel
+from .parallel import ProcessGroupTraining
 from .resume import altering_changes, apply_changed_config
 from .schedule import build_scheduler
 from .signals import StopOnSignal
@@ -82,7 +82,7 @@ class Trainer:
             self.task.to(memory_format=torch.channels_last)
         self.eval_sets, self.compiled = eval_sets, compile_backbone(task.backbone, config.train)
         self.optimizer = build_optimizer(task, config)
-        self.parallel = DataParallel(self.task, self.optimizer, self.device)
+        self.parallel = ProcessGroupTraining(self.task, self.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, config.train.steps, config.schedule)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.step = 0

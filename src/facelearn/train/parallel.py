@@ -24,7 +24,10 @@ from torch.nn.parallel import DistributedDataParallel
 from ..distributed import world_size
 
 
-class DataParallel:
+class ProcessGroupTraining:
+    """The task on one or several processes: DDP for replicated parameters, exact shards for Partial FC
+    (torch's own ``nn.DataParallel`` is a different, single-process thing)."""
+
     def __init__(self, task: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
         self.task, self.optimizer, self.world_size, self.device = task, optimizer, world_size(), device
         head = getattr(task, "head", None)

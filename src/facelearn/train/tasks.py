@@ -151,10 +151,10 @@ class DDLTask(ClassificationTask):
         labels = batch["labels"].view(groups, 3, b)
         classification = self.head(blocks[:, 0].reshape(groups * b, -1), labels[:, 0].reshape(-1)).loss
         singles, first, second, single_labels = (
-            gather(blocks[:, 0]),
-            gather(blocks[:, 1]),
-            gather(blocks[:, 2]),
-            gather(labels[:, 0]),
+            gather(blocks[:, 0], dim=1),  # (groups, pairs, D): every process's pairs of each group
+            gather(blocks[:, 1], dim=1),
+            gather(blocks[:, 2], dim=1),
+            gather(labels[:, 0], dim=1),
         )
         ddl = self.ddl(list(singles), list(first), list(second), list(single_labels))
         self.recent = [*self.recent[-49:], detached(ddl)]
