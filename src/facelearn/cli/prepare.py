@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .options import DETECTOR_HELP
+from .options import DETECTOR_HELP, options_from
 
 
 def command_prepare(args: argparse.Namespace) -> None:
     from ..align.prepare import PrepareOptions, prepare_dataset, prepare_pairs_bin
 
-    options = PrepareOptions(
-        crop=args.crop,
-        detector=args.detector,
-        weights=args.weights,
-        size=args.size,
-        choose=args.choose,
-        min_face_size=args.min_face_size,
-        max_size=args.max_size,
-        center_fraction=args.center_fraction,
-        no_face=args.no_face,
-    )
+    options = options_from(PrepareOptions, args)
     if args.pairs:
         report = prepare_pairs_bin(args.pairs, args.source, args.output, options, args.workers)
         print(f"facelearn: wrote {args.output}: {report['pairs']} pairs over {report['images']} images")

@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..serve.keys import KeyStore
 from ..serve.service import LOOPBACK, ServeSettings
 from ..serve.uploads import ImageLimits
-from .options import BACKEND_HELP, DETECTOR_HELP
+from .options import BACKEND_HELP, DETECTOR_HELP, options_from
 
 MB = 1024 * 1024
 
@@ -46,25 +46,13 @@ def command_serve(args: argparse.Namespace) -> None:
             f"--host {args.host} is reachable from other machines: API keys are required "
             "(facelearn serve keys add NAME --keys FILE, then --keys FILE), or bind to 127.0.0.1"
         )
-    settings = ServeSettings(
-        model=args.model,
-        gallery=args.gallery,
-        store=args.store,
-        index=args.index,
-        detector=args.detector,
-        weights=args.weights,
-        backend=args.backend,
-        architecture=args.architecture,
-        host=args.host,
-        port=args.port,
-        keys=args.keys,
+    settings = options_from(
+        ServeSettings,
+        args,
         max_batch=1 if args.no_batching else args.max_batch,
-        max_wait_ms=args.max_wait_ms,
-        workers=args.workers,
         max_request_bytes=int(args.max_request_mb * MB),
         limits=ImageLimits(max_image_bytes=int(args.max_image_mb * MB), max_pixels=args.max_pixels),
         timeout_s=args.timeout,
-        fmr=args.fmr,
     )
     logging.getLogger("facelearn.serve").setLevel(logging.INFO)
     print(

@@ -25,8 +25,7 @@ from torch.utils.data import DataLoader
 
 from ..config import DDLConfig, DegradeConfig
 from ..errors import DataError
-from .images import ImageError, fit_size
-from .loader import seeded_loader
+from .loader import read_or_skip, seeded_loader
 from .transforms import TrainTransform
 
 log = logging.getLogger(__name__)
@@ -149,12 +148,8 @@ class DDLDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int, int, int]):
         group, index, number, slot = key
-        try:
-            image = fit_size(self.source.image(index), self.image_size)
-        except ImageError as error:
-            if self.strict:
-                raise
-            log.warning("skipping a DDL batch with an unreadable image: %s", error)
+        image = read_or_skip(self.source, index, self.image_size, self.strict)  # None drops the whole DDL batch
+        if image is None:
             return None
         rng = np.random.default_rng([self.seed, number, slot])
         return self.transforms[group](image, rng), self.source.label(index)

@@ -46,6 +46,17 @@ def build_source(config: DataConfig, seed: int):
     return source
 
 
+def read_or_skip(source, index: int, image_size: int, strict: bool) -> np.ndarray | None:
+    """Image ``index`` of ``source`` at ``image_size``; an unreadable one is logged and None (raised if ``strict``)."""
+    try:
+        return fit_size(source.image(index), image_size)
+    except ImageError as error:
+        if strict:
+            raise
+        log.warning("skipping unreadable image: %s", error)
+        return None
+
+
 class TrainingDataset(torch.utils.data.Dataset):
     """Keys are (epoch, index); an unreadable image returns None (skipped) unless ``strict``."""
 
@@ -58,12 +69,8 @@ class TrainingDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
-        try:
-            image = fit_size(self.source.image(index), self.image_size)
-        except ImageError as error:
-            if self.strict:
-                raise
-            log.warning("skipping unreadable image: %s", error)
+        image = read_or_skip(self.source, index, self.image_size, self.strict)
+        if image is None:
             return None
         rng = np.random.default_rng([self.seed, epoch, index])
         return self.transform(image, rng), self.source.label(index), index

@@ -46,16 +46,18 @@ class Head(nn.Module):
 
 
 class MarginHead(Head):
-    """Cosine head with class centres ``weight`` (C, d), initialised N(0, 0.01) as insightface."""
+    """Cosine head with class centres ``weight`` (C·K, d), initialised N(0, 0.01) as insightface; K =
+    ``sub_centers`` rows a class (1 but for Sub-center ArcFace, which sets it before this constructor)."""
 
     shardable = True  # Partial FC may split the classes across processes
+    sub_centers = 1
 
     def __init__(self, embedding_size: int, num_classes: int, scale: float = 64.0):
         super().__init__()
         self.embedding_size = embedding_size
         self.num_classes = num_classes
         self.scale = scale
-        self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
+        self.weight = nn.Parameter(torch.empty(num_classes * self.sub_centers, embedding_size))
         nn.init.normal_(self.weight, 0.0, 0.01)
 
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,6 @@ an outlier. The paper drops them and retrains plain ArcFace on the rest.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .arcface import ArcFaceHead
 
@@ -28,12 +27,10 @@ class SubCenterArcFaceHead(ArcFaceHead):
         fallback: str = "thmm",
         gradient: str = "exact",
     ):
-        super().__init__(embedding_size, num_classes, scale, margin, fallback, gradient)
         if sub_centers < 1:
             raise ValueError(f"sub_centers must be at least 1, got {sub_centers}")
-        self.sub_centers = sub_centers
-        self.weight = nn.Parameter(torch.empty(num_classes * sub_centers, embedding_size))
-        nn.init.normal_(self.weight, 0.0, 0.01)
+        self.sub_centers = sub_centers  # read by MarginHead when it builds the C·K centres
+        super().__init__(embedding_size, num_classes, scale, margin, fallback, gradient)
 
     def sub_center_cosine(self, embeddings: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
         """(N, C, K) cosines to every sub-centre."""
