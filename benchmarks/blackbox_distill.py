@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, machine, shell_command, write_result
+from common import RESULTS, machine, needs, shell_command, write_result
 
 from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=["teacher", *RUNS], default=["teacher", *RUNS])
     parser.add_argument("overrides", nargs="*", help="extra overrides for every student")
     args = parser.parse_args()
-    work = Path(args.work)
+    work = needs(args.work, "benchmarks/lfw_recipe.py")
     output = RESULTS / "blackbox_distill.json"
     # rows recorded by earlier runs of this script are kept (each with its command); those asked for are redone
     rows = {row["run"]: row for row in json.loads(output.read_text())["rows"]} if output.is_file() else {}

@@ -51,3 +51,24 @@ def shell_command(arguments: list[str]) -> str:
 
     configs = str(Path(facelearn.__file__).parent / "configs")
     return "facelearn " + " ".join(argument.replace(configs, "configs") for argument in arguments)
+
+
+def needs(path: str | Path, made_by: str) -> Path:
+    """A file or folder another script makes (``made_by``); stops with what to run when it is missing."""
+    path = Path(path)
+    if not path.exists():
+        sys.exit(f"{path} is missing: run {made_by} first (or pass its location)")
+    return path
+
+
+def train_unless_done(command: list[str], run: str | Path, name: str) -> dict:
+    """``facelearn <command>`` into ``run`` unless the run finished before (its ``metrics.json`` exists, so a
+    killed benchmark resumes where it stopped); returns the run's metrics."""
+    from facelearn.cli import main as facelearn
+
+    metrics = Path(run) / "metrics.json"
+    if not metrics.is_file():
+        print(shell_command(command), flush=True)
+        if facelearn(command) != 0:
+            sys.exit(f"training {name} failed")
+    return json.loads(metrics.read_text())

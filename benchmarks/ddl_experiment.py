@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from common import RESULTS, shell_command, write_result
+from common import RESULTS, needs, shell_command, train_unless_done, write_result
 
-from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
 
 DEGRADATIONS = {
@@ -57,11 +55,7 @@ def run(name: str, work: Path, degradation: str, overrides: list[str]) -> dict:
         *set_overrides(work, degradation),
         *overrides,
     ]
-    if not (run_dir / "metrics.json").is_file():
-        print(shell_command(command), flush=True)
-        if facelearn(command) != 0:
-            sys.exit(f"{name} failed")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = train_unless_done(command, run_dir, name)
     return summarise(name, degradation, metrics["verification"], shell_command(command))
 
 
@@ -110,7 +104,7 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS / "ddl_experiment.json"))
     parser.add_argument("overrides", nargs="*", help="extra overrides for both fine-tunings, e.g. ddl.sigma=0.05")
     args = parser.parse_args()
-    work = Path(args.work)
+    work = needs(args.work, "benchmarks/lfw_recipe.py")
     rows = []
     for degradation in args.degradations:
         rows.append(evaluate_base(work, degradation))

@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
 import matplotlib
 import torch
-from common import RESULTS, shell_command, write_result
+from common import RESULTS, needs, train_unless_done, write_result
 from torch.utils.flop_counter import FlopCounterMode
 
-from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
 from facelearn.models.checkpoint import backbone_from_checkpoint, step_checkpoints
 
@@ -51,10 +49,7 @@ def train(name: str, work: Path, extra: list[str]) -> Path:
         *RUNS[name],
         *extra,
     ]
-    if not (run / "metrics.json").is_file():
-        print(shell_command(command), flush=True)
-        if facelearn(command) != 0:
-            sys.exit(f"{name} failed")
+    train_unless_done(command, run, name)
     return run
 
 
@@ -95,7 +90,7 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS / "distill_experiment.json"))
     parser.add_argument("overrides", nargs="*", help="extra overrides for every student, e.g. train.steps=600")
     args = parser.parse_args()
-    work = Path(args.work)
+    work = needs(args.work, "benchmarks/lfw_recipe.py")
     torch.set_num_threads(2)
     teacher_run = work / "r18_detect"
     teacher, size = backbone_from_checkpoint(step_checkpoints(teacher_run)[-1])

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from common import RESULTS, shell_command, write_result
+from common import RESULTS, needs, shell_command, train_unless_done, write_result
 
-from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
 
 NO_OPTIONS = ["head.scale=null", "head.margin=null"]
@@ -56,10 +54,7 @@ def train(name: str, work: Path, extra: list[str]) -> tuple[Path, str]:
         *HEADS[name],
         *extra,
     ]
-    if not (run / "metrics.json").is_file():
-        print(shell_command(command), flush=True)
-        if facelearn(command) != 0:
-            sys.exit(f"{name} failed")
+    train_unless_done(command, run, name)
     return run, shell_command(command)
 
 
@@ -77,7 +72,7 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS / "head_comparison.json"))
     parser.add_argument("overrides", nargs="*", default=["train.steps=200"], help="for every run")
     args = parser.parse_args()
-    work, rows = Path(args.work), []
+    work, rows = needs(args.work, "benchmarks/lfw_recipe.py"), []
     for name in args.only:
         run, command = train(name, work, args.overrides)
         rows.append({**result_of(name, run), "command": command})

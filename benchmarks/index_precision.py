@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, write_result
+from common import RESULTS, needs, write_result
 
 from facelearn.data.images import IMAGE_EXTENSIONS, fit_size, read_image
 from facelearn.deploy.gallery.index import build_index
@@ -32,7 +32,8 @@ def main() -> None:
     parser.add_argument("--work", default="runs/lfw")
     parser.add_argument("--output", default=str(RESULTS / "index_precision.json"))
     args = parser.parse_args()
-    work = Path(args.work)
+    work = needs(args.work, "benchmarks/lfw_recipe.py")
+    needs(args.checkpoint, "benchmarks/lfw_recipe.py")
     gallery = images_by_person(work / "identification" / "gallery")
     distractors = images_by_person(work / "detect" / "distractors")
     probes = [(n, p) for n, p in images_by_person(work / "identification" / "probes") if n in {g[0] for g in gallery}]

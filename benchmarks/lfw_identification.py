@@ -25,7 +25,7 @@ import json
 import shutil
 from pathlib import Path
 
-from common import RESULTS, write_result
+from common import RESULTS, needs, write_result
 from lfw_recipe import lfw_parser, link_identities
 
 from facelearn.align.prepare import PrepareOptions, prepare_dataset
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", metavar="NAME=CHECKPOINT", help="default: the LFW recipe's checkpoints")
     parser.add_argument("--output", default=str(RESULTS / "lfw_identification.json"))
     args = parser.parse_args()
-    work = Path(args.work)
+    work = needs(args.work, "benchmarks/lfw_recipe.py")
     protocol = make_protocol(Path(args.lfw), work, Path(args.weights), args.workers)
     runs = dict(run.split("=", 1) for run in args.runs) if args.runs else DEFAULT_RUNS
     rows = [score(name, path, protocol, work) for name, path in runs.items() if Path(path).is_file()]

@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, shell_command, write_result
+from common import RESULTS, shell_command, train_unless_done, write_result
 
 from facelearn.align.prepare import PrepareOptions, prepare_dataset
-from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
 from facelearn.data.lfw_split import lfw_split, write_pairs
 
@@ -97,11 +95,7 @@ def train(name: str, work: Path) -> dict:
         f"train.output_dir={run}",
     ]
     command = ["train", str(recipe_path(recipe)), *overrides]
-    if not (run / "metrics.json").is_file():
-        print(shell_command(command), flush=True)
-        if facelearn(command) != 0:
-            sys.exit(f"training {name} failed")
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = train_unless_done(command, run, name)
     result = metrics["verification"]["lfw_folds_8_10"]
     return {
         "run": name,

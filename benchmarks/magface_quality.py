@@ -11,9 +11,8 @@ curve fall. Writes benchmarks/results/magface_quality.json and magface_error_ver
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from common import RESULTS, write_result
+from common import RESULTS, needs, write_result
 
 from facelearn.data.pairs import pairs_from_lfw, with_folds
 from facelearn.eval.embed import evaluate_pair_set
@@ -25,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/lfw")
     args = parser.parse_args()
-    work, curves, rows = Path(args.work), {}, []
+    work, curves, rows = needs(args.work, "benchmarks/lfw_recipe.py"), {}, []
     for head in ("magface", "arcface"):
         backbone, size = backbone_from_checkpoint(step_checkpoints(work / f"head_{head}")[-1])
         pairs = pairs_from_lfw(work / "pairs_folds_8_10.txt", work / "detect" / "test", "lfw_folds_8_10", size)

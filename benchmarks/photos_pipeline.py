@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, write_result
+from common import RESULTS, needs, write_result
 
 from facelearn.align import choose_face
 from facelearn.data.images import read_image
@@ -95,7 +95,9 @@ def main() -> None:
     with open(photos / "master.csv") as handle:
         pairs = [(r["file_x"], r["file_y"], r["Decision"] == "Yes") for r in csv.DictReader(handle)]
     weights = Path(args.weights or SHARED / "weights" / args.detector)
-    results = [evaluate(Path(run), photos, pairs, args.detector, weights) for run in args.runs]
+    results = [
+        evaluate(needs(run, "benchmarks/lfw_recipe.py"), photos, pairs, args.detector, weights) for run in args.runs
+    ]
     print(
         f"{'run':<28}{'accuracy':>10}{'TA':>5}{'FA':>5}{'AUC':>8}{'cos same':>10}{'cos diff':>10}"
         f"{'thr':>7}{'oracle':>8}"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from common import RESULTS, write_result
+from common import RESULTS, needs, write_result
 
 from facelearn.serve.process import Served
 
@@ -95,6 +95,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--max-seconds", type=float, default=30.0)
     args = parser.parse_args()
+    needs(args.model, "benchmarks/lfw_recipe.py")
+    needs(args.aligned, "benchmarks/lfw_recipe.py")
     shared = Path(args.shared)
     bodies = workloads(shared, Path(args.aligned))
     weights = shared / "weights" / "retinaface"
