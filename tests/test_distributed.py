@@ -3,11 +3,10 @@ same DDL loss and the same gradients as one process with everything."""
 
 from __future__ import annotations
 
-import socket
-
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import free_port
 
 from facelearn.distributed import gather, world_size
 from facelearn.losses import DDLLoss
@@ -34,12 +33,6 @@ def worker(rank: int, port: int, results) -> None:
         dist.barrier()  # both processes finish their collectives before either leaves
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_gathered_ddl_equals_one_process():

@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 import torch
-from test_engine import tiny_config, weights
+from helpers import DDL, tiny_config, weights
 
 from facelearn.config import DDLConfig, DDLGroupConfig
 from facelearn.data.ddl_batches import DDLBatchSampler, build_groups
@@ -15,12 +15,6 @@ from facelearn.data.folder import ImageFolder
 from facelearn.data.images import encode_image
 from facelearn.data.synthetic import SyntheticFaces
 from facelearn.train.build import build_trainer
-
-DDL = [
-    "train.task=ddl",
-    "ddl.pairs=4",
-    "ddl.students=[{name: low, degrade: {downsample_prob: 1.0, downsample_sizes: [8]}}]",
-]
 
 
 def test_batch_layout_distinct_identities_and_true_pairs():

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import skip_unless_allowed
-from test_ddl_task import DDL
-from test_engine import NOT_MBF, tiny_config
+from helpers import DDL, NOT_MBF, tiny_config
 
 from facelearn.cli import main as facelearn
 from facelearn.config import dump_config

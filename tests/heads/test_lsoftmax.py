@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_engine import tiny_config
+from helpers import tiny_config
 
 from facelearn.config import HeadConfig
 from facelearn.heads import LSoftmaxHead, SphereFaceHead, build_head

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_engine import NOT_MBF, tiny_config
+from helpers import NOT_MBF, tiny_config
 
 from facelearn.losses.distill import angular_distillation, hinton_distillation, l2_distillation
 from facelearn.models.checkpoint import CheckpointError, step_checkpoints

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from test_distributed import free_port
+from helpers import free_port
 
 from facelearn.heads import ArcFaceHead, CurricularFaceHead, MagFaceHead, SubCenterArcFaceHead
 from facelearn.heads.adacos import AdaCosHead

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import shared_path
-from test_engine import TINY, tiny_config
+from helpers import TINY, tiny_config
 
 from facelearn.align import download_weights
 from facelearn.align.prepare import PrepareOptions, prepare_dataset

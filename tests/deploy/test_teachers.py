@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import need
-from test_engine import tiny_config
+from helpers import tiny_config
 
 from facelearn.data.images import encode_image
 from facelearn.data.synthetic import SyntheticFaces

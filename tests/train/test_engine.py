@@ -4,64 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import NOT_MBF, assert_same_weights, kill_at_step_5, tiny_config, weights, write_folder
 
-from facelearn.config import load_config
 from facelearn.errors import FacelearnError
 from facelearn.models.checkpoint import CheckpointError, load_checkpoint, step_checkpoints
 from facelearn.train.build import build_trainer
 from facelearn.train.engine import TrainingDiverged
 from facelearn.train.schedule import lr_factor
-
-TINY = [
-    "model.name=mobilefacenet",
-    "model.width=1",
-    "model.blocks=[1,1,1,1]",
-    "model.embedding_size=32",
-    "data.num_identities=6",
-    "data.images_per_identity=4",
-    "data.image_size=32",
-    "data.num_workers=0",
-    "train.batch_size=8",
-    "train.steps=6",
-    "train.checkpoint_every=3",
-    "train.log_every=3",
-    "train.keep_last=5",
-    "schedule.warmup_steps=2",
-    "optim.lr=0.05",
-    "eval.sets=[{name: unseen, kind: synthetic, num_pairs: 20}]",
-]
-
-NOT_MBF = ["model.width=null", "model.blocks=null"]  # switching TINY to another backbone
-
-
-def tiny_config(run_dir, *overrides):
-    return load_config(None, [*TINY, f"train.output_dir={run_dir}", *overrides])
-
-
-def weights(run_dir):
-    return load_checkpoint(step_checkpoints(run_dir)[-1])["task"]
-
-
-def kill_at_step_5(trainer) -> None:
-    """Run ``trainer`` and interrupt it in its fifth step, as a kill between two checkpoints."""
-    original, calls = trainer.task.forward, {"n": 0}
-
-    def killed_at_step_5(batch):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original(batch)
-
-    trainer.task.forward = killed_at_step_5
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
-
-
-def assert_same_weights(first_run, second_run) -> None:
-    first, second = weights(first_run), weights(second_run)
-    assert first.keys() == second.keys()
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
 
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
@@ -176,7 +125,6 @@ def test_schedules():
 
 
 def test_training_on_a_folder_skips_and_counts_an_unreadable_image(tmp_path):
-    from test_data import write_folder
 
     write_folder(tmp_path / "faces", corrupt=True)  # 6 good images and broken.jpg
     config = tiny_config(

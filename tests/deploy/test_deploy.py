@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import need, shared_path
-from test_engine import TINY
+from helpers import TINY
 
 from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import torch
-from test_engine import assert_same_weights, kill_at_step_5, tiny_config
+from helpers import assert_same_weights, kill_at_step_5, tiny_config
 
 from facelearn.models.checkpoint import step_checkpoints
 from facelearn.train.build import build_trainer

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import shared_path
-from test_engine import TINY
+from helpers import TINY
 
 from facelearn.align.align import align_face
 from facelearn.cli import main as facelearn

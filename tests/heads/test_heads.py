@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_json
+from helpers import assert_matches
 
 from facelearn.config import HeadConfig
 from facelearn.heads import (
@@ -20,34 +21,10 @@ from facelearn.heads import (
     build_head,
 )
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
 
 @pytest.fixture(scope="module")
 def fixture():
     return load_json("fixtures", "margin_heads.json")
-
-
-def run_head(head, fixture, dtype, weight=None):
-    inputs = fixture["inputs"]
-    x = torch.tensor(inputs["x"], dtype=dtype, requires_grad=True)
-    W = torch.tensor(weight if weight is not None else inputs["W"], dtype=dtype)
-    y = torch.tensor(inputs["y"])
-    head = head.to(dtype)
-    with torch.no_grad():
-        head.weight.copy_(W)
-    out = head(x, y)
-    out.loss.backward()
-    return out, x.grad, head.weight.grad
-
-
-def assert_matches(head, record, fixture, dtype_name, atol=1e-5):
-    out, grad_x, grad_W = run_head(head, fixture, DTYPES[dtype_name])
-    ref = record[dtype_name]
-    np.testing.assert_allclose(out.logits.detach().numpy(), ref["logits"], rtol=1e-5, atol=atol)
-    assert out.loss.item() == pytest.approx(ref["loss"], rel=1e-5, abs=atol)
-    np.testing.assert_allclose(grad_x.numpy(), ref["grad_x"], rtol=1e-5, atol=atol)
-    np.testing.assert_allclose(grad_W.numpy(), ref["grad_W"], rtol=1e-5, atol=atol)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

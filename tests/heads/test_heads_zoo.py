@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_json
-from test_engine import tiny_config
-from test_heads import DTYPES, assert_matches, run_head
+from helpers import DTYPES, assert_matches, run_head, tiny_config
 
 from facelearn.data.identity_sampler import IdentityBatchSampler
 from facelearn.heads import (

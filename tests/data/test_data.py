@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import shared_path
+from helpers import write_folder
 
 from facelearn.config import DataConfig, DegradeConfig, load_config
 from facelearn.data.folder import ImageFolder
@@ -56,16 +57,6 @@ def test_transforms():
     np.testing.assert_array_equal(gray[..., 0], gray[..., 1])
     flipped = TrainTransform(flip=True)(image, np.random.default_rng(3))
     assert flipped.shape == (3, 112, 112)
-
-
-def write_folder(root, corrupt=False):
-    for identity in ("alice", "bob"):
-        (root / identity).mkdir(parents=True)
-        for k in range(3):
-            image = np.full((112, 112, 3), 40 * k + (100 if identity == "bob" else 0), np.uint8)
-            (root / identity / f"{k}.jpg").write_bytes(encode_image(image))
-    if corrupt:
-        (root / "bob" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
 
 
 def test_image_folder_labels_and_errors(tmp_path):

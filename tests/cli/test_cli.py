@@ -6,7 +6,7 @@ import json
 
 import pytest
 from conftest import shared_path
-from test_engine import TINY
+from helpers import TINY
 
 from facelearn.cli import main, recipe_path
 from facelearn.data.lfw_split import write_pairs

@@ -10,8 +10,7 @@ import os
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_distributed import free_port
-from test_engine import tiny_config
+from helpers import free_port, tiny_config
 
 from facelearn.distributed import DistributedError, init_from_environment
 from facelearn.models.checkpoint import load_checkpoint, step_checkpoints
