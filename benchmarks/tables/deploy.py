@@ -1,0 +1,151 @@
+"""Tables of deployment and serving: docs/deploy.md, docs/evaluation.md, docs/service.md."""
+
+from __future__ import annotations
+
+from .format import bold, count, fixed, memory, table
+
+MODELS = {"mobilefacenet": "MobileFaceNet", "iresnet50": "iResNet-50"}
+FIRST_MODEL_NOTE = {"mobilefacenet": " (width 2)"}
+BACKENDS = {
+    "torch fp32 NCHW": "PyTorch fp32 NCHW",
+    "torch fp32 channels_last": "PyTorch fp32 channels_last",
+    "onnxruntime fp32": "ONNX Runtime fp32",
+    "torch bf16 channels_last": "PyTorch bf16 channels_last",
+}
+BATCHES = (1, 8, 64)
+
+
+def faces_per_second(result: dict) -> dict[tuple[str, str], dict[int, float]]:
+    """(model, backend) → batch → faces/s, in the JSON's order."""
+    found: dict[tuple[str, str], dict[int, float]] = {}
+    for row in result["rows"]:
+        found.setdefault((row["model"], row["backend"]), {})[row["batch"]] = row["faces_per_second"]
+    return found
+
+
+def embed_throughput(result: dict) -> str:
+    """results/embed_throughput.json: faces/s by backend and batch; the fastest of each column in bold."""
+    rows, named = [], set()
+    for (model, backend), by_batch in faces_per_second(result).items():
+        label = MODELS[model] + ("" if model in named else FIRST_MODEL_NOTE.get(model, ""))
+        named.add(model)
+        fastest = {batch: result["fastest"][f"{model}/batch{batch}"] == backend for batch in BATCHES}
+        speeds = [bold(fixed(by_batch[batch], 1), fastest[batch]) for batch in BATCHES]
+        rows.append([label, BACKENDS[backend], *speeds])
+    return table(["model", "backend", *(f"batch {batch}" for batch in BATCHES)], rows)
+
+
+ALLOCATOR_ROWS = [
+    ("mobilefacenet", "torch fp32 NCHW", "MobileFaceNet, PyTorch fp32"),
+    ("mobilefacenet", "torch bf16 channels_last", "MobileFaceNet, PyTorch bf16 channels_last"),
+    ("iresnet50", "torch fp32 NCHW", "iResNet-50, PyTorch fp32"),
+    ("iresnet50", "torch bf16 channels_last", "iResNet-50, PyTorch bf16 channels_last"),
+]
+
+
+def embed_allocator(before: dict, kept: dict) -> str:
+    """embed_throughput_bf16_glibc.json (glibc as it comes) → embed_throughput_bf16.json (freed memory kept)."""
+    before_speeds, kept_speeds = faces_per_second(before), faces_per_second(kept)
+    rows = []
+    for model, backend, label in ALLOCATOR_ROWS:
+        cells = []
+        for batch in (8, 64):
+            old, new = before_speeds[model, backend][batch], kept_speeds[model, backend][batch]
+            cells.append(f"{fixed(old, 1)} → {fixed(new, 1)} ({fixed(new / old, 2)}×)")
+        rows.append([label, *cells])
+    return table(["model, backend", "batch 8: before → kept", "batch 64: before → kept"], rows)
+
+
+INDEXES = {  # index → (its name in the table, the first time)
+    "exact float32": ("exact float32", "exact NumPy float32 (default)"),
+    "faiss SQfp16": ("faiss SQfp16", "faiss SQfp16 (exact, float16 codes)"),
+    "milvus-lite": ("milvus-lite (FLAT)", "milvus-lite (FLAT)"),
+    "HNSW32": ("faiss HNSW32, efSearch 64 / 256 / 1024", "faiss HNSW32, efSearch 64 / 256 / 1024"),
+}
+HNSW_FROM = 100_000  # below it the graph index is exact anyway; the table leaves it out
+
+
+def seconds(x: float) -> str:
+    return fixed(x, 2 if x < 1 else 1 if x < 100 else 0)
+
+
+def milliseconds(values: list[float]) -> str:
+    return " / ".join(fixed(x, 2 if x < 1 else 1 if x < 100 else 0) for x in values) + " ms"
+
+
+def recall(x: float | None) -> str:
+    """Two decimals, three where the JSON has them (0.705)."""
+    return "—" if x is None else fixed(x, 2 if round(x, 2) == x else 3)
+
+
+def gallery_search(result: dict) -> str:
+    """results/gallery_search.json: top-5 subject search; the HNSW depths share one row."""
+    groups: dict[tuple[int, str], list[dict]] = {}
+    for row in result["rows"]:
+        index = row["index"].split(" ef=")[0]
+        if index == "HNSW32" and row["faces"] < HNSW_FROM:
+            continue
+        groups.setdefault((row["faces"], index), []).append(row)
+    rows, named = [], set()
+    for (faces, index), group in groups.items():
+        name = INDEXES[index][index not in named]
+        named.add(index)
+        size = group[0]["bytes_per_face"]
+        rows.append(
+            [
+                count(faces),
+                name,
+                f"{seconds(group[0]['build_seconds'])} s",
+                "—" if size is None else count(size),
+                milliseconds([row["p50_ms"] for row in group]),
+                milliseconds([row["p99_ms"] for row in group]),
+                " / ".join(recall(row["recall_at_1_vs_exact"]) for row in group),
+            ]
+        )
+    return table(["faces", "index", "build", "bytes/face", "p50", "p99", "recall@1 vs exact"], rows)
+
+
+def distractor_scaling(result: dict) -> str:
+    """results/distractor_scaling.json: 1:N among N distractors, exact blocked search against faiss."""
+    by_size: dict[int, dict[str, dict]] = {}
+    for row in result["rows"]:
+        by_size.setdefault(row["distractors"], {})[row["method"]] = row
+    largest = max(by_size)
+    rows = []
+    for size, methods in by_size.items():
+        exact, faiss = methods["exact"], methods["faiss"]
+        per_probe = f" ({fixed(1000 * exact['seconds'] / exact['queries'], 1)} ms a probe)" if size == largest else ""
+        rows.append(
+            [
+                count(size),
+                f"{fixed(exact['seconds'], 2)} s{per_probe}",
+                f"{fixed(faiss['seconds'], 2)} s",
+                f"{memory(exact['allocated_peak_mb'])} / {memory(exact['rss_peak_mb'])}",
+                memory(faiss["rss_peak_mb"]),
+            ]
+        )
+    header = ["distractors", "exact blocked", "faiss flat", "exact: allocated / peak RSS", "faiss: peak RSS"]
+    return table(header, rows)
+
+
+BATCHING = ("off", "on, wait 0 ms", "on, wait 5 ms")
+
+
+def serve_load(result: dict, workload: str) -> str:
+    """results/serve_load.json, one workload: requests/s and client-side p50 / p99 by concurrency."""
+    cells: dict[int, dict[str, str]] = {}
+    for row in result["rows"]:
+        if row["workload"] == workload:
+            cell = f"{fixed(row['requests_per_s'], 1)} req/s · {fixed(row['p50_ms'], 0)} / {fixed(row['p99_ms'], 0)} ms"
+            cells.setdefault(row["concurrency"], {})[row["batching"]] = cell
+    rows = [[str(level), *(by[b] for b in BATCHING)] for level, by in sorted(cells.items())]
+    label = {"aligned": "aligned faces", "photo": "photo faces"}[workload]
+    return table([f"{label}, concurrency", *(f"batching {b}" for b in BATCHING)], rows)
+
+
+def serve_load_aligned(result: dict) -> str:
+    return serve_load(result, "aligned")
+
+
+def serve_load_photo(result: dict) -> str:
+    return serve_load(result, "photo")
