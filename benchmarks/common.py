@@ -38,10 +38,13 @@ def command() -> str:
     return "python " + " ".join(sys.argv)
 
 
-def write_result(path: str | Path, record: dict) -> None:
+def write_result(path: str | Path, record: dict, variant: dict | None = None) -> None:
+    """``record`` with the machine and the command; ``variant``: what sets this file apart from its siblings
+    of the same benchmark (an allocator, a precision), as fields rather than only a file-name suffix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": machine(), "command": command(), **record}, indent=2))
+    head = {"machine": machine(), "command": command(), **({"variant": variant} if variant else {})}
+    path.write_text(json.dumps({**head, **record}, indent=2))
     print(f"wrote {path}")
 
 

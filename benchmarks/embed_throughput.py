@@ -87,6 +87,7 @@ def main() -> None:
             "rows": rows,
             "fastest": fastest,
         },
+        variant={"allocator": args.allocator},
     )
 
 

@@ -170,6 +170,7 @@ def main() -> None:
             "data_alone_images_per_second": round(loader_speed, 1),
             "rows": rows,
         },
+        variant={"allocator": args.allocator},
     )
 
 
