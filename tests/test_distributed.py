@@ -3,6 +3,7 @@ same DDL loss and the same gradients as one process with everything."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -10,6 +11,8 @@ from helpers import free_port
 
 from facelearn.distributed import gather, world_size
 from facelearn.losses import DDLLoss
+
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
 
 GROUPS, B, D = 2, 8, 16
 

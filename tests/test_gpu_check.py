@@ -7,7 +7,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
 
 
 def test_the_gpu_check_runs_every_check_on_a_cpu(tmp_path):

@@ -10,7 +10,10 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, shared_path
+
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
 
 
 def readme_example() -> str:

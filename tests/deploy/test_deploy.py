@@ -24,6 +24,8 @@ from facelearn.errors import ConfigError, DataError
 from facelearn.eval.verification import evaluate_pairs
 from facelearn.models.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -11,6 +11,8 @@ from facelearn.cli import recipe_path
 from facelearn.data.images import encode_image
 from facelearn.data.synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 # a small model that tells unseen synthetic people apart (93 % on unseen pairs) in under a minute
 QUICK = [
     "data.image_size=32",

@@ -19,6 +19,8 @@ from facelearn.deploy.teachers import build_teacher, teacher_embed
 from facelearn.errors import ConfigError, DataError
 from facelearn.train.build import build_trainer
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 
 def face_folder(root, people=6, photos=4, size=32, prefix="p"):
     faces = SyntheticFaces(1, 1, size, seed=3)

@@ -22,6 +22,8 @@ from facelearn.eval.ijb_layout import read_ijb_meta
 from facelearn.eval.recognition import load_ijb_features, score_ijb
 from facelearn.models.checkpoint import backbone_from_checkpoint
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -15,6 +15,8 @@ from facelearn.heads import ArcFaceHead, CurricularFaceHead, MagFaceHead, SubCen
 from facelearn.heads.adacos import AdaCosHead
 from facelearn.heads.partial_fc import PartialFC, shard_range
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 N, D, C = 8, 16, 11  # 11 classes: shards of 6 and 5
 HEADS = {
     "arcface": lambda classes: ArcFaceHead(D, classes),

@@ -17,6 +17,8 @@ from facelearn.data.images import encode_image, read_image
 need("fastapi", "serve")
 from facelearn.serve.process import Served  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 
 @pytest.fixture(scope="module")
 def server(lfw_people, tmp_path_factory):

@@ -18,6 +18,8 @@ from facelearn.serve.batcher import EmbeddingBatcher  # noqa: E402
 from facelearn.serve.keys import KeyStore  # noqa: E402
 from facelearn.serve.process import Served  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 
 def test_keys_are_shown_once_and_stored_hashed(tmp_path, capsys):
     keys = tmp_path / "keys.json"

@@ -17,6 +17,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from facelearn.serve.process import Served  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 
 @pytest.fixture(scope="module")
 def browser():

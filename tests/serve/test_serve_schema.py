@@ -20,6 +20,8 @@ from schemathesis.checks import (  # noqa: E402
 
 from facelearn.serve.process import Served  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from helpers import assert_same_weights, kill_at_step_5, tiny_config
 
 from facelearn.models.checkpoint import step_checkpoints
 from facelearn.train.build import build_trainer
+
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
 
 
 def test_compiled_run_resumes_exactly_and_auto_stays_eager_for_short_runs(tmp_path):

@@ -16,6 +16,8 @@ from facelearn.distributed import DistributedError, init_from_environment
 from facelearn.models.checkpoint import load_checkpoint, step_checkpoints
 from facelearn.train.build import build_trainer
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 # Batch norm normalises each process's own batch, so the one-process reference accumulates two
 # micro-batches of 4 (the same 8 images, grouped the same way) instead of one batch of 8.
 COMMON = ["train.amp=off", "train.batch_size=4", "train.steps=2", "train.checkpoint_every=1", "train.threads=1"]

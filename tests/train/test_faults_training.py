@@ -22,6 +22,8 @@ from facelearn.models.checkpoint import load_checkpoint, step_checkpoints
 from facelearn.train.build import build_trainer
 from facelearn.train.engine import TrainingDiverged
 
+pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
+
 ONE_THREAD = ["train.threads=1"]  # the same arithmetic in this process and in a child process
 IRESNET = ["model.name=iresnet18", *NOT_MBF, "model.embedding_size=32"]
 

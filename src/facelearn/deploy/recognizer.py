@@ -27,7 +27,7 @@ from ..errors import DataError
 from ..models.checkpoint import FORMAT, backbone_from_state, load_checkpoint
 from .backends import OnnxEmbedder, embedder_for
 from .calibration import DEFAULT_FMR, Calibration
-from .gallery import open_gallery
+from .gallery import UnknownSubject, open_gallery
 from .inputs import as_rgb
 
 
@@ -141,8 +141,7 @@ class Recognizer:
         for name, embedding in (("first", first), ("second", second)):
             if np.isnan(embedding).any():
                 raise DataError(f"no face found in the {name} image")
-        score = float(first @ second)
-        return {"score": score, "same": score > threshold, "threshold": threshold, "fmr": fmr, "model": self.model_id}
+        return self.verdict(float(first @ second), fmr, threshold)
 
     def _require_gallery(self):
         if self.gallery is None:
@@ -159,14 +158,14 @@ class Recognizer:
         channel_order: str = "rgb",
     ) -> dict:
         """Enroll the largest face of each photo; photos without a face are listed, not enrolled."""
-        gallery = self._require_gallery()
+        self._require_gallery()
         if not images:
             raise DataError(f"nothing to enroll for {subject!r}: no images given")
         embeddings = self.embed(images, aligned, channel_order=channel_order)
         usable = ~np.isnan(embeddings).any(1)
         if not usable.any():
             raise DataError(f"no face found in any of the {len(images)} images of {subject!r}: nothing enrolled")
-        faces = gallery.enroll(subject, embeddings[usable], metadata=metadata, append=append)
+        faces = self.add(subject, embeddings[usable], metadata=metadata, append=append)
         return {"subject": subject, "faces": faces, "no_face": [int(i) for i in np.flatnonzero(~usable)]}
 
     def identify(
@@ -185,10 +184,19 @@ class Recognizer:
 
     def identify_faces(self, faces: list[np.ndarray], k: int = 5, fmr: float = DEFAULT_FMR) -> list[dict]:
         """:meth:`identify` for a batch of aligned faces, one result each."""
+        embeddings = self.embed_faces([self.check_aligned(face) for face in faces], 64)[0]
+        return self.search(embeddings, k, fmr)[0]
+
+    def search(
+        self, embeddings: np.ndarray, k: int = 5, fmr: float = DEFAULT_FMR, boxes=None
+    ) -> tuple[list[dict], int]:
+        """The open-set decision for each embedding against the gallery, and the gallery's size: the
+        k best subjects, and the best one if it scores above the threshold at ``fmr`` (else unknown)."""
         gallery = self._require_gallery()
         threshold = self.threshold(fmr)
-        embeddings = self.embed_faces([self.check_aligned(face) for face in faces], 64)[0]
-        return [self.decision(candidates, threshold, fmr) for candidates in gallery.search(embeddings, k)]
+        size, found = len(gallery), gallery.search(embeddings, k)
+        boxes = boxes if boxes is not None else [None] * len(found)
+        return [self.decision(c, threshold, fmr, box) for c, box in zip(found, boxes, strict=True)], size
 
     def decision(self, candidates: list[tuple[str, float]], threshold: float, fmr: float, box=None) -> dict:
         """One face's answer: its candidates, and the best one if it scores above the threshold (else None)."""
@@ -202,6 +210,43 @@ class Recognizer:
             "model": self.model_id,
         }
 
+    def compare(self, first: np.ndarray, second: np.ndarray, fmr: float = DEFAULT_FMR) -> dict:
+        """Two unit embeddings: same person or not at ``fmr``."""
+        return self.verdict(float(first @ second), fmr)
+
+    def compare_with_subject(self, embedding: np.ndarray, subject: str, fmr: float = DEFAULT_FMR) -> dict:
+        """An embedding against an enrolled subject's best face, at ``fmr``."""
+        threshold = self.threshold(fmr)  # an unsupported FMR is refused before the gallery is read
+        (hits,) = self._require_gallery().search(embedding[None], 1, subject=subject)
+        if not hits:
+            raise UnknownSubject(f"subject {subject!r} is not enrolled")
+        return {**self.verdict(hits[0][1], fmr, threshold), "subject": subject}
+
+    def verdict(self, score: float, fmr: float, threshold: float | None = None) -> dict:
+        threshold = self.threshold(fmr) if threshold is None else threshold
+        return {"score": score, "same": score > threshold, "threshold": threshold, "fmr": fmr, "model": self.model_id}
+
+    def add(
+        self, subject: str, embeddings: np.ndarray, qualities=None, metadata: dict | None = None, append: bool = False
+    ) -> int:
+        """Store a subject's embeddings (all or none); returns the subject's face count."""
+        gallery = self._require_gallery()
+        return gallery.enroll(subject, embeddings, qualities, None, metadata, append)
+
+    def subject(self, subject: str) -> dict:
+        """An enrolled subject's entry (name, metadata, face count)."""
+        found = [entry for entry in self._require_gallery().subjects() if entry["subject"] == subject]
+        if not found:
+            raise UnknownSubject(f"subject {subject!r} is not enrolled")
+        return found[0]
+
+    def subjects(self) -> list[dict]:
+        return self._require_gallery().subjects()
+
     def delete(self, subject: str) -> int:
-        """Remove a subject and every embedding of it from the gallery; returns the faces removed."""
-        return self._require_gallery().delete(subject)
+        """Remove a subject and every embedding of it from the gallery, and make it final in the store's
+        files (SQLite: the WAL folded and truncated); returns the faces removed."""
+        gallery = self._require_gallery()
+        removed = gallery.delete(subject)
+        gallery.checkpoint()
+        return removed

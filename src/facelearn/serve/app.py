@@ -12,11 +12,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from .. import __version__
+from ..deploy.gallery import DuplicateSubject, UnknownSubject
 from ..errors import FacelearnError
 from .bodies import describe
 from .guard import Guard
 from .problems import Problem
-from .routes import build_router
+from .routes import router
 from .service import Service
 
 log = logging.getLogger("facelearn.serve")
@@ -40,12 +41,23 @@ def create_app(service: Service) -> FastAPI:
         description="Face verification, identification and enrollment at a calibrated false-match rate.",
         lifespan=lifespan,
     )
-    app.include_router(build_router(service))
+    app.state.service = service
+    app.include_router(router)
     app.add_middleware(Guard, service=service)
 
     @app.exception_handler(Problem)
     async def on_problem(_: Request, problem: Problem):
         return problem_response(problem)
+
+    @app.exception_handler(UnknownSubject)
+    async def on_unknown_subject(_: Request, error: UnknownSubject):
+        return problem_response(Problem(404, "unknown_subject", str(error)))
+
+    @app.exception_handler(DuplicateSubject)
+    async def on_duplicate_subject(_: Request, error: DuplicateSubject):
+        return problem_response(
+            Problem(409, "duplicate_subject", f"{error}: POST /v1/subjects/{{id}}/faces adds faces")
+        )
 
     @app.exception_handler(FacelearnError)
     async def on_user_error(_: Request, error: FacelearnError):

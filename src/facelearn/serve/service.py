@@ -134,11 +134,73 @@ class Service:
     async def embed(self, faces: list[Face]) -> tuple[np.ndarray, np.ndarray]:
         return await self.batcher.embed(np.stack([f.face for f in faces]))
 
-    def threshold(self, fmr: float | None) -> tuple[float, float]:
-        from ..errors import FacelearnError
+    def fmr(self, fmr: float | None) -> float:
+        return self.settings.fmr if fmr is None else fmr
 
-        fmr = self.settings.fmr if fmr is None else fmr
-        try:
-            return fmr, self.require().threshold(fmr)
-        except FacelearnError as error:
-            raise Problem(422, "invalid_request", str(error)) from None
+    # ------------------------------------------------------------------ answers
+    async def embedded(self, faces: list[Face]) -> dict:
+        embeddings, norms = await self.embed(faces)
+        rows = zip(faces, embeddings, norms, strict=True)
+        faces = [{"box": f.box, "embedding": e.tolist(), "norm": float(n)} for f, e, n in rows]
+        return {"model": self.require().model_id, "faces": faces}
+
+    async def verify(self, uploads: list[tuple[str, bytes]], params) -> dict:
+        """Two photos, or one photo and ``params.subject``: the Recognizer's verdict, with the faces' boxes."""
+        recognizer, fmr = self.require(), self.fmr(params.fmr)
+        recognizer.threshold(fmr)  # an FMR the calibration cannot support is refused before any decoding
+        faces = await asyncio.gather(*(self.one_face(d, n, params.aligned, params.single) for n, d in uploads))
+        embeddings, _ = await self.embed(list(faces))
+        if params.subject is None:
+            verdict = recognizer.compare(embeddings[0], embeddings[1], fmr)
+        else:
+            verdict = await self.in_pool(recognizer.compare_with_subject, embeddings[0], params.subject, fmr)
+        return {**verdict, "subject": params.subject, "boxes": [f.box for f in faces]}
+
+    async def identify(self, faces: list[Face], k: int, fmr: float | None) -> tuple[list[dict], int]:
+        recognizer, fmr = self.require(), self.fmr(fmr)
+        recognizer.threshold(fmr)
+        embeddings, _ = await self.embed(faces)
+        return await self.in_pool(recognizer.search, embeddings, k, fmr, [f.box for f in faces])
+
+    async def enroll(self, subject: str, images: list[bytes], params, metadata: dict | None, append: bool) -> dict:
+        """The largest face of each photo into the gallery; photos without a face are listed, not enrolled."""
+        picked = await asyncio.gather(
+            *(self.one_face(data, f"images[{i}]", params.aligned, params.single) for i, data in enumerate(images)),
+            return_exceptions=True,
+        )
+        chosen, no_face = [], []
+        for i, result in enumerate(picked):
+            if isinstance(result, Problem) and result.code == "no_face":
+                no_face.append(i)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                chosen.append(result)
+        if not chosen:
+            raise Problem(422, "no_face", f"no face found in any of the {len(images)} images: nothing enrolled")
+        embeddings, norms = await self.embed(chosen)
+        recognizer = self.require()
+        qualities = norms.astype(float).tolist()
+        faces = await self.in_pool(recognizer.add, subject, embeddings, qualities, metadata, append)
+        return {"subject": subject, "faces": faces, "no_face": no_face}
+
+    async def subject(self, subject: str) -> dict:
+        return await self.in_pool(self.require().subject, subject)
+
+    async def subjects(self) -> list[dict]:
+        return await self.in_pool(self.require().subjects)
+
+    async def delete(self, subject: str) -> int:
+        return await self.in_pool(self.require().delete, subject)
+
+    async def ready(self) -> dict:
+        recognizer = self.require()
+        size = await self.in_pool(len, recognizer.gallery)
+        s = self.settings
+        return {
+            "ready": True,
+            "model": recognizer.model_id,
+            "gallery_size": size,
+            "max_batch": s.max_batch,
+            "max_wait_ms": s.max_wait_ms,
+        }
