@@ -49,7 +49,7 @@ class BodySpec:
     required: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        self.parsed = self.parsed
+        self.parsed = Depends(self.read)
 
     async def read(self, request: Request) -> Body:
         limit = current_service(request).settings.max_request_bytes
