@@ -58,3 +58,36 @@ def lfw_people(tmp_path_factory):
     if reuse and (Path(reuse) / "model.pt").exists():
         return train_lfw_people(Path(reuse), reuse=True)
     return train_lfw_people(Path(reuse) if reuse else tmp_path_factory.mktemp("lfw_people"))
+
+
+def error_of(response) -> tuple[int, str]:
+    """(status, code) of the service's one error envelope, checking its shape."""
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"status", "code", "message"}, body
+    assert body["error"]["status"] == response.status_code
+    return response.status_code, body["error"]["code"]
+
+
+def image_files(paths, field: str = "images") -> list:
+    """Multipart file parts (httpx ``files=``) of photos on disk."""
+    return [(field, (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+
+
+def header_lying_jpeg(photo: Path, width: int = 9000, height: int = 4000) -> bytes:
+    """A real JPEG whose frame header (SOF0) is patched to claim width×height; its data still ends in EOI."""
+    import struct
+
+    data = bytearray(photo.read_bytes())
+    frame = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, frame + 5, height, width)
+    return bytes(data)
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS (now) and VmHWM (peak since start, or since reset_peak_memory) of a process, in MB."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {line.split(":")[0]: int(line.split()[1]) / 1024 for line in lines if line.startswith(("VmRSS", "VmHWM"))}
+
+
+def reset_peak_memory(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # Linux: VmHWM := VmRSS

@@ -121,26 +121,40 @@ def open_recognizer(args: argparse.Namespace, gallery: bool = True):
 
 
 def read_photos(paths: list[str]) -> list[np.ndarray]:
-    from ..data.images import read_image
+    """Every photo through the decoding gate, with one pixel budget for the whole command."""
+    from ..data.images import PixelBudget, read_image
 
-    return [read_image(path) for path in paths]
+    budget = PixelBudget()
+    return [read_image(path, budget=budget) for path in paths]
 
 
 def command_enroll(args: argparse.Namespace) -> None:
+    from .gallery_files import check_gallery_writable, gallery_errors
+    from .subject_ids import subject_id
+
+    subject = subject_id(args.subject)
+    photos = read_photos(args.photos)  # before the model loads: a bad photo fails at once
+    check_gallery_writable(args.gallery)
     recognizer = open_recognizer(args)
-    result = recognizer.enroll(args.subject, read_photos(args.photos), aligned=args.aligned, append=args.append)
+    with gallery_errors(args.gallery):
+        result = recognizer.enroll(subject, photos, aligned=args.aligned, append=args.append)
     result["no_face"] = [args.photos[i] for i in result["no_face"]]
     if args.json:
         print(json.dumps(result))
         return
-    print(f"facelearn: enrolled {args.subject!r} in {args.gallery}: {result['faces']} faces")
+    print(f"facelearn: enrolled {subject!r} in {args.gallery}: {result['faces']} faces")
     for path in result["no_face"]:
         print(f"  no face found, not enrolled: {path}")
 
 
 def command_identify(args: argparse.Namespace) -> None:
+    from .gallery_files import check_gallery_exists, gallery_errors
+
+    check_gallery_exists(args.gallery)  # never create an empty gallery that answers "unknown" to everyone
+    photo = read_photos([args.photo])[0]
     recognizer = open_recognizer(args)
-    results = recognizer.identify(read_photos([args.photo])[0], k=args.k, fmr=args.fmr, aligned=args.aligned)
+    with gallery_errors(args.gallery):
+        results = recognizer.identify(photo, k=args.k, fmr=args.fmr, aligned=args.aligned)
     if args.json:
         print(json.dumps(results))
         return
@@ -169,22 +183,30 @@ def command_verify(args: argparse.Namespace) -> None:
 
 def command_gallery(args: argparse.Namespace) -> None:
     from .galleries import open_gallery
+    from .gallery_files import check_gallery_exists, check_gallery_writable, gallery_errors
+    from .subject_ids import lookup_id
 
-    if "://" not in args.gallery and not Path(args.gallery).is_file():
-        raise DataError(f"{args.gallery} does not exist")
-    gallery = open_gallery(args.gallery, None, None, args.store)
+    check_gallery_exists(args.gallery)
+    if args.action == "delete":
+        check_gallery_writable(args.gallery)
+    with gallery_errors(args.gallery):
+        gallery_command(args, open_gallery(args.gallery, None, None, args.store), lookup_id)
+
+
+def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
     if args.action == "list":
         subjects = gallery.subjects()
         print(json.dumps(subjects) if args.json else "\n".join(f"{s['subject']}\t{s['faces']} faces" for s in subjects))
         return
     if not args.subject:
         raise ConfigError("facelearn gallery delete needs the SUBJECT to delete")
-    removed = gallery.delete(args.subject)
+    subject = lookup_id(args.subject)
+    removed = gallery.delete(subject)
     gallery.checkpoint()
     print(
-        json.dumps({"deleted": args.subject, "faces": removed})
+        json.dumps({"deleted": subject, "faces": removed})
         if args.json
-        else f"facelearn: deleted {args.subject!r} and its {removed} faces from {args.gallery}"
+        else f"facelearn: deleted {subject!r} and its {removed} faces from {args.gallery}"
     )
 
 

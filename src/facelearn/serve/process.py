@@ -4,6 +4,7 @@ benchmark and scripts that need a service for a while."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -36,10 +37,18 @@ class Served:
         ]  # fmt: skip
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120.0) -> Served:
+    def start(self, timeout: float = 120.0, open_files: int | None = None) -> Served:
+        """``open_files``: the server's file limit (soft and hard), as ``ulimit -n`` would set it."""
         environment = {**os.environ, "TMPDIR": str(self.tmpdir)}
+
+        def limit_files() -> None:
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=environment, preexec_fn=limit_files
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -9,10 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..deploy.sqlite_gallery import DuplicateSubject, UnknownSubject
+from ..deploy.subject_ids import lookup_id
 from . import schemas as s
 from .bodies import read_body
 from .problems import Problem, error_responses
 from .service import Face, Service
+from .uploads import check_request
 
 IMAGE_ERRORS = (400, 413, 415, 422, 503, 504)
 KEY_ERRORS = (401, 403)
@@ -22,10 +24,12 @@ def build_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
     async def body(request: Request, params, images: dict[str, bool], required: tuple[str, ...] = ()):
-        parsed, found = await read_body(request, params, images, service.settings.max_request_bytes)
+        limits = service.settings.limits
+        parsed, found = await read_body(request, params, images, service.settings.max_request_bytes, limits.max_images)
         for name in required:
             if not found.get(name):
                 raise Problem(422, "invalid_request", f"{name}: an image is required")
+        await service.in_pool(check_request, found, limits)  # count, headers, pixels in all: before any decode
         return parsed, found
 
     def route(method: str, path: str, answer, params=None, images=None, required=(), errors=(), **options):
@@ -71,7 +75,8 @@ def build_router(service: Service) -> APIRouter:
             score = float(embeddings[0] @ embeddings[1])
         else:
             gallery = service.require().gallery
-            (hits,) = await service.in_pool(lambda: gallery.search(embeddings[:1], 1, subject=params.subject))
+            subject = lookup_id(params.subject)
+            (hits,) = await service.in_pool(lambda: gallery.search(embeddings[:1], 1, subject=subject))
             if not hits:
                 raise Problem(404, "unknown_subject", f"subject {params.subject!r} is not enrolled")
             score = hits[0][1]
@@ -156,10 +161,11 @@ def build_router(service: Service) -> APIRouter:
     async def add_faces(subject: str, request: Request):
         """Add faces to an enrolled subject."""
         params, found = await body(request, s.FacesParams, {"images": True}, ("images",))
-        await known_subject(subject)
+        subject = (await known_subject(subject))["subject"]
         return await enroll(subject, found["images"], params, None, append=True)
 
     async def known_subject(subject: str) -> dict:
+        subject = lookup_id(subject)
         gallery = service.require().gallery
         listed = await service.in_pool(gallery.subjects)
         for entry in listed:
@@ -181,6 +187,7 @@ def build_router(service: Service) -> APIRouter:
     async def delete_subject(subject: str):
         """Remove a subject and every embedding of it; answered once the data is gone from the store."""
         gallery = service.require().gallery
+        subject = lookup_id(subject)
 
         def delete() -> int:
             removed = gallery.delete(subject)

@@ -16,6 +16,7 @@ from functools import partial
 import numpy as np
 
 from .batcher import EmbeddingBatcher
+from .browsers import BrowserPolicy
 from .keys import KeyStore
 from .metrics import Metrics
 from .problems import Problem
@@ -23,6 +24,7 @@ from .uploads import ImageLimits, decode_upload
 
 log = logging.getLogger("facelearn.serve")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+MAX_ALIGNED_ASPECT, MIN_ALIGNED_SIDE = 1.25, 16
 
 
 @dataclass
@@ -45,6 +47,21 @@ class ServeSettings:
     limits: ImageLimits = field(default_factory=ImageLimits)
     timeout_s: float = 30.0
     fmr: float = 1e-3
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    header_timeout_s: float = 10.0
+    max_connections: int = 1000
+
+
+def check_aligned_shape(image: np.ndarray, name: str, size: int) -> None:
+    """An aligned face is square (it is resized to the model's size): a 1×5000 strip is not a face."""
+    height, width = image.shape[:2]
+    if max(height, width) > MAX_ALIGNED_ASPECT * min(height, width) or min(height, width) < MIN_ALIGNED_SIDE:
+        raise Problem(
+            422,
+            "invalid_request",
+            f"{name}: an aligned face is a square image (the model's is {size}×{size}), got {width}×{height}",
+        )
 
 
 @dataclass
@@ -56,7 +73,8 @@ class Face:
 class Service:
     def __init__(self, settings: ServeSettings, keys: KeyStore | None = None):
         self.settings = settings
-        self.keys = keys or KeyStore(settings.keys)
+        self.keys = keys or KeyStore(settings.keys, must_exist=True)
+        self.browsers = BrowserPolicy(settings.host, settings.allowed_hosts, settings.allowed_origins)
         self.metrics = Metrics()
         self.pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelearn-worker")
         self.recognizer = None
@@ -65,10 +83,12 @@ class Service:
 
     # ------------------------------------------------------------------ life
     async def start(self) -> None:
+        from ..deploy.gallery_files import check_gallery_writable
         from ..deploy.recognizer import Recognizer
 
         s = self.settings
         try:
+            await asyncio.to_thread(check_gallery_writable, s.gallery)  # else ready, then every write a 500
             recognizer = await asyncio.to_thread(
                 Recognizer.load, s.model, s.architecture, s.gallery, s.store, s.index, s.detector, s.weights, s.backend
             )
@@ -96,8 +116,10 @@ class Service:
         return recognizer.embed_faces(list(faces), 64)
 
     def require(self):
-        if self.recognizer is None:
-            reason = f"the model or gallery failed to load: {self.load_error}" if self.load_error else "still loading"
+        if self.recognizer is None:  # the reason (it names files) goes to the server log, never to a caller
+            reason = "still loading"
+            if self.load_error:
+                reason = "the model or gallery failed to load; the server log says why"
             raise Problem(503, "not_ready", f"the service is not ready ({reason}); GET /v1/ready says when it is")
         return self.recognizer
 
@@ -110,6 +132,7 @@ class Service:
         recognizer = self.require()
         image = await self.in_pool(decode_upload, data, name, self.settings.limits)
         if aligned:
+            check_aligned_shape(image, name, recognizer.input_size)
             return [Face(await self.in_pool(recognizer.check_aligned, image), None)]
         if recognizer.detector is None:
             raise Problem(
