@@ -5,6 +5,8 @@ keys, slow-loris, misconfiguration, malformed requests, the CLI's edges and the 
 from __future__ import annotations
 
 import base64
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -175,3 +177,139 @@ def test_the_allowed_names_and_origins_are_configurable():
     everywhere = BrowserPolicy("0.0.0.0")  # bound to every interface (keys required): any name
     assert answers(everywhere, "GET", host="anything.example")
     assert not answers(BrowserPolicy("0.0.0.0", ["faces.example"]), "GET", host="anything.example")
+
+
+# ---------------------------------------------------------------- 9. security headers, subject ids, malformed bodies
+def test_every_answer_carries_the_security_headers(server):
+    with server.client() as http:
+        for path in ("/", "/v1/health", "/v1/nothing", "/docs", "/openapi.json"):
+            headers = http.get(path).headers
+            assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY", path
+            assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+        page = http.get("/").headers["content-security-policy"]
+        assert "script-src 'sha256-" in page and "connect-src 'self'" in page and "unsafe-inline" not in page
+
+
+BAD_IDS = [".", "..", " ", "", "a/b", "zero\u200bwidth", "right\u202eleft", "line\u2028break", "tab\tbed", " alice"]
+
+
+def test_one_subject_id_rule_for_the_api_the_cli_and_python(server, lfw_people, tmp_path, capsys):
+    from facelearn.cli import main as facelearn
+    from facelearn.deploy.subject_ids import SubjectIdError, lookup_id, subject_id
+
+    photo = lfw_people.strangers[5]
+    with server.client() as http:
+        for bad in BAD_IDS:
+            answer = http.post("/v1/subjects", data={"subject": bad}, files=image_files([photo]))
+            assert error_of(answer) == (422, "invalid_request"), repr(bad)
+        decomposed = "Zoe\u0301"  # é as e + combining accent: one subject with the composed é
+        created = http.post("/v1/subjects", data={"subject": decomposed}, files=image_files([photo]))
+        assert created.status_code == 201 and created.json()["subject"] == "Zo\u00e9"
+        assert http.get("/v1/subjects/Zo%C3%A9").status_code == 200
+        assert http.get("/v1/subjects/Zoe%CC%81").status_code == 200  # looked up normalised too
+        assert http.delete("/v1/subjects/Zoe%CC%81").json()["deleted"] == "Zo\u00e9"
+    for bad in BAD_IDS:
+        with pytest.raises(SubjectIdError):
+            subject_id(bad)
+    assert lookup_id("..") == ".." and subject_id("Zoe\u0301 Smith-Jones") == "Zo\u00e9 Smith-Jones"
+    model = ["--model", str(lfw_people.model), "--weights", str(lfw_people.weights)]
+    for bad in ("", "a/b", ".."):
+        assert facelearn(["enroll", str(tmp_path / "g.db"), bad, str(photo), *model]) == 2
+        assert "subject id" in capsys.readouterr().err
+    assert not (tmp_path / "g.db").exists()
+
+
+def test_deep_nan_and_odd_bodies_are_refused_without_a_traceback(server, lfw_people):
+    photo = base64.b64encode(lfw_people.strangers[6].read_bytes()).decode()
+    deep = "[" * 10_000 + "]" * 10_000
+    before = log_size(server)
+    with server.client() as http:
+        json_body = {"content-type": "application/json"}
+        assert error_of(http.post("/v1/identify", content=deep, headers=json_body)) == (400, "bad_request")
+        nested = '{"subject": "deep", "metadata": {"a": ' + deep + "}}"
+        assert error_of(http.post("/v1/subjects", content=nested, headers=json_body)) == (400, "bad_request")
+        form = http.post(
+            "/v1/subjects", data={"subject": "deep", "metadata": deep}, files=image_files([lfw_people.strangers[6]])
+        )
+        assert error_of(form) == (400, "bad_request")
+        for value in ("NaN", "Infinity", "-Infinity", "1e999"):
+            raw = '{"subject": "nan", "metadata": {"x": ' + value + '}, "images": ["' + photo + '"]}'
+            assert error_of(http.post("/v1/subjects", content=raw, headers=json_body))[0] in (400, 422), value
+            as_form = {"subject": "nan", "metadata": '{"x": ' + value + "}"}
+            answer = http.post("/v1/subjects", data=as_form, files=image_files([lfw_people.strangers[6]]))
+            assert error_of(answer) == (422, "invalid_request"), value
+        assert error_of(http.get("/v1/subjects/nan")) == (404, "unknown_subject")
+        strip = encode_image(np.full((1, 5000, 3), 120, np.uint8), ".png")
+        answer = http.post("/v1/embed", files={"image": ("s.png", strip)}, data={"aligned": "true"})
+        assert error_of(answer) == (422, "invalid_request") and "square" in answer.json()["error"]["message"]
+        broken = http.post("/v1/embed", files={"image": ("b.png", b"\x89PNG\r\n\x1a\n" + bytes(64))})
+        assert error_of(broken) == (400, "bad_image") and "object at 0x" not in broken.json()["error"]["message"]
+    log = server.log.read_text()[before:]
+    assert "Traceback" not in log and len(log) < 2000, log[-3000:]
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_closed(server):
+    request = (
+        f"POST /v1/identify HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request.encode())
+        answer = b""
+        while chunk := sock.recv(4096):  # the server closes the connection after its answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b"connection: close" in answer.lower()
+
+
+def test_a_server_that_cannot_load_says_so_without_paths(lfw_people, tmp_path):
+    missing = tmp_path / "secret-folder" / "missing-model.pt"
+    served = Served(missing, tmp_path / "g.db", lfw_people.weights, tmp_path).start(probe="/v1/health")
+    try:
+        with served.client() as http:
+            for _ in range(100):
+                answer = http.get("/v1/ready")
+                if "failed to load" in answer.text:
+                    break
+                time.sleep(0.1)
+        assert error_of(answer) == (503, "not_ready") and "secret-folder" not in answer.text
+        assert "secret-folder" in served.log.read_text()  # the operator still learns why
+    finally:
+        served.stop()
+
+
+def test_identify_on_a_missing_gallery_is_an_error_not_unknown(lfw_people, tmp_path, capsys):
+    from facelearn.cli import main as facelearn
+
+    model = ["--model", str(lfw_people.model), "--weights", str(lfw_people.weights)]
+    typo = tmp_path / "missing.db"
+    assert facelearn(["identify", str(typo), str(lfw_people.strangers[0]), *model]) == 2
+    assert "no such gallery" in capsys.readouterr().err and not typo.exists()  # not created, no "unknown"
+
+
+def test_serve_keys_add_into_a_closed_pipe_is_still_a_success(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
+    from facelearn.cli import main as facelearn
+
+    keys = tmp_path / "keys.json"
+    shell = f"set -o pipefail; {sys.executable} -m facelearn.cli serve keys add alice --keys {keys} | head -1"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("fl_") and "Broken pipe" not in done.stderr
+    reader, writer = os.pipe()
+    os.close(reader)  # a reader that has gone already
+    saved = os.dup(1)
+    try:
+        os.dup2(writer, 1)
+        # line-buffered, as a terminal or PYTHONUNBUFFERED would make it: the key's line meets the closed pipe
+        sys.stdout, original = open(1, "w", buffering=1, closefd=False), sys.stdout  # noqa: SIM115
+        try:
+            code = facelearn(["serve", "keys", "add", "bob", "--keys", str(keys)])
+        finally:
+            sys.stdout = original
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(writer)
+    assert code == 0 and "Broken pipe" not in capsys.readouterr().err

@@ -37,8 +37,9 @@ class Served:
         ]  # fmt: skip
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120.0, open_files: int | None = None) -> Served:
-        """``open_files``: the server's file limit (soft and hard), as ``ulimit -n`` would set it."""
+    def start(self, timeout: float = 120.0, open_files: int | None = None, probe: str = "/v1/ready") -> Served:
+        """``open_files``: the server's file limit (soft and hard), as ``ulimit -n`` would set it; ``probe``:
+        the route that must answer 200 (``/v1/health`` for a server that is up but not ready)."""
         environment = {**os.environ, "TMPDIR": str(self.tmpdir)}
 
         def limit_files() -> None:
@@ -54,14 +55,14 @@ class Served:
             if self.process.poll() is not None:
                 raise RuntimeError(f"facelearn serve exited with {self.process.returncode}:\n{self.log.read_text()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/v1/ready", timeout=2) as answer:
+                with urllib.request.urlopen(f"{self.url}{probe}", timeout=2) as answer:
                     if answer.status == 200:
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.25)
         self.stop()
-        raise RuntimeError(f"facelearn serve was not ready in {timeout} s:\n{self.log.read_text()}")
+        raise RuntimeError(f"facelearn serve did not answer {probe} in {timeout} s:\n{self.log.read_text()}")
 
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.process is None or self.process.poll() is not None:
