@@ -4,6 +4,8 @@ batcher and answers; every decision carries the model, the FMR and the threshold
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -16,7 +18,16 @@ from .problems import Problem, error_responses
 from .service import Face, Service
 from .uploads import check_request
 
+log = logging.getLogger("facelearn.serve")
 IMAGE_ERRORS = (400, 413, 415, 422, 503, 504)
+
+
+def unwritable(error: sqlite3.Error) -> Problem:
+    """A gallery that stopped taking writes (made immutable, a full or read-only disk): 503, and one log line."""
+    log.error("facelearn serve: the gallery cannot be written: %s", error)
+    return Problem(503, "gallery_unavailable", "the gallery cannot be written now; the server log says why")
+
+
 KEY_ERRORS = (401, 403)
 
 
@@ -131,6 +142,8 @@ def build_router(service: Service) -> APIRouter:
             )
         except DuplicateSubject as error:
             raise Problem(409, "duplicate_subject", f"{error}: POST /v1/subjects/{{id}}/faces adds faces") from None
+        except sqlite3.Error as error:
+            raise unwritable(error) from None
         return {"subject": subject, "faces": faces, "no_face": no_face}
 
     @route(
@@ -198,6 +211,8 @@ def build_router(service: Service) -> APIRouter:
             removed = await service.in_pool(delete)
         except UnknownSubject:
             raise Problem(404, "unknown_subject", f"subject {subject!r} is not enrolled") from None
+        except sqlite3.Error as error:
+            raise unwritable(error) from None
         return {"deleted": subject, "faces": removed}
 
     @router.get("/health", response_model=s.Health)
