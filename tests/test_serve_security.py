@@ -435,3 +435,41 @@ def test_an_immutable_gallery_is_said_so_by_the_cli_and_the_service(lfw_people, 
     assert facelearn(["enroll", str(folder / "new.db"), "bob", *photos, *model]) == 2
     errors = capsys.readouterr().err
     assert "cannot be written" in errors and "not a facelearn gallery" not in errors
+
+
+# ---------------------------------------------------------------- 7. slow-loris
+def half_sent(port: int) -> socket.socket | None:
+    """A connection that sends the start of a request's headers and never the rest."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(f"GET /v1/ready HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: ".encode())
+        return sock
+    except OSError:  # refused or reset at once: the server is shedding them
+        return None
+
+
+def test_slow_loris_cannot_starve_the_service_or_flood_its_log(lfw_people, tmp_path):
+    served = Served(lfw_people.model, tmp_path / "g.db", lfw_people.weights, tmp_path)
+    served.start(open_files=256)  # as under `ulimit -n 256`
+    held: list[socket.socket] = []
+    try:
+        before = log_size(served)
+        held = [s for s in (half_sent(served.port) for _ in range(260)) if s is not None]
+        started = time.monotonic()
+        with served.client() as http:
+            assert http.get("/v1/ready", timeout=5).status_code == 200  # answered while 260 half-sent requests wait
+        assert time.monotonic() - started < 5
+        lone = half_sent(served.port)
+        started = time.monotonic()
+        lone.settimeout(20)
+        try:
+            closed = lone.recv(1024) == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed and time.monotonic() - started < 15  # the header deadline (10 s) closed it
+        log = served.log.read_text()[before:]
+        assert len(log) < 5000 and "Traceback" not in log, log[-2000:]
+    finally:
+        for sock in held:
+            sock.close()
+        served.stop()
