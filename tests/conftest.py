@@ -111,3 +111,8 @@ def browser():
     session = webdriver.Chrome(service=DriverService(executable_path=driver), options=options)
     yield session
     session.quit()
+
+
+def log_size(served) -> int:
+    """Bytes in a served process's log so far (to measure what a request adds)."""
+    return served.log.stat().st_size

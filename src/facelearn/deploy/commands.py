@@ -138,6 +138,7 @@ def command_enroll(args: argparse.Namespace) -> None:
     recognizer = open_recognizer(args)
     with gallery_errors(args.gallery):
         result = recognizer.enroll(subject, photos, aligned=args.aligned, append=args.append)
+    audit(args, "add" if args.append else "enroll", subject, len(photos) - len(result["no_face"]))
     result["no_face"] = [args.photos[i] for i in result["no_face"]]
     if args.json:
         print(json.dumps(result))
@@ -145,6 +146,14 @@ def command_enroll(args: argparse.Namespace) -> None:
     print(f"facelearn: enrolled {subject!r} in {args.gallery}: {result['faces']} faces")
     for path in result["no_face"]:
         print(f"  no face found, not enrolled: {path}")
+
+
+def audit(args: argparse.Namespace, action: str, subject: str, faces: int) -> None:
+    """One record of a gallery change in the audit log (deploy/audit.py): the local user, via the CLI."""
+    from .audit import AuditLog, default_audit_path, local_user
+
+    path = args.audit_log or default_audit_path(args.gallery)
+    AuditLog(path).record(action, subject, faces, local_user(), args.gallery, via="cli")
 
 
 def command_identify(args: argparse.Namespace) -> None:
@@ -203,6 +212,7 @@ def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
     subject = lookup_id(args.subject)
     removed = gallery.delete(subject)
     gallery.checkpoint()
+    audit(args, "delete", subject, removed)
     print(
         json.dumps({"deleted": subject, "faces": removed})
         if args.json
@@ -251,6 +261,7 @@ def add_commands(commands) -> None:
     enroll.add_argument("subject")
     enroll.add_argument("photos", nargs="+")
     enroll.add_argument("--append", action="store_true", help="add faces to an enrolled subject")
+    enroll.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
     add_model_options(enroll, fmr=False)
     enroll.set_defaults(func=command_enroll)
 
@@ -272,5 +283,6 @@ def add_commands(commands) -> None:
     gallery.add_argument("gallery")
     gallery.add_argument("subject", nargs="?")
     gallery.add_argument("--json", action="store_true")
+    gallery.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
     gallery.add_argument("--store", choices=["sqlite", "milvus"], help="default: Milvus for a URI, else SQLite")
     gallery.set_defaults(func=command_gallery)

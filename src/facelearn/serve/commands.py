@@ -71,6 +71,7 @@ def command_serve(args: argparse.Namespace) -> None:
         allowed_origins=tuple(args.allowed_origin),
         header_timeout_s=args.header_timeout,
         max_connections=args.max_connections,
+        audit_log=args.audit_log,
     )
     logging.getLogger("facelearn.serve").setLevel(logging.INFO)
     connection_class = guarded_connections(settings)
@@ -141,6 +142,7 @@ def add_commands(commands) -> None:
     )
     serve.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send a request's headers")
     serve.add_argument("--max-connections", type=int, default=1000, help="open connections (capped below ulimit -n)")
+    serve.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
     serve.add_argument("--access-log", action="store_true", help="log each request line (paths name subjects)")
     serve.set_defaults(func=command_serve, serve_command=None)
     actions = serve.add_subparsers(dest="serve_command")

@@ -81,8 +81,10 @@ class Guard:
             given = bearer[7:].strip()
         if not given:
             raise Problem(401, "missing_key", "an API key is required: send X-API-Key or Authorization: Bearer KEY")
-        if keys.check(given) is None:
+        name = keys.check(given)
+        if name is None:
             raise Problem(403, "wrong_key", "the API key is not valid (facelearn serve keys list shows the key names)")
+        scope["facelearn.key"] = name  # who, for the audit log
 
     async def guarded(self, scope, receive, send) -> None:
         limit = self.service.settings.max_request_bytes

@@ -118,7 +118,9 @@ def build_router(service: Service) -> APIRouter:
         ]
         return {"faces": answers, "gallery_size": size}
 
-    async def enroll(subject: str, images: list[bytes], params, metadata: dict | None, append: bool) -> dict:
+    async def enroll(
+        request: Request, subject: str, images: list[bytes], params, metadata: dict | None, append: bool
+    ) -> dict:
         picked = await asyncio.gather(
             *(service.one_face(data, f"images[{i}]", params.aligned, params.single) for i, data in enumerate(images)),
             return_exceptions=True,
@@ -144,6 +146,7 @@ def build_router(service: Service) -> APIRouter:
             raise Problem(409, "duplicate_subject", f"{error}: POST /v1/subjects/{{id}}/faces adds faces") from None
         except sqlite3.Error as error:
             raise unwritable(error) from None
+        await service.record(request, "add" if append else "enroll", subject, len(chosen))
         return {"subject": subject, "faces": faces, "no_face": no_face}
 
     @route(
@@ -159,7 +162,7 @@ def build_router(service: Service) -> APIRouter:
     async def create_subject(request: Request):
         """Enroll a new subject from one or more photos (the largest face of each)."""
         params, found = await body(request, s.SubjectParams, {"images": True}, ("images",))
-        answer = await enroll(params.subject, found["images"], params, params.metadata, append=False)
+        answer = await enroll(request, params.subject, found["images"], params, params.metadata, append=False)
         return JSONResponse(answer, status_code=201)
 
     @route(
@@ -175,7 +178,7 @@ def build_router(service: Service) -> APIRouter:
         """Add faces to an enrolled subject."""
         params, found = await body(request, s.FacesParams, {"images": True}, ("images",))
         subject = (await known_subject(subject))["subject"]
-        return await enroll(subject, found["images"], params, None, append=True)
+        return await enroll(request, subject, found["images"], params, None, append=True)
 
     async def known_subject(subject: str) -> dict:
         subject = lookup_id(subject)
@@ -197,7 +200,7 @@ def build_router(service: Service) -> APIRouter:
         return await known_subject(subject)
 
     @route("DELETE", "/subjects/{subject}", s.Deleted, errors=(404,))
-    async def delete_subject(subject: str):
+    async def delete_subject(subject: str, request: Request):
         """Remove a subject and every embedding of it; answered once the data is gone from the store."""
         gallery = service.require().gallery
         subject = lookup_id(subject)
@@ -213,6 +216,7 @@ def build_router(service: Service) -> APIRouter:
             raise Problem(404, "unknown_subject", f"subject {subject!r} is not enrolled") from None
         except sqlite3.Error as error:
             raise unwritable(error) from None
+        await service.record(request, "delete", subject, removed)
         return {"deleted": subject, "faces": removed}
 
     @router.get("/health", response_model=s.Health)

@@ -15,6 +15,7 @@ from functools import partial
 
 import numpy as np
 
+from ..deploy.audit import AuditLog, default_audit_path
 from .batcher import EmbeddingBatcher
 from .browsers import BrowserPolicy
 from .keys import KeyStore
@@ -51,6 +52,7 @@ class ServeSettings:
     allowed_origins: tuple[str, ...] = ()
     header_timeout_s: float = 10.0
     max_connections: int = 1000
+    audit_log: str | None = None  # default: <gallery>.audit.log
 
 
 def check_aligned_shape(image: np.ndarray, name: str, size: int) -> None:
@@ -75,6 +77,7 @@ class Service:
         self.settings = settings
         self.keys = keys or KeyStore(settings.keys, must_exist=True)
         self.browsers = BrowserPolicy(settings.host, settings.allowed_hosts, settings.allowed_origins)
+        self.audit = AuditLog(settings.audit_log or default_audit_path(settings.gallery))
         self.metrics = Metrics()
         self.pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelearn-worker")
         self.recognizer = None
@@ -153,6 +156,18 @@ class Service:
                 f"{name}: {len(faces)} faces found where one is required (single=false takes the largest)",
             )
         return faces[0]
+
+    async def record(self, request, action: str, subject: str, faces: int) -> None:
+        """One audit record of a gallery change: the key's name (or anonymous), the caller's address."""
+        key = request.scope.get("facelearn.key")
+        who = f"key:{key}" if key else "anonymous"
+        client = request.client.host if request.client else None
+        try:
+            await self.in_pool(
+                partial(self.audit.record, action, subject, faces, who, self.settings.gallery, via="api", client=client)
+            )
+        except OSError as error:  # the change is made; say loudly that its record is missing
+            log.error("facelearn serve: AUDIT RECORD NOT WRITTEN (%s %s, %d faces): %s", action, subject, faces, error)
 
     async def embed(self, faces: list[Face]) -> tuple[np.ndarray, np.ndarray]:
         return await self.batcher.embed(np.stack([f.face for f in faces]))
