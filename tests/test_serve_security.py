@@ -281,7 +281,9 @@ def test_identify_on_a_missing_gallery_is_an_error_not_unknown(lfw_people, tmp_p
     model = ["--model", str(lfw_people.model), "--weights", str(lfw_people.weights)]
     typo = tmp_path / "missing.db"
     assert facelearn(["identify", str(typo), str(lfw_people.strangers[0]), *model]) == 2
-    assert "no such gallery" in capsys.readouterr().err and not typo.exists()  # not created, no "unknown"
+    assert (
+        "does not exist (no such gallery)" in capsys.readouterr().err and not typo.exists()
+    )  # not created, no "unknown"
 
 
 def test_serve_keys_add_into_a_closed_pipe_is_still_a_success(tmp_path, capsys):

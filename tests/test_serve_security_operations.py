@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from conftest import error_of, image_files, log_size, need
+from conftest import error_of, image_files, log_size, need, skip_unless_allowed
 
 need("fastapi", "serve")
 from facelearn.serve.process import Served  # noqa: E402
@@ -92,7 +92,7 @@ def immutable(tmp_path):
 
     def mark(path):
         if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode:
-            pytest.skip("chattr +i is not available here (needs root on ext4/xfs)")
+            skip_unless_allowed("chattr +i is not available here (needs root on ext4/xfs)")
         marked.append(path)
 
     yield mark

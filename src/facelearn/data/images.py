@@ -99,7 +99,9 @@ def read_header(data: bytes, source: str = "buffer", formats: tuple[str, ...] | 
     kind = sniff_format(data)
     if kind is None or (formats is not None and kind not in formats):
         accepted = ", ".join(formats or SIGNATURES)
-        raise UnsupportedImage(f"{source}: not a {accepted} image ({len(data):,} bytes; sniffed from its bytes)")
+        raise UnsupportedImage(
+            f"{source}: not a decodable image (not a {accepted} image by its first bytes; {len(data):,} bytes)"
+        )
     if kind == "jpeg":
         try:
             structure = read_jpeg_structure(data)

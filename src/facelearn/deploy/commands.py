@@ -159,10 +159,12 @@ def audit(args: argparse.Namespace, action: str, subject: str, faces: int) -> No
 def command_identify(args: argparse.Namespace) -> None:
     from .gallery_files import check_gallery_exists, gallery_errors
 
-    check_gallery_exists(args.gallery)  # never create an empty gallery that answers "unknown" to everyone
     photo = read_photos([args.photo])[0]
-    recognizer = open_recognizer(args)
+    recognizer = open_recognizer(args, gallery=False)
+    recognizer.threshold(args.fmr)  # a model without calibration says so first
+    check_gallery_exists(args.gallery)  # never create an empty gallery that answers "unknown" to everyone
     with gallery_errors(args.gallery):
+        recognizer.open_gallery(args.gallery, getattr(args, "store", None), getattr(args, "index", "exact"))
         results = recognizer.identify(photo, k=args.k, fmr=args.fmr, aligned=args.aligned)
     if args.json:
         print(json.dumps(results))

@@ -30,10 +30,9 @@ def local_path(location: str | Path) -> Path | None:
 def check_gallery_exists(location: str | Path) -> None:
     path = local_path(location)
     if path is not None and not path.is_file():
+        what = "is a folder, not a gallery" if path.is_dir() else "does not exist (no such gallery)"
         raise DataError(
-            f"{path}: no such gallery"
-            + (" (a folder)" if path.is_dir() else "")
-            + " — enroll someone first (facelearn enroll GALLERY SUBJECT PHOTO...), or check the path"
+            f"{path} {what}: enroll someone first (facelearn enroll GALLERY SUBJECT PHOTO...), or check the path"
         )
 
 
