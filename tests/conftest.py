@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,60 @@ def lfw_people(tmp_path_factory):
     if reuse and (Path(reuse) / "model.pt").exists():
         return train_lfw_people(Path(reuse), reuse=True)
     return train_lfw_people(Path(reuse) if reuse else tmp_path_factory.mktemp("lfw_people"))
+
+
+def error_of(response) -> tuple[int, str]:
+    """(status, code) of the service's one error envelope, checking its shape."""
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"status", "code", "message"}, body
+    assert body["error"]["status"] == response.status_code
+    return response.status_code, body["error"]["code"]
+
+
+def image_files(paths, field: str = "images") -> list:
+    """Multipart file parts (httpx ``files=``) of photos on disk."""
+    return [(field, (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+
+
+def header_lying_jpeg(photo: Path, width: int = 9000, height: int = 4000) -> bytes:
+    """A real JPEG whose frame header (SOF0) is patched to claim width×height; its data still ends in EOI."""
+    import struct
+
+    data = bytearray(photo.read_bytes())
+    frame = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, frame + 5, height, width)
+    return bytes(data)
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS (now) and VmHWM (peak since start, or since reset_peak_memory) of a process, in MB."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {line.split(":")[0]: int(line.split()[1]) / 1024 for line in lines if line.startswith(("VmRSS", "VmHWM"))}
+
+
+def reset_peak_memory(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # Linux: VmHWM := VmRSS
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's chromium + chromium-driver) driven by Selenium."""
+    need("selenium", "dev")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    chromium, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        skip_unless_allowed("no browser: apt-get install chromium chromium-driver (.ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    session = webdriver.Chrome(service=DriverService(executable_path=driver), options=options)
+    yield session
+    session.quit()
+
+
+def log_size(served) -> int:
+    """Bytes in a served process's log so far (to measure what a request adds)."""
+    return served.log.stat().st_size

@@ -10,7 +10,8 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import need
+from conftest import error_of, need
+from conftest import image_files as files
 
 from facelearn.data.images import encode_image, read_image
 
@@ -27,10 +28,6 @@ def server(lfw_people, tmp_path_factory):
     yield served
     assert served.stop() in (0, -15)  # SIGTERM: uvicorn finishes, then re-raises the signal
     assert "Application shutdown complete" in served.log.read_text()
-
-
-def files(paths, field="images"):
-    return [(field, (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
 
 
 def two_faces(lfw_people) -> bytes:
@@ -50,13 +47,6 @@ def huge_png(side: int = 20000) -> bytes:
     parts.append(compressor.flush())
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
-
-
-def error_of(response) -> tuple[int, str]:
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"status", "code", "message"}, body
-    assert body["error"]["status"] == response.status_code
-    return response.status_code, body["error"]["code"]
 
 
 def test_enroll_identify_verify_delete_over_http(server, lfw_people):
@@ -176,7 +166,7 @@ def uploads_on_disk(folder) -> list:
 
 def test_a_body_above_the_limit_is_refused_before_it_is_read(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        head = "POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head = "POST /v1/identify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         head += "Content-Length: 1000000000\r\n\r\n"
         sock.sendall(head.encode() + b'{"image": "')  # 11 of the announced 10^9 bytes
         answer = b""

@@ -3,35 +3,17 @@ driven by Selenium against ``facelearn serve`` on 127.0.0.1 — enroll, identify
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from conftest import need, skip_unless_allowed
+from conftest import need
 
 need("fastapi", "serve")
 need("selenium", "dev")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service as DriverService  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from facelearn.serve.process import Served  # noqa: E402
 
 pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        skip_unless_allowed("no browser: apt-get install chromium chromium-driver (.ci/run installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    session = webdriver.Chrome(service=DriverService(executable_path=driver), options=options)
-    yield session
-    session.quit()
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from ..errors import FacelearnError, describe_os_error
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except FacelearnError as error:
         print(f"facelearn: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `facelearn ... | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 0
     except OSError as error:  # a read-only folder, a full disk, a file where a folder should be
         print(f"facelearn: error: {describe_os_error(error)}", file=sys.stderr)
         return 2

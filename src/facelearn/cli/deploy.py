@@ -123,26 +123,51 @@ def open_recognizer(args: argparse.Namespace, gallery: bool = True):
 
 
 def read_photos(paths: list[str]) -> list[np.ndarray]:
-    from ..data.images import read_image
+    """Every photo through the decoding gate, with one pixel budget for the whole command."""
+    from ..data.images import PixelBudget, read_image
 
-    return [read_image(path) for path in paths]
+    budget = PixelBudget()
+    return [read_image(path, budget=budget) for path in paths]
 
 
 def command_enroll(args: argparse.Namespace) -> None:
+    from ..deploy.gallery_files import check_gallery_writable, gallery_errors
+    from ..deploy.subject_ids import subject_id
+
+    subject = subject_id(args.subject)
+    photos = read_photos(args.photos)  # before the model loads: a bad photo fails at once
+    check_gallery_writable(args.gallery)
     recognizer = open_recognizer(args)
-    result = recognizer.enroll(args.subject, read_photos(args.photos), aligned=args.aligned, append=args.append)
+    with gallery_errors(args.gallery):
+        result = recognizer.enroll(subject, photos, aligned=args.aligned, append=args.append)
+    audit(args, "add" if args.append else "enroll", subject, len(photos) - len(result["no_face"]))
     result["no_face"] = [args.photos[i] for i in result["no_face"]]
     if args.json:
         print(json.dumps(result))
         return
-    print(f"facelearn: enrolled {args.subject!r} in {args.gallery}: {result['faces']} faces")
+    print(f"facelearn: enrolled {subject!r} in {args.gallery}: {result['faces']} faces")
     for path in result["no_face"]:
         print(f"  no face found, not enrolled: {path}")
 
 
+def audit(args: argparse.Namespace, action: str, subject: str, faces: int) -> None:
+    """One record of a gallery change in the audit log (deploy/audit.py): the local user, via the CLI."""
+    from ..deploy.audit import AuditLog, default_audit_path, local_user
+
+    path = args.audit_log or default_audit_path(args.gallery)
+    AuditLog(path).record(action, subject, faces, local_user(), args.gallery, via="cli")
+
+
 def command_identify(args: argparse.Namespace) -> None:
-    recognizer = open_recognizer(args)
-    results = recognizer.identify(read_photos([args.photo])[0], k=args.k, fmr=args.fmr, aligned=args.aligned)
+    from ..deploy.gallery_files import check_gallery_exists, gallery_errors
+
+    photo = read_photos([args.photo])[0]
+    recognizer = open_recognizer(args, gallery=False)
+    recognizer.threshold(args.fmr)  # a model without calibration says so first
+    check_gallery_exists(args.gallery)  # never create an empty gallery that answers "unknown" to everyone
+    with gallery_errors(args.gallery):
+        recognizer.open_gallery(args.gallery, getattr(args, "store", None), getattr(args, "index", "exact"))
+        results = recognizer.identify(photo, k=args.k, fmr=args.fmr, aligned=args.aligned)
     if args.json:
         print(json.dumps(results))
         return
@@ -171,22 +196,31 @@ def command_verify(args: argparse.Namespace) -> None:
 
 def command_gallery(args: argparse.Namespace) -> None:
     from ..deploy.gallery import open_gallery
+    from ..deploy.gallery_files import check_gallery_exists, check_gallery_writable, gallery_errors
+    from ..deploy.subject_ids import lookup_id
 
-    if "://" not in args.gallery and not Path(args.gallery).is_file():
-        raise DataError(f"{args.gallery} does not exist")
-    gallery = open_gallery(args.gallery, None, None, args.store)
+    check_gallery_exists(args.gallery)
+    if args.action == "delete":
+        check_gallery_writable(args.gallery)
+    with gallery_errors(args.gallery):
+        gallery_command(args, open_gallery(args.gallery, None, None, args.store), lookup_id)
+
+
+def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
     if args.action == "list":
         subjects = gallery.subjects()
         print(json.dumps(subjects) if args.json else "\n".join(f"{s['subject']}\t{s['faces']} faces" for s in subjects))
         return
     if not args.subject:
         raise ConfigError("facelearn gallery delete needs the SUBJECT to delete")
-    removed = gallery.delete(args.subject)
+    subject = lookup_id(args.subject)
+    removed = gallery.delete(subject)
     gallery.checkpoint()
+    audit(args, "delete", subject, removed)
     print(
-        json.dumps({"deleted": args.subject, "faces": removed})
+        json.dumps({"deleted": subject, "faces": removed})
         if args.json
-        else f"facelearn: deleted {args.subject!r} and its {removed} faces from {args.gallery}"
+        else f"facelearn: deleted {subject!r} and its {removed} faces from {args.gallery}"
     )
 
 
@@ -231,6 +265,7 @@ def add_commands(commands) -> None:
     enroll.add_argument("subject")
     enroll.add_argument("photos", nargs="+")
     enroll.add_argument("--append", action="store_true", help="add faces to an enrolled subject")
+    enroll.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
     add_model_options(enroll, fmr=False)
     enroll.set_defaults(func=command_enroll)
 
@@ -252,5 +287,6 @@ def add_commands(commands) -> None:
     gallery.add_argument("gallery")
     gallery.add_argument("subject", nargs="?")
     gallery.add_argument("--json", action="store_true")
+    gallery.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
     gallery.add_argument("--store", choices=STORES.names(), help="default: Milvus for a URI, else SQLite")
     gallery.set_defaults(func=command_gallery)

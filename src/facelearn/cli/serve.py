@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
+import sys
 
 from ..deploy.gallery import STORES
 from ..errors import ConfigError
+from ..serve.browsers import is_loopback
 from ..serve.keys import KeyStore
-from ..serve.service import LOOPBACK, ServeSettings
+from ..serve.service import ServeSettings
 from ..serve.uploads import ImageLimits
 from .options import BACKEND_HELP, DETECTOR_HELP, options_from
 
 MB = 1024 * 1024
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def command_serve(args: argparse.Namespace) -> None:
@@ -35,12 +27,19 @@ def command_serve(args: argparse.Namespace) -> None:
         import uvicorn
 
         from ..serve.app import create_app
+        from ..serve.connections import guarded_connections
         from ..serve.service import Service
     except ImportError as error:
         raise ConfigError(
             f"facelearn serve needs its extra ({error.name} is missing): pip install 'facelearn[serve]'"
         ) from None
-    keys = KeyStore(args.keys)
+    keys = KeyStore(args.keys, must_exist=True)
+    if keys.required and not keys.keys:
+        print(
+            f"facelearn: warning: {args.keys} holds no keys: every keyed request is refused until one is added "
+            f"(facelearn serve keys add NAME --keys {args.keys}; no restart needed)",
+            file=sys.stderr,
+        )
     if not is_loopback(args.host) and not keys.required:
         raise ConfigError(
             f"--host {args.host} is reachable from other machines: API keys are required "
@@ -51,10 +50,19 @@ def command_serve(args: argparse.Namespace) -> None:
         args,
         max_batch=1 if args.no_batching else args.max_batch,
         max_request_bytes=int(args.max_request_mb * MB),
-        limits=ImageLimits(max_image_bytes=int(args.max_image_mb * MB), max_pixels=args.max_pixels),
+        limits=ImageLimits(
+            max_image_bytes=int(args.max_image_mb * MB),
+            max_pixels=args.max_pixels,
+            max_images=args.max_images,
+            max_request_pixels=args.max_request_pixels,
+        ),
         timeout_s=args.timeout,
+        allowed_hosts=tuple(args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
+        header_timeout_s=args.header_timeout,
     )
     logging.getLogger("facelearn.serve").setLevel(logging.INFO)
+    connection_class = guarded_connections(settings)
     print(
         f"facelearn: serving {args.model} on http://{args.host}:{args.port} (page /, API /v1, docs /docs)", flush=True
     )
@@ -62,6 +70,7 @@ def command_serve(args: argparse.Namespace) -> None:
         create_app(Service(settings, keys)),
         host=args.host,
         port=args.port,
+        http=connection_class,  # header-read deadline and a connection cap (slow-loris)
         access_log=args.access_log,  # off by default: request paths name subjects
         timeout_graceful_shutdown=int(args.timeout) + 1,
         log_level="info",
@@ -76,7 +85,8 @@ def command_keys(args: argparse.Namespace) -> None:
         if not args.name:
             raise ConfigError("facelearn serve keys add NAME --keys FILE")
         key = store.add(args.name)
-        print(f"{key}\n(the key of {args.name!r}: shown once, stored only as a hash in {args.keys})")
+        print(key)  # alone on stdout, so that `| head -1` or `$(...)` takes it whole
+        print(f"(the key of {args.name!r}: shown once, stored only as a hash in {args.keys})", file=sys.stderr)
     elif args.action == "remove":
         if not args.name:
             raise ConfigError("facelearn serve keys remove NAME --keys FILE")
@@ -108,6 +118,19 @@ def add_commands(commands) -> None:
     serve.add_argument("--max-image-mb", type=float, default=10.0)
     serve.add_argument("--max-pixels", type=int, default=40_000_000, help="refused from the header, before decoding")
     serve.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    serve.add_argument("--max-images", type=int, default=32, help="most images in one request (JSON or multipart)")
+    serve.add_argument(
+        "--max-request-pixels", type=int, default=100_000_000, help="pixels of all images of a request, from headers"
+    )
+    serve.add_argument(
+        "--allowed-host", action="append", default=[], help="another name the service is reached by ('*': any)"
+    )
+    serve.add_argument(
+        "--allowed-origin", action="append", default=[], help="a web origin whose pages may write (e.g. https://x.org)"
+    )
+    serve.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send a request's headers")
+    serve.add_argument("--max-connections", type=int, default=1000, help="open connections (capped below ulimit -n)")
+    serve.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
     serve.add_argument("--access-log", action="store_true", help="log each request line (paths name subjects)")
     serve.set_defaults(func=command_serve, serve_command=None)
     actions = serve.add_subparsers(dest="serve_command")

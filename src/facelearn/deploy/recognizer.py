@@ -29,6 +29,7 @@ from .backends import OnnxEmbedder, embedder_for
 from .calibration import DEFAULT_FMR, Calibration
 from .gallery import UnknownSubject, open_gallery
 from .inputs import as_rgb
+from .subject_ids import lookup_id, subject_id
 
 
 class Recognizer:
@@ -231,10 +232,11 @@ class Recognizer:
     ) -> int:
         """Store a subject's embeddings (all or none); returns the subject's face count."""
         gallery = self._require_gallery()
-        return gallery.enroll(subject, embeddings, qualities, None, metadata, append)
+        return gallery.enroll(subject_id(subject), embeddings, qualities, None, metadata, append)
 
     def subject(self, subject: str) -> dict:
         """An enrolled subject's entry (name, metadata, face count)."""
+        subject = lookup_id(subject)
         found = [entry for entry in self._require_gallery().subjects() if entry["subject"] == subject]
         if not found:
             raise UnknownSubject(f"subject {subject!r} is not enrolled")
@@ -247,6 +249,6 @@ class Recognizer:
         """Remove a subject and every embedding of it from the gallery, and make it final in the store's
         files (SQLite: the WAL folded and truncated); returns the faces removed."""
         gallery = self._require_gallery()
-        removed = gallery.delete(subject)
+        removed = gallery.delete(lookup_id(subject))
         gallery.checkpoint()
         return removed

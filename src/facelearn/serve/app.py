@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -58,6 +59,12 @@ def create_app(service: Service) -> FastAPI:
         return problem_response(
             Problem(409, "duplicate_subject", f"{error}: POST /v1/subjects/{{id}}/faces adds faces")
         )
+
+    @app.exception_handler(sqlite3.Error)
+    async def on_unwritable(_: Request, error: sqlite3.Error):  # made immutable, a full or read-only disk
+        log.error("facelearn serve: the gallery cannot be written: %s", error)
+        reason = "the gallery cannot be written now; the server log says why"
+        return problem_response(Problem(503, "gallery_unavailable", reason))
 
     @app.exception_handler(FacelearnError)
     async def on_user_error(_: Request, error: FacelearnError):

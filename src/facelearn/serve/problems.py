@@ -31,15 +31,15 @@ class ErrorEnvelope(BaseModel):
 
 
 CODES = {
-    400: "bad_image, bad_base64, path_or_url, bad_request",
+    400: "bad_image, bad_base64, path_or_url, bad_request, bad_host",
     401: "missing_key",
-    403: "wrong_key",
+    403: "wrong_key, cross_origin",
     404: "unknown_subject, not_found",
     409: "duplicate_subject",
-    413: "request_too_large, image_too_large",
+    413: "request_too_large, image_too_large, too_many_images, too_many_pixels",
     415: "unsupported_format, unsupported_media_type",
     422: "no_face, several_faces, invalid_request",
-    503: "not_ready",
+    503: "not_ready, keys_unavailable, gallery_unavailable",
     504: "timeout",
 }
 

@@ -4,6 +4,7 @@ benchmark and scripts that need a service for a while."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -36,23 +37,32 @@ class Served:
         ]  # fmt: skip
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120.0) -> Served:
+    def start(self, timeout: float = 120.0, open_files: int | None = None, probe: str = "/v1/ready") -> Served:
+        """``open_files``: the server's file limit (soft and hard), as ``ulimit -n`` would set it; ``probe``:
+        the route that must answer 200 (``/v1/health`` for a server that is up but not ready)."""
         environment = {**os.environ, "TMPDIR": str(self.tmpdir)}
+
+        def limit_files() -> None:
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=environment, preexec_fn=limit_files
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"facelearn serve exited with {self.process.returncode}:\n{self.log.read_text()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/v1/ready", timeout=2) as answer:
+                with urllib.request.urlopen(f"{self.url}{probe}", timeout=2) as answer:
                     if answer.status == 200:
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.25)
         self.stop()
-        raise RuntimeError(f"facelearn serve was not ready in {timeout} s:\n{self.log.read_text()}")
+        raise RuntimeError(f"facelearn serve did not answer {probe} in {timeout} s:\n{self.log.read_text()}")
 
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.process is None or self.process.poll() is not None:

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from ..deploy.subject_ids import lookup_id
 from . import schemas as s
 from .bodies import read_body
 from .problems import Problem, error_responses
 from .service import Service
+from .uploads import check_request
 
 IMAGE_ERRORS = (400, 413, 415, 422, 503, 504)
 KEY_ERRORS = (401, 403)
@@ -52,11 +54,15 @@ class BodySpec:
         self.parsed = Depends(self.read)
 
     async def read(self, request: Request) -> Body:
-        limit = current_service(request).settings.max_request_bytes
-        parsed, found = await read_body(request, self.params, self.images, limit)
+        service = current_service(request)
+        limits = service.settings.limits
+        parsed, found = await read_body(
+            request, self.params, self.images, service.settings.max_request_bytes, limits.max_images
+        )
         for name in self.required:
             if not found.get(name):
                 raise Problem(422, "invalid_request", f"{name}: an image is required")
+        await service.in_pool(check_request, found, limits)  # count, headers, pixels in all: before any decode
         return Body(parsed, found)
 
     def openapi(self) -> dict:
@@ -107,18 +113,21 @@ async def identify(body: Body = IDENTIFY.parsed, service: Service = SERVICE):
 
 
 @endpoint("POST", "/subjects", s.Enrolled, NEW_SUBJECT, (*IMAGE_ERRORS, 409), status_code=201)
-async def create_subject(body: Body = NEW_SUBJECT.parsed, service: Service = SERVICE):
+async def create_subject(request: Request, body: Body = NEW_SUBJECT.parsed, service: Service = SERVICE):
     """Enroll a new subject from one or more photos (the largest face of each)."""
     p = body.params
     answer = await service.enroll(p.subject, body.images["images"], p, p.metadata, append=False)
+    await service.record(request, "enroll", answer["subject"], answer["faces"])
     return JSONResponse(answer, status_code=201)
 
 
 @endpoint("POST", "/subjects/{subject}/faces", s.Enrolled, MORE_FACES, (*IMAGE_ERRORS, 404))
-async def add_faces(subject: str, body: Body = MORE_FACES.parsed, service: Service = SERVICE):
+async def add_faces(request: Request, subject: str, body: Body = MORE_FACES.parsed, service: Service = SERVICE):
     """Add faces to an enrolled subject."""
-    enrolled = await service.subject(subject)  # 404 before any photo is decoded
-    return await service.enroll(enrolled["subject"], body.images["images"], body.params, None, append=True)
+    enrolled = await service.subject(lookup_id(subject))  # 404 before any photo is decoded
+    answer = await service.enroll(enrolled["subject"], body.images["images"], body.params, None, append=True)
+    await service.record(request, "add", answer["subject"], answer["faces"] - enrolled["faces"])
+    return answer
 
 
 @endpoint("GET", "/subjects", s.SubjectList)
@@ -129,13 +138,16 @@ async def list_subjects(service: Service = SERVICE):
 
 @endpoint("GET", "/subjects/{subject}", s.Subject, errors=(404,))
 async def get_subject(subject: str, service: Service = SERVICE):
-    return await service.subject(subject)
+    return await service.subject(lookup_id(subject))
 
 
 @endpoint("DELETE", "/subjects/{subject}", s.Deleted, errors=(404,))
-async def delete_subject(subject: str, service: Service = SERVICE):
+async def delete_subject(request: Request, subject: str, service: Service = SERVICE):
     """Remove a subject and every embedding of it; answered once the data is gone from the store."""
-    return {"deleted": subject, "faces": await service.delete(subject)}
+    subject = lookup_id(subject)
+    removed = await service.delete(subject)
+    await service.record(request, "delete", subject, removed)
+    return {"deleted": subject, "faces": removed}
 
 
 @router.get("/health", response_model=s.Health)

@@ -5,10 +5,19 @@ Images travel beside the parameters: base64 strings in a JSON body, file parts i
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from ..deploy.subject_ids import RULE, subject_id
 
 Fmr = Field(None, gt=0, lt=1, description="false-match rate of the decision (default: the service's, 1e-3)")
-SubjectId = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f/]+$")
+SubjectId = Annotated[
+    str,
+    Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f/]+$", description=f"a subject id: {RULE}"),
+    AfterValidator(subject_id),  # the one rule (deploy/subject_ids.py): normalised, refused with its reason
+]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Options(BaseModel):
@@ -32,8 +41,8 @@ class IdentifyParams(Options):
 
 
 class SubjectParams(Options):
-    subject: str = SubjectId
-    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    subject: SubjectId
+    metadata: dict[str, str | int | FiniteFloat | bool] = Field(default_factory=dict)
     single: bool = Field(False, description="several faces in a photo is an error (default: the largest is enrolled)")
 
 

@@ -15,7 +15,10 @@ from functools import partial
 
 import numpy as np
 
+from ..deploy.audit import AuditLog, default_audit_path
+from ..deploy.subject_ids import lookup_id
 from .batcher import EmbeddingBatcher
+from .browsers import BrowserPolicy
 from .keys import KeyStore
 from .metrics import Metrics
 from .problems import Problem
@@ -23,6 +26,7 @@ from .uploads import ImageLimits, decode_upload
 
 log = logging.getLogger("facelearn.serve")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+MAX_ALIGNED_ASPECT, MIN_ALIGNED_SIDE = 1.25, 16
 
 
 @dataclass
@@ -45,6 +49,22 @@ class ServeSettings:
     limits: ImageLimits = field(default_factory=ImageLimits)
     timeout_s: float = 30.0
     fmr: float = 1e-3
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    header_timeout_s: float = 10.0
+    max_connections: int = 1000
+    audit_log: str | None = None  # default: <gallery>.audit.log
+
+
+def check_aligned_shape(image: np.ndarray, name: str, size: int) -> None:
+    """An aligned face is square (it is resized to the model's size): a 1×5000 strip is not a face."""
+    height, width = image.shape[:2]
+    if max(height, width) > MAX_ALIGNED_ASPECT * min(height, width) or min(height, width) < MIN_ALIGNED_SIDE:
+        raise Problem(
+            422,
+            "invalid_request",
+            f"{name}: an aligned face is a square image (the model's is {size}×{size}), got {width}×{height}",
+        )
 
 
 @dataclass
@@ -56,7 +76,9 @@ class Face:
 class Service:
     def __init__(self, settings: ServeSettings, keys: KeyStore | None = None):
         self.settings = settings
-        self.keys = keys or KeyStore(settings.keys)
+        self.keys = keys or KeyStore(settings.keys, must_exist=True)
+        self.browsers = BrowserPolicy(settings.host, settings.allowed_hosts, settings.allowed_origins)
+        self.audit = AuditLog(settings.audit_log or default_audit_path(settings.gallery))
         self.metrics = Metrics()
         self.pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelearn-worker")
         self.recognizer = None
@@ -65,10 +87,12 @@ class Service:
 
     # ------------------------------------------------------------------ life
     async def start(self) -> None:
+        from ..deploy.gallery_files import check_gallery_writable
         from ..deploy.recognizer import Recognizer
 
         s = self.settings
         try:
+            await asyncio.to_thread(check_gallery_writable, s.gallery)  # else ready, then every write a 500
             recognizer = await asyncio.to_thread(
                 Recognizer.load, s.model, s.architecture, s.gallery, s.store, s.index, s.detector, s.weights, s.backend
             )
@@ -96,8 +120,10 @@ class Service:
         return recognizer.embed_faces(list(faces), 64)
 
     def require(self):
-        if self.recognizer is None:
-            reason = f"the model or gallery failed to load: {self.load_error}" if self.load_error else "still loading"
+        if self.recognizer is None:  # the reason (it names files) goes to the server log, never to a caller
+            reason = "still loading"
+            if self.load_error:
+                reason = "the model or gallery failed to load; the server log says why"
             raise Problem(503, "not_ready", f"the service is not ready ({reason}); GET /v1/ready says when it is")
         return self.recognizer
 
@@ -110,6 +136,7 @@ class Service:
         recognizer = self.require()
         image = await self.in_pool(decode_upload, data, name, self.settings.limits)
         if aligned:
+            check_aligned_shape(image, name, recognizer.input_size)
             return [Face(await self.in_pool(recognizer.check_aligned, image), None)]
         if recognizer.detector is None:
             raise Problem(
@@ -130,6 +157,18 @@ class Service:
                 f"{name}: {len(faces)} faces found where one is required (single=false takes the largest)",
             )
         return faces[0]
+
+    async def record(self, request, action: str, subject: str, faces: int) -> None:
+        """One audit record of a gallery change: the key's name (or anonymous), the caller's address."""
+        key = request.scope.get("facelearn.key")
+        who = f"key:{key}" if key else "anonymous"
+        client = request.client.host if request.client else None
+        try:
+            await self.in_pool(
+                partial(self.audit.record, action, subject, faces, who, self.settings.gallery, via="api", client=client)
+            )
+        except OSError as error:  # the change is made; say loudly that its record is missing
+            log.error("facelearn serve: AUDIT RECORD NOT WRITTEN (%s %s, %d faces): %s", action, subject, faces, error)
 
     async def embed(self, faces: list[Face]) -> tuple[np.ndarray, np.ndarray]:
         return await self.batcher.embed(np.stack([f.face for f in faces]))
@@ -153,7 +192,8 @@ class Service:
         if params.subject is None:
             verdict = recognizer.compare(embeddings[0], embeddings[1], fmr)
         else:
-            verdict = await self.in_pool(recognizer.compare_with_subject, embeddings[0], params.subject, fmr)
+            subject = lookup_id(params.subject)
+            verdict = await self.in_pool(recognizer.compare_with_subject, embeddings[0], subject, fmr)
         return {**verdict, "subject": params.subject, "boxes": [f.box for f in faces]}
 
     async def identify(self, faces: list[Face], k: int, fmr: float | None) -> tuple[list[dict], int]:

@@ -1,27 +1,26 @@
-"""Images as a caller sends them: checked for size and format before anything is decoded.
+"""Images as a caller sends them: counted, sized and checked by the one decoding gate.
 
 An upload is bytes (a multipart file or base64 in JSON) — never a path or a URL: a string that
-looks like one is refused and nothing is opened. The format is sniffed from the first bytes (the
-file name and the declared content type are not trusted), the pixel count is read from the header
-and refused above the limit before a full decode (a 1 MB PNG of 20000×20000 never reaches memory),
-and a truncated file is an error, not a half-grey face. Nothing is written to disk.
+looks like one is refused and nothing is opened. A request holds at most ``max_images`` images
+(JSON and multipart alike), and the pixel counts of all of them, read from their headers, must fit
+``max_request_pixels`` before any is decoded. Each is then decoded by
+:func:`facelearn.data.images.decode_image` — the gate the CLI and the Recognizer's callers use:
+format sniffed, pixel count from the header, complete data required, never a grey fill. Nothing
+is written to disk.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import re
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
+from ..data.images import ImageError, ImageHeader, decode_image, read_header, sniff_format
 from .problems import Problem
 
-SIGNATURES = {"jpeg": (b"\xff\xd8\xff",), "png": (b"\x89PNG\r\n\x1a\n",), "webp": (b"RIFF",)}
 LOOKS_LIKE_LOCATION = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9+.-]*://|file:|~|\.{1,2}/|[a-zA-Z]:\\|/[^/+=]*[./\\])")
 
 
@@ -30,15 +29,8 @@ class ImageLimits:
     max_image_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 40_000_000
     formats: tuple[str, ...] = ("jpeg", "png", "webp")
-
-
-def sniff_format(data: bytes) -> str | None:
-    for name, prefixes in SIGNATURES.items():
-        if any(data.startswith(prefix) for prefix in prefixes):
-            if name == "webp" and data[8:12] != b"WEBP":
-                continue
-            return name
-    return None
+    max_images: int = 32
+    max_request_pixels: int = 100_000_000
 
 
 def from_base64(text: object, field: str) -> bytes:
@@ -60,36 +52,57 @@ def from_base64(text: object, field: str) -> bytes:
         raise Problem(400, "bad_base64", f"{field}: not valid base64 (send the image's bytes base64-encoded)") from None
 
 
-def decode_upload(data: bytes, field: str, limits: ImageLimits) -> np.ndarray:
-    """Checked bytes → HWC uint8 RGB."""
+def image_problem(error: ImageError, field: str, limits: ImageLimits) -> Problem:
+    status = {"image_too_large": 413, "unsupported_format": 415}.get(error.code, 400)
+    message = str(error)
+    if error.code == "unsupported_format":
+        message = f"{field}: not a {', '.join(limits.formats)} image (sniffed from its bytes)"
+    return Problem(status, error.code, message)
+
+
+def header_of(data: bytes, field: str, limits: ImageLimits) -> ImageHeader:
+    """The size of an upload from its header (nothing decoded), with the checks that need no decoding."""
     if len(data) > limits.max_image_bytes:
         raise Problem(
             413, "image_too_large", f"{field}: {len(data):,} bytes, above the limit of {limits.max_image_bytes:,}"
         )
-    kind = sniff_format(data)
-    if kind is None or kind not in limits.formats:
-        text = data[:200].decode("utf-8", "replace")
-        if LOOKS_LIKE_LOCATION.match(text):
-            raise Problem(400, "path_or_url", f"{field}: a path or URL, not an image; upload the image's bytes")
-        raise Problem(
-            415, "unsupported_format", f"{field}: not a {', '.join(limits.formats)} image (sniffed from its bytes)"
-        )
+    if sniff_format(data) is None and LOOKS_LIKE_LOCATION.match(data[:200].decode("utf-8", "replace")):
+        raise Problem(400, "path_or_url", f"{field}: a path or URL, not an image; upload the image's bytes")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is applied below
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size  # the header only: nothing decoded yet
-            if width * height > limits.max_pixels:
-                raise Problem(
-                    413,
-                    "image_too_large",
-                    f"{field}: {width}×{height} pixels, above the limit of {limits.max_pixels:,}",
-                )
-            image.load()  # a truncated file raises here
-            return np.asarray(image.convert("RGB"))
-    except Problem:
-        raise
-    except Image.DecompressionBombError:  # Pillow's own limit (twice its default) lies above ours
-        raise Problem(413, "image_too_large", f"{field}: above the limit of {limits.max_pixels:,} pixels") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise Problem(400, "bad_image", f"{field}: the {kind} cannot be decoded ({str(error)[:120]})") from None
+        header = read_header(data, field, limits.formats)
+    except ImageError as error:
+        raise image_problem(error, field, limits) from None
+    if header.pixels > limits.max_pixels:
+        raise Problem(
+            413,
+            "image_too_large",
+            f"{field}: {header.width}×{header.height} pixels, above the limit of {limits.max_pixels:,}",
+        )
+    return header
+
+
+def check_request(images: dict[str, list[bytes]], limits: ImageLimits) -> None:
+    """Every image of a request: its count, each one's header, and their pixels in all — before any decoding."""
+    named = [(f"{name}[{i}]" if len(datas) > 1 or name == "images" else name, data)
+             for name, datas in images.items() for i, data in enumerate(datas)]  # fmt: skip
+    if len(named) > limits.max_images:
+        raise Problem(
+            413, "too_many_images", f"{len(named)} images in one request, above the limit of {limits.max_images}"
+        )
+    total = sum(header_of(data, field, limits).pixels for field, data in named)
+    if total > limits.max_request_pixels:
+        raise Problem(
+            413,
+            "too_many_pixels",
+            f"the images of this request hold {total:,} pixels, above the limit of {limits.max_request_pixels:,} "
+            "(send fewer or smaller images)",
+        )
+
+
+def decode_upload(data: bytes, field: str, limits: ImageLimits) -> np.ndarray:
+    """Checked bytes → HWC uint8 RGB."""
+    header_of(data, field, limits)
+    try:
+        return decode_image(data, field, limits.max_pixels, formats=limits.formats)
+    except ImageError as error:
+        raise image_problem(error, field, limits) from None
