@@ -183,12 +183,15 @@ def command_gallery(args: argparse.Namespace) -> None:
     if not args.subject:
         raise ConfigError("facelearn gallery delete needs the SUBJECT to delete")
     removed = gallery.delete(args.subject)
-    gallery.checkpoint()
+    erased = gallery.checkpoint()
+    answer = {"deleted": args.subject, "faces": removed, "erased": erased, "erasure": gallery.erasure}
     print(
-        json.dumps({"deleted": args.subject, "faces": removed})
+        json.dumps(answer)
         if args.json
         else f"facelearn: deleted {args.subject!r} and its {removed} faces from {args.gallery}"
+        + ("" if erased else f"; erasure from the files {gallery.erasure}")
     )
+    gallery.close()
 
 
 def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True) -> None:

@@ -121,7 +121,7 @@ def build_router(service: Service) -> APIRouter:
         embeddings, norms = await service.embed(chosen)
         gallery = service.require().gallery
         try:
-            faces = await service.in_pool(
+            faces = await service.write(
                 lambda: gallery.enroll(subject, embeddings, norms.astype(float).tolist(), None, metadata, append)
             )
         except DuplicateSubject as error:
@@ -179,19 +179,19 @@ def build_router(service: Service) -> APIRouter:
 
     @route("DELETE", "/subjects/{subject}", s.Deleted, errors=(404,))
     async def delete_subject(subject: str):
-        """Remove a subject and every embedding of it; answered once the data is gone from the store."""
+        """Remove a subject and every embedding of it; ``erased`` says whether the data is gone from the
+        store's files yet (a reader's snapshot can hold it back: ``erasure`` says until when)."""
         gallery = service.require().gallery
 
-        def delete() -> int:
-            removed = gallery.delete(subject)
-            gallery.checkpoint()  # SQLite: the WAL folded and truncated, no copy of the vectors left behind
-            return removed
+        def delete() -> tuple[int, bool]:
+            removed = gallery.delete(subject)  # committed: the subject is gone for every search from here
+            return removed, gallery.checkpoint()  # SQLite: the WAL folded and truncated, never waiting on a reader
 
         try:
-            removed = await service.in_pool(delete)
+            removed, erased = await service.write(delete)
         except UnknownSubject:
             raise Problem(404, "unknown_subject", f"subject {subject!r} is not enrolled") from None
-        return {"deleted": subject, "faces": removed}
+        return {"deleted": subject, "faces": removed, "erased": erased, "erasure": gallery.erasure}
 
     @router.get("/health", response_model=s.Health)
     async def health():

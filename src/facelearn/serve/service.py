@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -103,6 +104,29 @@ class Service:
 
     async def in_pool(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, partial(function, *args))
+
+    async def write(self, function, *args):
+        """A gallery write in the pool that, once begun, is waited for even past the request's time limit:
+        the answer says what happened (a 504 only for a write that never began, so a retry is right)."""
+        state = {"begun": False, "abandoned": False}
+        lock = threading.Lock()
+
+        def run():
+            with lock:
+                if state["abandoned"]:
+                    return None
+                state["begun"] = True
+            return function(*args)
+
+        future = asyncio.get_running_loop().run_in_executor(self.pool, run)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with lock:
+                state["abandoned"] = not state["begun"]
+            if state["abandoned"]:
+                raise
+            return await future
 
     # ------------------------------------------------------------------ faces
     async def faces(self, data: bytes, name: str, aligned: bool) -> list[Face]:
