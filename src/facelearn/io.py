@@ -4,8 +4,9 @@
   it over the target: a crash, a kill or a full disk leaves the old file or the new one, never half
   of one, and the temporary file is removed when the write fails.
 * :class:`DirectoryLock` is an exclusive ``fcntl`` lock on ``<folder>/.lock``. The file names the
-  owner (pid, host, start time) so a refused second job can say who holds it; the operating system
-  drops the lock when its owner dies, so a lock left by a killed job is never stale.
+  owner (pid, host, start time) so a refused second job can say who holds it; the owner removes the
+  file as it lets go, and the operating system drops the lock when its owner dies, so a lock file
+  left by a killed job is never stale.
 """
 
 from __future__ import annotations
@@ -65,17 +66,21 @@ class DirectoryLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip()
-            handle.close()
-            raise LockedError(
-                f"{self.path.parent} is in use by another job ({owner or 'owner unknown'}); "
-                "wait for it to finish or stop it, or choose another output folder"
-            ) from None
+        while True:
+            handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip()
+                handle.close()
+                raise LockedError(
+                    f"{self.path.parent} is in use by another job ({owner or 'owner unknown'}); "
+                    "wait for it to finish or stop it, or choose another output folder"
+                ) from None
+            if self._is_current(handle):
+                break
+            handle.close()  # the previous owner removed this file as it let go: lock the one now there
         handle.seek(0)
         handle.truncate()
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -83,8 +88,16 @@ class DirectoryLock:
         handle.flush()
         self.handle = handle
 
+    def _is_current(self, handle) -> bool:
+        try:
+            return os.path.samestat(os.fstat(handle.fileno()), os.stat(self.path))
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
         if self.handle is not None:
+            with contextlib.suppress(OSError):  # removed while still held: a job that opened it re-checks
+                self.path.unlink()
             fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
             self.handle = None

@@ -68,7 +68,7 @@ def test_enroll_identify_delete_round_trip_from_the_command_line(trained, tmp_pa
         assert found["subject"] in (f"person{person}", None)  # never someone else at FMR 1e-3
         assert found["fmr"] == 1e-3 and found["threshold"] == calibration["points"][1]["threshold"]
     deleted = run_json(capsys, ["gallery", "delete", gallery, "person2", "--json"])
-    assert deleted == {"deleted": "person2", "faces": 5}
+    assert deleted == {"deleted": "person2", "faces": 5, "erased": True, "erasure": "done"}
     (found,) = run_json(capsys, ["identify", gallery, sixth[2], *options])
     assert found["subject"] is None  # unknown: person2 is gone, and nobody else matches at FMR 1e-3
     assert all(c["subject"] != "person2" for c in found["candidates"])
@@ -120,7 +120,8 @@ def test_round_trip_on_real_lfw_photos(lfw_people, tmp_path, capsys):
     rank1 = [person for person, result in found.items() if result["candidates"][0]["subject"] == person]
     assert len(rank1) >= 3, found  # a two-minute model: most, and here 3 of 5, are first (chance: 1 in 5)
     deleted = rank1[0]
-    assert run_json(capsys, ["gallery", "delete", gallery, deleted, "--json"]) == {"deleted": deleted, "faces": 5}
+    erased = {"deleted": deleted, "faces": 5, "erased": True, "erasure": "done"}
+    assert run_json(capsys, ["gallery", "delete", gallery, deleted, "--json"]) == erased
     again = largest(run_json(capsys, ["identify", gallery, str(lfw_people.probes[deleted]), *options]))
     assert again["subject"] is None and deleted not in [c["subject"] for c in again["candidates"]]
     strangers = [run_json(capsys, ["identify", gallery, str(p), *options]) for p in lfw_people.strangers]

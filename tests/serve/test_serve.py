@@ -89,7 +89,8 @@ def test_enroll_identify_verify_delete_over_http(server, lfw_people):
         assert added == {"subject": person, "faces": 6, "no_face": []}
         assert http.get(f"/v1/subjects/{person}").json()["faces"] == 6
         assert [s["subject"] for s in http.get("/v1/subjects").json()["subjects"]] == sorted(lfw_people.enrolled)
-        assert http.delete(f"/v1/subjects/{person}").json() == {"deleted": person, "faces": 6}
+        deleted = {"deleted": person, "faces": 6, "erased": True, "erasure": "done"}
+        assert http.delete(f"/v1/subjects/{person}").json() == deleted
         assert error_of(http.get(f"/v1/subjects/{person}")) == (404, "unknown_subject")
         again = http.post("/v1/identify", files=files([probe], "image")).json()["faces"][0]
         assert again["subject"] is None and person not in [c["subject"] for c in again["candidates"]]

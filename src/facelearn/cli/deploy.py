@@ -82,13 +82,14 @@ def report_int8(graph, output: Path, faces: np.ndarray, where: str) -> None:
 
 
 def command_calibrate(args: argparse.Namespace) -> None:
-    from ..deploy.calibration import calibrate
+    from ..deploy.calibration import calibrate, check_fmrs
     from ..deploy.recognizer import Recognizer
     from ..deploy.stored_calibration import pair_scores_for_calibration, store_calibration
 
+    fmrs = None if args.fmr is None else check_fmrs(args.fmr)  # a rate outside (0, 1): refused before any work
     recognizer = Recognizer.load(args.model, args.architecture, detector=None)
     scores, issame, source = pair_scores_for_calibration(recognizer, args.pairs, args.root, args.bin, args.gallery)
-    calibration = calibrate(scores, issame, tuple(args.fmr), source)
+    calibration = calibrate(scores, issame, fmrs, source)  # an FMR the pairs cannot support: an error, nothing written
     store_calibration(args.model, calibration)
     if args.json:
         print(json.dumps(calibration.to_dict(), indent=2))
@@ -215,13 +216,16 @@ def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
         raise ConfigError("facelearn gallery delete needs the SUBJECT to delete")
     subject = lookup_id(args.subject)
     removed = gallery.delete(subject)
-    gallery.checkpoint()
+    erased = gallery.checkpoint()
     audit(args, "delete", subject, removed)
+    answer = {"deleted": subject, "faces": removed, "erased": erased, "erasure": gallery.erasure}
     print(
-        json.dumps({"deleted": subject, "faces": removed})
+        json.dumps(answer)
         if args.json
         else f"facelearn: deleted {subject!r} and its {removed} faces from {args.gallery}"
+        + ("" if erased else f"; erasure from the files {gallery.erasure}")
     )
+    gallery.close()
 
 
 def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True) -> None:
@@ -256,7 +260,13 @@ def add_commands(commands) -> None:
     calibrate.add_argument("--root")
     calibrate.add_argument("--bin", help="an insightface .bin verification set")
     calibrate.add_argument("--gallery", help="aligned faces in identity folders: every pair of images")
-    calibrate.add_argument("--fmr", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4])
+    calibrate.add_argument(
+        "--fmr",
+        type=float,
+        nargs="+",
+        help="false-match rates in (0, 1), each needing 10/FMR impostor pairs; default 1e-2 1e-3, and 1e-4 "
+        "where the pairs support it",
+    )
     calibrate.add_argument("--json", action="store_true")
     calibrate.set_defaults(func=command_calibrate)
 

@@ -8,6 +8,7 @@ augmentation randomness comes from ``rng([seed, epoch, index])``, independent of
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -131,9 +132,19 @@ def build_train_loader(
     return seeded_loader(dataset, sampler, collate, num_workers, seed)
 
 
+def leave_stop_signals_to_the_main_process(_worker: int) -> None:
+    """In each data worker: ignore SIGTERM and SIGINT. ``timeout``, SLURM preemption and Ctrl-C in a
+    terminal signal the whole process group; a worker killed by it would take the main process down
+    mid-step (torch raises on a dead worker), before it could finish the step and checkpoint. The
+    workers still end with the main process (torch shuts them down, or they see their parent gone)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def seeded_loader(dataset, batch_sampler, collate_fn, num_workers: int, seed: int) -> DataLoader:
     """A DataLoader that draws its workers' base seed from its own generator, never from the global
-    one: creating its iterator must not move the RNG state that a resumed run has just restored."""
+    one: creating its iterator must not move the RNG state that a resumed run has just restored.
+    Its workers leave stop signals to the main process (:func:`leave_stop_signals_to_the_main_process`)."""
     return DataLoader(
         dataset,
         batch_sampler=batch_sampler,
@@ -142,4 +153,5 @@ def seeded_loader(dataset, batch_sampler, collate_fn, num_workers: int, seed: in
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=leave_stop_signals_to_the_main_process if num_workers > 0 else None,
     )

@@ -11,7 +11,6 @@ providers from the caller as given. A new backend is one subclass with ``from_ba
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -24,7 +23,7 @@ import torch
 from ..errors import DataError
 from ..hardware import cpu_has_fast_bf16, keep_freed_memory
 from ..registry import Registry
-from .export import EmbeddingGraph, export_bytes, model_metadata, weights_digest
+from .export import EmbeddingGraph, export_bytes, exported_model_digest, model_metadata, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ class OnnxEmbedder(Embedder):
             raise DataError(f"{self.path} has no fixed input size and no facelearn metadata: give input_size")
         self.input_size = int(size)
         self.flip = self.metadata.get("facelearn.flip", "true") == "true"
-        self.model_digest = self.metadata.get("facelearn.model_digest") or hashlib.sha256(data).hexdigest()
+        self.model_digest = exported_model_digest(model, self.metadata, data, self.path)  # from the weights
         self.calibration = (
             json.loads(self.metadata["facelearn.calibration"]) if "facelearn.calibration" in self.metadata else None
         )

@@ -7,6 +7,13 @@ face's embedding added, L2 normalisation. Outputs: ``embedding`` (N, D) unit row
 (``facelearn.*`` keys) says what the graph expects: version, architecture, embedding and input
 size, the alignment, the flip setting and, when calibrated, the thresholds. The file is written
 atomically with a ``.sha256`` beside it, and checked against PyTorch at export (:func:`parity`).
+
+The model's identity (``facelearn.model_digest``, the id a gallery is bound to) is
+:func:`weights_digest` of the backbone, and a loader recomputes it from the graph's own weights
+(:func:`exported_model_digest`): the graph keeps the backbone's tensors as they are (no Conv+BN
+folding at export; ONNX Runtime folds them when it loads the graph) and ``facelearn.weights``
+names, per state_dict entry, the initializer that holds it. A file whose weights were changed
+after export is refused, and so is one that does not match the ``.sha256`` beside it.
 """
 
 from __future__ import annotations
@@ -51,6 +58,91 @@ def weights_digest(backbone: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def weight_sources(model, backbone: torch.nn.Module, prefix: str = "backbone.") -> list:
+    """Per state_dict entry, in order: ``[name, initializer]`` holding its bytes (the exporter merges equal
+    tensors into one), or ``[name, None, hex]`` for an entry the graph does not use (``num_batches_tracked``)."""
+    from onnx import numpy_helper
+
+    def key(array: np.ndarray) -> tuple:
+        return array.dtype.str, array.shape, hashlib.sha256(array.tobytes()).hexdigest()
+
+    by_name = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    by_content = {}
+    for name, array in by_name.items():
+        by_content.setdefault(key(array), name)
+    sources = []
+    for name, tensor in backbone.state_dict().items():
+        array = tensor.detach().cpu().contiguous().numpy()
+        own = prefix + name
+        found = own if own in by_name and key(by_name[own]) == key(array) else by_content.get(key(array))
+        sources.append([name, found] if found else [name, None, array.tobytes().hex()])
+    return sources
+
+
+def sources_digest(model, sources: list) -> str:
+    """:func:`weights_digest` recomputed from a graph's initializers through ``sources``; every initializer
+    must be one of the backbone's tensors (a weight nobody accounts for would escape the identity)."""
+    from onnx import numpy_helper
+
+    initializers = {i.name: i for i in model.graph.initializer}
+    used = {entry[1] for entry in sources if entry[1] is not None}
+    if used != set(initializers):
+        strays = sorted(set(initializers) - used) or sorted(used - set(initializers))
+        raise DataError(f"its weights do not match their list in facelearn.weights (e.g. {strays[0]!r})")
+    digest = hashlib.sha256()
+    for name, source, *value in sources:
+        digest.update(name.encode())
+        digest.update(numpy_helper.to_array(initializers[source]).tobytes() if source else bytes.fromhex(value[0]))
+    return digest.hexdigest()
+
+
+def initializers_digest(model) -> str:
+    """sha256 of every initializer (its name, then its bytes) in name order: the identity of a graph whose
+    weights are no backbone's own (the int8 model; ``facelearn.weights`` is then ``"initializers"``)."""
+    from onnx import numpy_helper
+
+    digest = hashlib.sha256()
+    for initializer in sorted(model.graph.initializer, key=lambda i: i.name):
+        digest.update(initializer.name.encode())
+        digest.update(numpy_helper.to_array(initializer).tobytes())
+    return digest.hexdigest()
+
+
+def exported_model_digest(model, metadata: dict, data: bytes, path: Path) -> str:
+    """The identity of an ONNX model, computed from the file at load: ``weights_digest`` of the backbone
+    for a facelearn export (refused when it differs from the metadata's), the file's sha256 for a bare graph."""
+    sidecar = Path(f"{path}.sha256")
+    if sidecar.is_file():
+        expected = (sidecar.read_text().split() or [""])[0]
+        if expected != hashlib.sha256(data).hexdigest():
+            raise DataError(
+                f"{path} does not match {sidecar.name} beside it: the file was changed after export "
+                "(or the .sha256 is stale); export it again, or remove the .sha256 if the change is yours"
+            )
+    claimed = metadata.get("facelearn.model_digest")
+    if claimed is None:
+        return hashlib.sha256(data).hexdigest()
+    if "facelearn.weights" not in metadata:
+        raise DataError(
+            f"{path} was exported by an older facelearn, whose files cannot show that their weights are the ones "
+            "exported: export it again (facelearn export CHECKPOINT OUTPUT.onnx)"
+        )
+    weights = metadata["facelearn.weights"]
+    try:
+        if weights == "initializers":
+            computed = initializers_digest(model)
+        else:
+            computed = sources_digest(model, json.loads(weights))
+    except (ValueError, TypeError, KeyError, IndexError) as error:
+        raise DataError(f"{path} was modified after export: {error}") from None
+    if computed != claimed:
+        raise DataError(
+            f"{path} was modified after export: its weights' sha256 is {computed[:16]}…, its metadata says "
+            f"{claimed[:16]}… (facelearn.model_digest); export it again from the checkpoint"
+        )
+    return computed
+
+
 def model_metadata(
     checkpoint: dict | None, model_name: str, backbone: torch.nn.Module, input_size: int, flip: bool
 ) -> dict:
@@ -85,11 +177,15 @@ def export_bytes(graph: EmbeddingGraph, input_size: int, metadata: dict) -> byte
             output_names=["embedding", "quality"],
             dynamic_axes={"faces": {0: "batch"}, "embedding": {0: "batch"}, "quality": {0: "batch"}},
             opset_version=OPSET,
+            do_constant_folding=False,  # the backbone's own tensors, so a loader can recompute its identity
             dynamo=False,
         )
     graph.eval()  # the exporter restores the module's previous mode
     model = onnx.load_from_string(buffer.getvalue())
-    for key, value in metadata.items():
+    sources = weight_sources(model, graph.backbone)
+    if sources_digest(model, sources) != weights_digest(graph.backbone):
+        raise DataError("the exported graph's weights are not the backbone's: its identity could not be recorded")
+    for key, value in {**metadata, "facelearn.weights": json.dumps(sources, separators=(",", ":"))}.items():
         model.metadata_props.add(key=key, value=value)
     return model.SerializeToString()
 
@@ -152,8 +248,17 @@ def quantize_int8(fp32_path: str | Path, output: str | Path, faces: np.ndarray, 
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QInt8,
     )
-    data = staging.read_bytes()
+    import onnx
+
+    model = onnx.load(str(staging))
     staging.unlink()
+    identity = {"facelearn.model_digest": initializers_digest(model), "facelearn.weights": "initializers"}
+    kept = [p for p in model.metadata_props if p.key not in identity]  # another model than the fp32 one
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in identity.items():
+        model.metadata_props.add(key=key, value=value)
+    data = model.SerializeToString()
     digest = hashlib.sha256(data).hexdigest()
     write_bytes_atomic(output, data)
     write_text_atomic(Path(f"{output}.sha256"), f"{digest}  {Path(output).name}\n")

@@ -246,9 +246,15 @@ class Recognizer:
         return self._require_gallery().subjects()
 
     def delete(self, subject: str) -> int:
-        """Remove a subject and every embedding of it from the gallery, and make it final in the store's
-        files (SQLite: the WAL folded and truncated); returns the faces removed."""
+        """Remove a subject and every embedding of it from the gallery; returns the faces removed."""
+        return self.erase(subject)["faces"]
+
+    def erase(self, subject: str) -> dict:
+        """Remove a subject (committed: gone for every search from here) and erase it from the store's files
+        (SQLite: the WAL folded and truncated, never waiting on a reader): ``erased`` says whether that is
+        done yet, ``erasure`` until when it waits."""
         gallery = self._require_gallery()
-        removed = gallery.delete(lookup_id(subject))
-        gallery.checkpoint()
-        return removed
+        subject = lookup_id(subject)
+        removed = gallery.delete(subject)
+        erased = gallery.checkpoint()
+        return {"deleted": subject, "faces": removed, "erased": erased, "erasure": gallery.erasure}

@@ -54,6 +54,9 @@ def pair_scores_for_calibration(recognizer, pairs=None, root=None, bin_path=None
 
 
 def store_calibration(model: str | Path, calibration: Calibration) -> None:
+    """Write ``calibration`` into the model; an error, with the model untouched, when it lacks a threshold it
+    was asked for (see :meth:`Calibration.check_storable`)."""
+    calibration.check_storable()
     model = Path(model)
     if model.suffix == ".onnx":
         store_in_onnx(model, calibration)

@@ -143,11 +143,11 @@ async def get_subject(subject: str, service: Service = SERVICE):
 
 @endpoint("DELETE", "/subjects/{subject}", s.Deleted, errors=(404,))
 async def delete_subject(request: Request, subject: str, service: Service = SERVICE):
-    """Remove a subject and every embedding of it; answered once the data is gone from the store."""
-    subject = lookup_id(subject)
-    removed = await service.delete(subject)
-    await service.record(request, "delete", subject, removed)
-    return {"deleted": subject, "faces": removed}
+    """Remove a subject and every embedding of it; ``erased`` says whether the data is gone from the
+    store's files yet (a reader's snapshot can hold it back: ``erasure`` says until when)."""
+    answer = await service.delete(subject)
+    await service.record(request, "delete", answer["deleted"], answer["faces"])
+    return answer
 
 
 @router.get("/health", response_model=s.Health)

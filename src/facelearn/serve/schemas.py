@@ -109,6 +109,8 @@ class Enrolled(BaseModel):
 class Deleted(BaseModel):
     deleted: str
     faces: int
+    erased: bool  # false: committed, but a reader's snapshot still holds the bytes (see erasure)
+    erasure: str  # "done", or what the pending erasure waits for
 
 
 class Health(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -130,6 +131,29 @@ class Service:
     async def in_pool(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, partial(function, *args))
 
+    async def write(self, function, *args):
+        """A gallery write in the pool that, once begun, is waited for even past the request's time limit:
+        the answer says what happened (a 504 only for a write that never began, so a retry is right)."""
+        state = {"begun": False, "abandoned": False}
+        lock = threading.Lock()
+
+        def run():
+            with lock:
+                if state["abandoned"]:
+                    return None
+                state["begun"] = True
+            return function(*args)
+
+        future = asyncio.get_running_loop().run_in_executor(self.pool, run)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with lock:
+                state["abandoned"] = not state["begun"]
+            if state["abandoned"]:
+                raise
+            return await future
+
     # ------------------------------------------------------------------ faces
     async def faces(self, data: bytes, name: str, aligned: bool) -> list[Face]:
         """Every face of an uploaded photo (aligned), or the upload itself as one aligned face."""
@@ -221,7 +245,7 @@ class Service:
         embeddings, norms = await self.embed(chosen)
         recognizer = self.require()
         qualities = norms.astype(float).tolist()
-        faces = await self.in_pool(recognizer.add, subject, embeddings, qualities, metadata, append)
+        faces = await self.write(recognizer.add, subject, embeddings, qualities, metadata, append)
         return {"subject": subject, "faces": faces, "no_face": no_face}
 
     async def subject(self, subject: str) -> dict:
@@ -230,8 +254,8 @@ class Service:
     async def subjects(self) -> list[dict]:
         return await self.in_pool(self.require().subjects)
 
-    async def delete(self, subject: str) -> int:
-        return await self.in_pool(self.require().delete, subject)
+    async def delete(self, subject: str) -> dict:
+        return await self.write(self.require().erase, subject)
 
     async def ready(self) -> dict:
         recognizer = self.require()

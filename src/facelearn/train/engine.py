@@ -6,7 +6,8 @@ verification, atomic checkpoints (keep-last-N plus best), exact resume, and the 
 
 * a lock on the run directory (a second run on it is refused, naming the first);
 * resuming refuses a config that alters the run, unless ``train.resume=force``;
-* SIGTERM or Ctrl-C finishes the step, writes a checkpoint and exits 128 + the signal number;
+* SIGTERM or Ctrl-C finishes the step, writes a checkpoint and exits 128 + the signal number, also
+  when the whole process group gets it (``timeout``, SLURM): the data workers leave it to this process;
 * a non-finite loss, parameter or buffer stops the run before anything is written, so the last
   good checkpoint, ``best.pt`` and ``backbone.pt`` are never replaced by a broken model.
 
@@ -46,7 +47,7 @@ from .optimizer import build_optimizer
 from .parallel import ProcessGroupTraining
 from .resume import altering_changes, apply_changed_config
 from .schedule import build_scheduler
-from .signals import StopOnSignal
+from .signals import DataLostToTheSignal, StopOnSignal, TrainingStopped
 from .tasks import Task
 
 log = logging.getLogger("facelearn.train")
@@ -54,14 +55,6 @@ log = logging.getLogger("facelearn.train")
 
 class TrainingDiverged(FacelearnError):
     """The loss, a parameter or a buffer became NaN or infinite."""
-
-
-class TrainingStopped(FacelearnError):
-    """Stopped on a signal after writing a checkpoint; ``exit_code`` is 128 + the signal number."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 class Trainer:
@@ -244,7 +237,10 @@ class Trainer:
         cfg = self.train_config
         window_start, window_images = time.perf_counter(), 0
         while self.step < cfg.steps:
-            loss_value, images, metrics = self.train_step(batches)
+            try:
+                loss_value, images, metrics = self.train_step(batches)
+            except DataLostToTheSignal as lost:  # the signal went to the whole process group
+                self.stop_on_signal(writer, save=not lost.mid_step)
             window_images += images
             self.step += 1
             progress.update(1)
@@ -267,25 +263,25 @@ class Trainer:
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save()
 
-    def stop_on_signal(self, writer) -> None:
+    def stop_on_signal(self, writer, save: bool = True) -> None:
+        """Checkpoint (unless the step was cut short after it ran the model) and stop with 128 + the signal."""
         import signal
 
-        path = self.save()
+        written = f"checkpoint {self.save()} written" if save else f"not saved mid-step, {self.last_good()}"
         writer.close()
         signum = self.stop.requested or signal.SIGTERM
         name = signal.Signals(signum).name
         if self.world_size > 1:
             dist.barrier()
         raise TrainingStopped(
-            f"stopped by {name} after step {self.step}: checkpoint {path} written; run the same command to continue",
-            128 + signum,
+            f"stopped by {name} after step {self.step}: {written}; run the same command to continue", 128 + signum
         )
 
     def train_step(self, batches) -> tuple[float, int, dict]:
         cfg = self.train_config
         total_loss, images, metrics = 0.0, 0, {}
         for micro in range(cfg.grad_accum):
-            batch = next(batches)
+            batch = self.stop.next_batch(batches, mid_step=micro > 0)
             self.skipped_images += batch["skipped"]
             if batch["labels"].numel() == 0:
                 continue

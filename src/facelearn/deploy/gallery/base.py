@@ -51,8 +51,15 @@ class GalleryStore(ABC):
         """Remove a subject and every embedding of it; returns the faces removed. Raises :class:`UnknownSubject`."""
 
     @abstractmethod
-    def checkpoint(self) -> None:
-        """Make a delete final in the store's files (no copy of a deleted embedding left behind)."""
+    def checkpoint(self) -> bool:
+        """Make deletes final in the store's files (no copy of a deleted embedding left behind) without
+        waiting on readers: True when done, False when that erasure is pending (the store finishes it
+        later; :attr:`erasure` says when). A delete is committed either way."""
+
+    @property
+    def erasure(self) -> str:
+        """``done``, or in words what a pending erasure waits for."""
+        return "done"
 
     @abstractmethod
     def subjects(self) -> list[dict]:

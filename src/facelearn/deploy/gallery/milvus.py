@@ -100,10 +100,16 @@ class MilvusGallery(GalleryStore):
             self.client.delete(self.collection, filter=f"subject == {quoted(subject)}")
             return len(faces)
 
-    def checkpoint(self) -> None:
-        """Milvus compacts deleted rows away by itself; flush what was written."""
+    def checkpoint(self) -> bool:
+        """Flush what was written; Milvus drops deleted rows from its segments when it compacts them, on
+        its own schedule, so the erasure is never known to be done here."""
         with self.lock:
             self.client.flush(self.collection)
+        return False
+
+    @property
+    def erasure(self) -> str:
+        return "pending: Milvus removes deleted rows from its storage when it next compacts the segments"
 
     def subjects(self) -> list[dict]:
         with self.lock:

@@ -7,6 +7,11 @@
 * Delete removes the subject and every embedding in one transaction; ``secure_delete`` overwrites
   the freed pages, and :meth:`checkpoint` folds the WAL into the file and truncates it, after which
   the vectors' bytes are nowhere in the database files.
+* The commit and the erasure are separate steps. A write commits without waiting for readers (WAL);
+  the erasure (``wal_checkpoint(TRUNCATE)``) cannot finish while another connection reads an older
+  snapshot, and is never waited for: one attempt with no busy timeout, and when a reader is in the
+  way the erasure is *pending* — retried every :data:`ERASE_RETRY_S` by a timer, at the next write,
+  and on close (or, if the process ended first, when the gallery is next opened).
 * The index (a float32 matrix, rows grouped by subject) is rebuilt on open and whenever another
   connection has changed the file (``PRAGMA data_version``), so several processes can share one
   gallery without searching stale data. Searches never re-read the database.
@@ -15,6 +20,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -24,6 +30,14 @@ import numpy as np
 from . import STORES
 from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownSubject
 from .index import build_index
+
+log = logging.getLogger("facelearn.gallery")
+BUSY_TIMEOUT_S = 30  # how long a write waits for another connection's write
+ERASE_RETRY_S = 1.0  # how often a pending erasure is tried again while a reader holds an older snapshot
+ERASURE_PENDING = (
+    "pending: another connection is reading an older snapshot; the deleted data is erased from the "
+    f"database files as soon as it lets go (tried every {ERASE_RETRY_S:g} s, at the next write and on close)"
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,7 +63,7 @@ class SQLiteGallery(GalleryStore):
             raise GalleryError(f"{self.path} is a folder; a gallery is one SQLite file (e.g. gallery.db)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA secure_delete=ON")
             self.db.execute("PRAGMA foreign_keys=ON")
@@ -58,10 +72,14 @@ class SQLiteGallery(GalleryStore):
             raise GalleryError(f"{self.path} is not a facelearn gallery (SQLite says: {error})") from None
         self.lock = threading.RLock()
         self.model_id, self.dim, self.index_kind = model_id, dim, index
+        self.erasure_pending, self.retry, self.closed = False, None, False
         self._claim_model()
         self.index = build_index(self.dim, index)
         self.version = None
         self._refresh()
+        wal = Path(f"{self.path}-wal")
+        if wal.exists() and wal.stat().st_size:  # a previous process may have ended with an erasure pending
+            self._erase()
 
     def _claim_model(self) -> None:
         with self.lock, self.db:
@@ -156,6 +174,8 @@ class SQLiteGallery(GalleryStore):
                 self.metadata.setdefault(subject, metadata or {})
 
             self._after_write(update)
+            if self.erasure_pending:
+                self._erase()
             return self.index.count(subject)
 
     def delete(self, subject: str) -> int:
@@ -176,10 +196,39 @@ class SQLiteGallery(GalleryStore):
             self._after_write(update)
             return removed
 
-    def checkpoint(self) -> None:
-        """Fold the WAL into the database file and truncate it (after a delete: no copy left behind)."""
+    def checkpoint(self) -> bool:
+        """Fold the WAL into the database file and truncate it (after a delete: no copy left behind), without
+        waiting for readers. True when done; False when a reader's snapshot is in the way and the erasure
+        is pending (finished later, see the module's docstring; :data:`ERASURE_PENDING` says so in words)."""
         with self.lock:
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return self._erase()
+
+    @property
+    def erasure(self) -> str:
+        return ERASURE_PENDING if self.erasure_pending else super().erasure
+
+    def _erase(self) -> bool:
+        """One attempt at ``wal_checkpoint(TRUNCATE)`` with no busy timeout: it never waits on a reader."""
+        with self.lock:
+            if self.closed:
+                return not self.erasure_pending
+            self.db.execute("PRAGMA busy_timeout = 0")
+            try:
+                busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            finally:
+                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            self.erasure_pending = bool(busy)
+            if self.erasure_pending and self.retry is None:
+                self.retry = threading.Timer(ERASE_RETRY_S, self._retry_erasure)
+                self.retry.daemon = True
+                self.retry.start()
+            return not self.erasure_pending
+
+    def _retry_erasure(self) -> None:
+        with self.lock:
+            self.retry = None
+            if self.erasure_pending and not self.closed:
+                self._erase()
 
     def subjects(self) -> list[dict]:
         with self.lock:
@@ -210,4 +259,15 @@ class SQLiteGallery(GalleryStore):
 
     def close(self) -> None:
         with self.lock:
+            if self.erasure_pending and not self._erase():
+                log.warning(
+                    "%s: deleted data is still in %s-wal (another connection reads an older snapshot); "
+                    "the next checkpoint or open of the gallery erases it",
+                    self.path,
+                    self.path,
+                )
+            if self.retry is not None:
+                self.retry.cancel()
+                self.retry = None
+            self.closed = True
             self.db.close()
