@@ -50,17 +50,15 @@ class OnnxPreprocessing:
 
 
 def describe_inputs(model) -> str:
-    def dims(value) -> list:
-        return [
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value.type.tensor_type.shape.dim
-        ]
+    """``'input.1' [None, 3, 112, 112] float32``, for every input: what an error message shows."""
+    from onnx.helper import tensor_dtype_to_np_dtype
 
-    import onnx
-
-    return ", ".join(
-        f"{value.name!r} {dims(value)} {onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)}"
-        for value in graph_inputs(model)
-    )
+    described = []
+    for value in graph_inputs(model):
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
+        described.append(f"{value.name!r} {dims} {tensor_dtype_to_np_dtype(tensor.elem_type)}")
+    return ", ".join(described)
 
 
 def graph_inputs(model) -> list:
