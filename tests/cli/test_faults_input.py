@@ -186,9 +186,14 @@ def test_eval_argument_errors_are_one_line_each(trained, tmp_path, capsys):
 def test_eval_of_another_width_names_the_mismatch_and_eval_names_what_it_wrote(trained, tmp_path, capsys):
     capsys.readouterr()
     backbone = str(trained / "backbone.pt")  # width 1, blocks 1-1-1-1, 32-d
-    assert facelearn(["eval", backbone, "--model", "mobilefacenet", "--synthetic", "20"]) == 2
+    assert facelearn(["eval", backbone, "--architecture", "mbf", "--synthetic", "20"]) == 2  # mbf: width 2
     line = error_line(capsys)
-    assert "tensors differ in shape" in line and "check --model" in line
+    assert "tensors differ in shape" in line and "check the architecture named — --architecture" in line
+    # eval's old --model still names the architecture, with a warning (elsewhere --model is the model file)
+    assert (
+        facelearn(["eval", backbone, "--model", "mobilefacenet", "--synthetic", "20", "--output", str(tmp_path)]) == 0
+    )
+    assert "eval --model is deprecated: name the architecture with --architecture" in capsys.readouterr().err
     assert facelearn(["eval", str(trained / "best.pt"), "--synthetic", "20", "--output", str(tmp_path / "e")]) == 0
     out = capsys.readouterr().out
     assert "run directory" not in out and f"metrics.json, score histograms and ROC plots in {tmp_path / 'e'}" in out

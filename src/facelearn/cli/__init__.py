@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from .. import __version__
 from ..errors import FacelearnError, describe_os_error
 from . import deploy, eval, prepare, serve, train
 from .train import recipe_path
@@ -18,6 +19,7 @@ GROUPS = (train, eval, prepare, deploy, serve)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facelearn", description="Train, evaluate and deploy face recognition.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step to the console")
+    parser.add_argument("--version", action="version", version=f"facelearn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.add_commands(commands)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,14 @@ from ..deploy.gallery import STORES
 from ..errors import ConfigError, DataError
 from .options import DETECTOR_HELP
 
-MODEL_HELP = "a facelearn checkpoint, an arcface_torch .pth (with --architecture) or an exported .onnx"
+MODEL_HELP = (
+    "a named model (dlib), a facelearn checkpoint, a plain state_dict (arcface_torch model.pt) or an .onnx "
+    "(facelearn's export, or an insightface-style recognition model)"
+)
+ARCHITECTURE_HELP = (
+    "architecture of a plain state_dict: a facelearn backbone (iresnet50) or an arcface_torch name (r50, mbf); "
+    "default: read from its keys"
+)
 
 
 def aligned_images(folder: str | Path, limit: int | None = None) -> list[Path]:
@@ -22,27 +30,36 @@ def aligned_images(folder: str | Path, limit: int | None = None) -> list[Path]:
     return paths[:limit] if limit else paths
 
 
-def command_export(args: argparse.Namespace) -> None:
+def parity_faces(args: argparse.Namespace, size: int) -> tuple[np.ndarray, str]:
     from ..data.images import fit_size, read_image
     from ..data.synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
-    from ..deploy.export import EmbeddingGraph, export_onnx, model_metadata, parity
-    from ..io import write_atomic
-    from ..models.checkpoint import FORMAT, backbone_from_state, load_checkpoint
 
-    checkpoint = load_checkpoint(args.checkpoint)
-    backbone, size = backbone_from_state(checkpoint, args.checkpoint, args.architecture)
-    graph = EmbeddingGraph(backbone, flip=not args.no_flip)
-    metadata = model_metadata(
-        checkpoint if checkpoint.get("format") == FORMAT else None, args.architecture, backbone, size, not args.no_flip
-    )
     if args.parity:
         paths = aligned_images(args.parity, args.parity_count)
         faces = np.stack([fit_size(read_image(p), size) for p in paths]) if paths else np.empty((0, size, size, 3))
-        where = f"{len(paths)} faces of {args.parity}"
-    else:
-        synthetic = SyntheticFaces(1, 1, size, seed=7)
-        faces = np.stack([synthetic.render(UNSEEN_IDENTITY_OFFSET + i, i) for i in range(64)])
-        where = "64 synthetic faces (give --parity DIR of aligned faces to check on yours)"
+        return faces, f"{len(paths)} faces of {args.parity}"
+    synthetic = SyntheticFaces(1, 1, size, seed=7)
+    faces = np.stack([synthetic.render(UNSEEN_IDENTITY_OFFSET + i, i) for i in range(64)])
+    return faces, "64 synthetic faces (give --parity DIR of aligned faces to check on yours)"
+
+
+def command_export(args: argparse.Namespace) -> None:
+    from ..deploy.export import EmbeddingGraph, export_onnx, model_metadata, parity
+    from ..deploy.loading import is_named_model
+    from ..io import write_atomic
+    from ..models.checkpoint import FORMAT, backbone_from_state, load_checkpoint
+
+    if is_named_model(args.checkpoint):
+        raise ConfigError(f"{args.checkpoint} is a named model that runs its own network: it has no ONNX export")
+    if args.checkpoint.endswith(".onnx"):
+        return export_imported_onnx(args)
+    checkpoint = load_checkpoint(args.checkpoint)
+    backbone, size = backbone_from_state(checkpoint, args.checkpoint, args.architecture)
+    graph = EmbeddingGraph(backbone, flip=not args.no_flip)
+    own = checkpoint if checkpoint.get("format") == FORMAT else None
+    architecture = args.architecture or json.dumps(asdict(backbone.model_config))
+    metadata = model_metadata(own, architecture, backbone, size, not args.no_flip)
+    faces, where = parity_faces(args, size)
     output = Path(args.output)
     staging = output.with_name(f".{output.name}.unchecked")
     digest = export_onnx(graph, size, metadata, staging)
@@ -62,6 +79,38 @@ def command_export(args: argparse.Namespace) -> None:
     print(f"  parity with PyTorch on {where}: min cosine {report['min_cosine']:.7f}, mean {report['mean_cosine']:.7f}")
     if args.int8:
         report_int8(graph, output, faces, where)
+
+
+def export_imported_onnx(args: argparse.Namespace) -> None:
+    """An ONNX from elsewhere (insightface's convention) wrapped into facelearn's self-describing graph."""
+    import hashlib
+
+    from ..deploy.onnx_import import OnnxPreprocessing, import_parity, read_onnx, wrap_onnx
+    from ..io import write_bytes_atomic
+
+    if args.int8:
+        raise ConfigError("--int8 quantises a facelearn checkpoint's export: export first, then quantise that file")
+    data, source = read_onnx(args.checkpoint)
+    preprocessing = OnnxPreprocessing(
+        args.mean, args.std, args.channel_order, args.layout, args.input_size, flip=not args.no_flip
+    )
+    wrapped = wrap_onnx(data, source, preprocessing)
+    import onnx
+
+    size = int({p.key: p.value for p in onnx.load_from_string(wrapped).metadata_props}["facelearn.input_size"])
+    faces, where = parity_faces(args, size)
+    report = import_parity(data, wrapped, faces)
+    if report["min_cosine"] < args.min_cosine:
+        raise DataError(
+            f"the wrapped graph disagrees with {source} on {where}: minimum cosine {report['min_cosine']:.6f} "
+            f"< {args.min_cosine}; nothing written"
+        )
+    output = Path(args.output)
+    digest = hashlib.sha256(wrapped).hexdigest()
+    write_bytes_atomic(output, wrapped)
+    Path(f"{output}.sha256").write_text(f"{digest}  {output.name}\n")
+    print(f"facelearn: wrote {output} (sha256 {digest[:16]}…, {output}.sha256), {source} with its preprocessing inside")
+    print(f"  parity with the original model on {where}: min cosine {report['min_cosine']:.7f}")
 
 
 def report_int8(graph, output: Path, faces: np.ndarray, where: str) -> None:
@@ -90,13 +139,17 @@ def command_calibrate(args: argparse.Namespace) -> None:
     recognizer = Recognizer.load(args.model, args.architecture, detector=None)
     scores, issame, source = pair_scores_for_calibration(recognizer, args.pairs, args.root, args.bin, args.gallery)
     calibration = calibrate(scores, issame, fmrs, source)  # an FMR the pairs cannot support: an error, nothing written
-    store_calibration(args.model, calibration)
+    if hasattr(recognizer.embedder, "store_calibration"):  # a named model: the user's own file, used from now on
+        where = f"stored in {recognizer.embedder.store_calibration(calibration.to_dict())}"
+    else:
+        store_calibration(args.model, calibration)
+        where = "stored in the model"
     if args.json:
         print(json.dumps(calibration.to_dict(), indent=2))
         return
     print(
         f"facelearn: calibrated {args.model} on {source}: {calibration.num_genuine:,} genuine and "
-        f"{calibration.num_impostor:,} impostor pairs (stored in the model)"
+        f"{calibration.num_impostor:,} impostor pairs ({where})"
     )
     for point in calibration.points:
         if point["threshold"] is None:
@@ -230,7 +283,7 @@ def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
 
 def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True) -> None:
     parser.add_argument("--model", required=True, help=MODEL_HELP)
-    parser.add_argument("--architecture", help="architecture of a plain state_dict (e.g. iresnet50)")
+    parser.add_argument("--architecture", help=ARCHITECTURE_HELP)
     parser.add_argument("--detector", default="retinaface", help=DETECTOR_HELP)
     parser.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")
     parser.add_argument("--aligned", action="store_true", help="the images are aligned faces: no detection")
@@ -243,19 +296,25 @@ def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True) -> None
 
 def add_commands(commands) -> None:
     export = commands.add_parser("export", help="export a checkpoint to ONNX (preprocessing inside, parity-checked)")
-    export.add_argument("checkpoint")
+    export.add_argument("checkpoint", help="a facelearn checkpoint, a plain state_dict or an insightface-style .onnx")
     export.add_argument("output", help="the .onnx file to write")
-    export.add_argument("--architecture", help="architecture of a plain state_dict (e.g. iresnet50)")
+    export.add_argument("--architecture", help=ARCHITECTURE_HELP)
     export.add_argument("--no-flip", action="store_true", help="do not add the mirrored face's embedding")
     export.add_argument("--parity", metavar="DIR", help="aligned faces to check ONNX against PyTorch on")
     export.add_argument("--parity-count", type=int, default=1000)
     export.add_argument("--min-cosine", type=float, default=0.9999)
     export.add_argument("--int8", action="store_true", help="also write <output>.int8.onnx, calibrated on --parity")
+    imported = export.add_argument_group("an ONNX from elsewhere (default: insightface's preprocessing)")
+    imported.add_argument("--mean", type=float, help="subtracted from every pixel (default 127.5)")
+    imported.add_argument("--std", type=float, help="divides every pixel after the mean (default 127.5)")
+    imported.add_argument("--channel-order", choices=["rgb", "bgr"], default="rgb", help="the model's input's")
+    imported.add_argument("--layout", choices=["nchw", "nhwc"], help="default: read from the graph")
+    imported.add_argument("--input-size", type=int, help="for a graph without a fixed face size")
     export.set_defaults(func=command_export)
 
     calibrate = commands.add_parser("calibrate", help="thresholds at FMR 1e-2/1e-3/1e-4 on your pairs, into the model")
     calibrate.add_argument("model", help=MODEL_HELP)
-    calibrate.add_argument("--architecture")
+    calibrate.add_argument("--architecture", help=ARCHITECTURE_HELP)
     calibrate.add_argument("--pairs", help="LFW-style pairs.txt over aligned faces (with --root)")
     calibrate.add_argument("--root")
     calibrate.add_argument("--bin", help="an insightface .bin verification set")

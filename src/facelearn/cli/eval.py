@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from ..config import ConfigError
 from ..io import write_text_atomic
 from .eval_protocols import add_recognition_arguments, run_identification, run_ijb
 from .train import print_summary
+
+log = logging.getLogger(__name__)
+
+
+def architecture(args: argparse.Namespace) -> str | None:
+    """``--architecture``, or the deprecated ``--model`` (in every other command ``--model`` is the model file)."""
+    if args.deprecated_model is None:
+        return args.architecture
+    if args.architecture and args.architecture != args.deprecated_model:
+        raise ConfigError(f"--model {args.deprecated_model} and --architecture {args.architecture} disagree")
+    log.warning("facelearn eval --model is deprecated: name the architecture with --architecture, as everywhere")
+    return args.deprecated_model
 
 
 def command_eval(args: argparse.Namespace) -> None:
@@ -26,7 +39,7 @@ def command_eval(args: argparse.Namespace) -> None:
     pair_sets_asked = bool(args.bin or args.pairs or args.synthetic is not None)
     if not (pair_sets_asked or args.ijb or args.gallery):
         raise ConfigError("nothing to evaluate: give --bin, --pairs/--root, --synthetic, --ijb or --gallery/--probes")
-    backbone, image_size = backbone_from_checkpoint(args.checkpoint, args.model, args.embedding_size)
+    backbone, image_size = backbone_from_checkpoint(args.checkpoint, architecture(args), args.embedding_size)
     sets = []
     if pair_sets_asked:
         sets = evaluation_sets(
@@ -52,9 +65,16 @@ def command_eval(args: argparse.Namespace) -> None:
 
 def add_commands(commands) -> None:
     evaluate = commands.add_parser("eval", help="verification (10-fold, IJB templates) and identification (1:N)")
-    evaluate.add_argument("checkpoint", help="a facelearn checkpoint, or an arcface_torch model.pt with --model")
-    evaluate.add_argument("--model", help="architecture of a plain state_dict (e.g. iresnet50)")
-    evaluate.add_argument("--embedding-size", type=int, default=512)
+    evaluate.add_argument("checkpoint", help="a facelearn checkpoint, or a plain state_dict (arcface_torch model.pt)")
+    evaluate.add_argument(
+        "--architecture",
+        help="architecture of a plain state_dict: a facelearn backbone (iresnet50) or an arcface_torch name (r50, "
+        "mbf); default: read from its keys",
+    )
+    evaluate.add_argument("--model", dest="deprecated_model", help="deprecated: --architecture")
+    evaluate.add_argument(
+        "--embedding-size", type=int, help="of a plain state_dict whose final layer does not say (default 512)"
+    )
     evaluate.add_argument("--bin", nargs="+", help="insightface .bin verification files")
     evaluate.add_argument("--pairs", help="LFW-style pairs.txt")
     evaluate.add_argument("--root", help="image root for --pairs")

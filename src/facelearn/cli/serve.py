@@ -98,11 +98,13 @@ def command_keys(args: argparse.Namespace) -> None:
 
 def add_commands(commands) -> None:
     serve = commands.add_parser("serve", help="the REST API and page (FastAPI): verify, identify, enroll, delete")
-    serve.add_argument("--model", help="a facelearn checkpoint, an arcface_torch .pth (with --architecture) or .onnx")
+    serve.add_argument(
+        "--model", help="a named model (dlib), a facelearn checkpoint, a plain state_dict (arcface_torch) or an .onnx"
+    )
     serve.add_argument("--gallery", help="the gallery: an SQLite file, or a Milvus URI / milvus-lite file with --store")
     serve.add_argument("--store", choices=STORES.names())
     serve.add_argument("--index", default="exact", help="SQLite gallery index: exact, SQfp16 or HNSW32 (faiss)")
-    serve.add_argument("--architecture")
+    serve.add_argument("--architecture", help="of a plain state_dict (r50, mbf, iresnet50…); default: read from it")
     serve.add_argument("--detector", default="retinaface", help=DETECTOR_HELP)
     serve.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")
     serve.add_argument("--backend", default="auto", help=BACKEND_HELP)

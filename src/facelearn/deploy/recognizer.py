@@ -8,7 +8,8 @@
 An image is a path, encoded bytes, a PIL image or an (H, W, 3) uint8 array, RGB unless
 ``channel_order="bgr"`` (what ``cv2.imread`` returns): :func:`facelearn.deploy.inputs.as_rgb`.
 
-Photos go through the same detector and :func:`facelearn.align.align_face` as training data;
+Photos go through the same detector and :func:`facelearn.align.align_face` as training data, or
+through the model's own detector and alignment where it brings them (``Recognizer.load("dlib")``);
 faces that are already aligned at the model's input size can be passed with ``aligned=True``.
 Decisions are taken at a named false-match rate from the model's calibration, never at a bare
 cosine. Every method may be called from several threads at once.
@@ -24,11 +25,10 @@ import numpy as np
 from ..align import align_face, build_detector, choose_face
 from ..data.images import fit_size
 from ..errors import DataError
-from ..models.checkpoint import FORMAT, backbone_from_state, load_checkpoint
-from .backends import OnnxEmbedder, embedder_for
 from .calibration import DEFAULT_FMR, Calibration
 from .gallery import UnknownSubject, open_gallery
 from .inputs import as_rgb
+from .loading import load_embedder
 from .subject_ids import lookup_id, subject_id
 
 
@@ -51,24 +51,18 @@ class Recognizer:
         backend: str = "auto",
         **backend_options,
     ) -> Recognizer:
-        """From a facelearn checkpoint, an arcface_torch ``.pth`` (with ``architecture``) or an exported ``.onnx``.
+        """From a named model (``"dlib"``), a facelearn checkpoint, a plain state_dict (arcface_torch ``model.pt``:
+        ``architecture`` names it, else it is read from the keys) or an ``.onnx`` (facelearn's export, or an
+        insightface-style float-input model: :mod:`facelearn.deploy.onnx_import`).
 
         ``backend`` for a checkpoint: a name in :data:`facelearn.deploy.backends.BACKENDS` (``torch``,
         ``onnx``: exported in memory) or ``auto`` — whichever embeds faster on this machine, measured at
-        load. The checkpoint file is read once."""
-        if str(model).endswith(".onnx"):
-            embedder = OnnxEmbedder(model, **backend_options)
-            calibration = embedder.calibration
-        else:
-            checkpoint = load_checkpoint(model)
-            backbone, size = backbone_from_state(checkpoint, model, architecture)
-            calibration = checkpoint.get("calibration") if checkpoint.get("format") == FORMAT else None
-            embedder = embedder_for(backbone, size, backend, **backend_options)
-        recognizer = cls(
-            embedder,
-            build_detector(detector, weights) if detector else None,
-            Calibration.from_dict(calibration) if calibration else None,
-        )
+        load. The checkpoint file is read once. A model with its own detector and alignment (dlib) always
+        uses them, whatever ``detector`` says (its aligned faces, ``aligned=True``, are its own chips)."""
+        embedder, calibration = load_embedder(model, architecture, backend, **backend_options)
+        own = getattr(embedder, "detector", None)
+        detector = own or (build_detector(detector, weights) if detector else None)
+        recognizer = cls(embedder, detector, Calibration.from_dict(calibration) if calibration else None)
         if gallery is not None:
             recognizer.open_gallery(gallery, store, index)
         return recognizer
@@ -82,6 +76,12 @@ class Recognizer:
         self.gallery = open_gallery(location, self.model_id, self.embedder.embedding_size, store, index)
         return self.gallery
 
+    @property
+    def aligns_photos(self) -> bool:
+        """Whether the model brings its own alignment (dlib: its chips), so that faces aligned by facelearn's
+        template are not its aligned faces."""
+        return hasattr(self.embedder, "align")
+
     # ------------------------------------------------------------------ faces
     def detect(self, image: np.ndarray):
         if self.detector is None:
@@ -91,7 +91,13 @@ class Recognizer:
 
     def aligned_faces(self, image: np.ndarray) -> tuple[list[np.ndarray], object]:
         faces = self.detect(image)
-        return [fit_size(align_face(image, points), self.input_size) for points in faces.landmarks], faces
+        return self.align(image, faces), faces
+
+    def align(self, image: np.ndarray, faces) -> list[np.ndarray]:
+        """The embedder's own alignment where it has one (dlib's chips), else the ArcFace five-point template."""
+        if self.aligns_photos:
+            return self.embedder.align(image, faces)
+        return [fit_size(align_face(image, points), self.input_size) for points in faces.landmarks]
 
     def embed(
         self, images: list, aligned: bool = False, batch_size: int = 64, channel_order: str = "rgb"

@@ -21,13 +21,25 @@ MAX_GALLERY_IMAGES = 20_000  # every pair of 20k images is 200M scores
 
 
 def pair_scores_for_calibration(recognizer, pairs=None, root=None, bin_path=None, gallery=None):
-    """(scores, issame, source) of the one pair source given."""
+    """(scores, issame, source) of the one pair source given. A model with its own alignment (dlib) embeds
+    the photos through its own detector; pairs with a photo where it finds no face are left out, and said."""
     from ..data.images import fit_size, read_image
     from ..data.pairs import pairs_from_bin, pairs_from_lfw
 
     given = [name for name, value in (("--pairs", pairs), ("--bin", bin_path), ("--gallery", gallery)) if value]
     if len(given) != 1:
         raise ConfigError(f"calibrate on one source: --pairs (with --root), --bin or --gallery; got {given or 'none'}")
+    if bin_path and recognizer.aligns_photos:
+        raise ConfigError(
+            "this model finds and aligns faces itself: calibrate it on photos (--pairs with --root, or --gallery), "
+            "not on a .bin of faces aligned for another model"
+        )
+
+    def embed(paths: list) -> np.ndarray:
+        if recognizer.aligns_photos:
+            return recognizer.embed([read_image(path) for path in paths])
+        return recognizer.embed([fit_size(read_image(p), recognizer.input_size) for p in paths], aligned=True)
+
     if gallery:
         from ..eval.recognition import identity_images
 
@@ -36,12 +48,22 @@ def pair_scores_for_calibration(recognizer, pairs=None, root=None, bin_path=None
         if len(paths) > MAX_GALLERY_IMAGES:
             raise DataError(f"{gallery} holds {len(paths):,} images; calibrate on at most {MAX_GALLERY_IMAGES:,}")
         labels = np.array([i for i, images in enumerate(people.values()) for _ in images])
-        embeddings = recognizer.embed([fit_size(read_image(p), recognizer.input_size) for p in paths], aligned=True)
+        embeddings = embed(paths)
         first, second = np.triu_indices(len(paths), 1)
         scores = np.einsum("ij,ij->i", embeddings[first], embeddings[second])
-        return scores, labels[first] == labels[second], f"every pair of {len(paths):,} images in {gallery}"
+        source = f"every pair of {len(paths):,} images in {gallery}"
+        return without_faceless(scores, labels[first] == labels[second], source)
     if pairs and not root:
         raise ConfigError("--pairs needs --root, the folder of the aligned faces")
+    if recognizer.aligns_photos:
+        from ..data.pairs import read_lfw_pairs
+
+        listed = read_lfw_pairs(pairs)
+        paths = [Path(root) / n / f"{n}_{i:04d}.jpg" for n1, i1, n2, i2 in listed for n, i in ((n1, i1), (n2, i2))]
+        embeddings = embed(paths)
+        scores = np.einsum("ij,ij->i", embeddings[0::2], embeddings[1::2])
+        issame = np.array([n1 == n2 for n1, _, n2, _ in listed])
+        return without_faceless(scores, issame, f"{pairs} ({len(listed):,} pairs of photos)")
     pair_set = (
         pairs_from_lfw(pairs, root, image_size=recognizer.input_size)
         if pairs
@@ -51,6 +73,14 @@ def pair_scores_for_calibration(recognizer, pairs=None, root=None, bin_path=None
     embeddings = recognizer.embed(faces, aligned=True)
     scores = np.einsum("ij,ij->i", embeddings[0::2], embeddings[1::2])
     return scores, pair_set.issame, f"{pairs or bin_path} ({pair_set.num_pairs:,} pairs)"
+
+
+def without_faceless(scores: np.ndarray, issame: np.ndarray, source: str):
+    """The pairs whose two photos both gave a face (NaN scores: a photo without one), the others counted."""
+    faceless = np.isnan(scores)
+    if faceless.any():
+        source += f"; {int(faceless.sum()):,} pairs with a photo without a face left out"
+    return scores[~faceless], issame[~faceless], source
 
 
 def store_calibration(model: str | Path, calibration: Calibration) -> None:

@@ -15,7 +15,6 @@ where it stopped; the finished file is written atomically and never over an exis
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -35,37 +34,27 @@ CHUNK = 8
 
 
 class DlibTeacher:
+    """dlib's raw descriptor of the largest face, through :class:`~facelearn.deploy.dlib_model.DlibFaceModel`
+    (its own detector, five points and chip) at the photo's full resolution."""
+
     def __init__(self, **_):
-        # face_recognition_models' __init__ imports pkg_resources, gone from recent setuptools: its files
-        # are found from the package's location, without importing it
-        spec = importlib.util.find_spec("face_recognition_models")
-        try:
-            import dlib
-        except ImportError:
-            dlib = None
-        if dlib is None or spec is None:
-            raise ConfigError(
-                "--teacher dlib needs dlib and its models: pip install 'facelearn[dlib]' "
-                "(dlib-bin and face-recognition-models)"
-            )
-        models = Path(spec.submodule_search_locations[0]) / "models"
-        self.detector = dlib.get_frontal_face_detector()
-        self.shapes = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-        self.model = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+        from .dlib_model import DlibFaceModel
+
+        self.model = DlibFaceModel(max_size=1 << 30, purpose="--teacher dlib")
         self.identity = {
             "teacher": "dlib",
             "model": "dlib_face_recognition_resnet_model_v1 (face-recognition-models, CC0)",
-            "dlib": getattr(dlib, "__version__", "?"),
+            "dlib": getattr(self.model.dlib, "__version__", "?"),
             "preprocessing": "dlib HOG frontal detector (upsample 1), largest face, 5-point shape predictor, "
             "150x150 chip (padding 0.25), no jitter",
         }
 
     def embed(self, image: np.ndarray) -> np.ndarray | None:
-        faces = self.detector(image, 1)
-        if not faces:
+        faces = self.model.detector.detect(image)
+        if not len(faces):
             return None
-        face = max(faces, key=lambda r: r.width() * r.height())
-        return np.array(self.model.compute_face_descriptor(image, self.shapes(image, face)), np.float32)
+        largest = faces.select(np.array([int(np.argmax(faces.areas()))]))
+        return self.model.descriptors(np.stack(self.model.align(image, largest)))[0]
 
 
 class ModelTeacher:

@@ -17,6 +17,7 @@ from ..config import ModelConfig, from_dict
 from ..errors import FacelearnError
 from ..io import write_atomic
 from . import build_backbone
+from .state_dicts import plain_model_config
 
 FORMAT = "facelearn-checkpoint-1"
 _STEP_FILE = re.compile(r"step_(\d+)\.pt$")
@@ -80,8 +81,8 @@ def load_backbone_state(backbone: torch.nn.Module, checkpoint: dict, source: str
         key, saved, expected = wrong[0]
         raise CheckpointError(
             f"{source} does not match this {type(backbone).__name__}: {len(wrong)} tensors differ in shape, e.g. "
-            f"{key} is {saved} in the file and {expected} here (check --model and the model's width, blocks and "
-            "embedding size)"
+            f"{key} is {saved} in the file and {expected} here (check the architecture named — --architecture or "
+            "model.name — and its width, blocks and embedding size)"
         )
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -109,27 +110,28 @@ def load_head_weights(head: torch.nn.Module, path: str | Path) -> None:
 
 
 def backbone_from_state(
-    checkpoint: dict, source: str | Path, model_name: str | None = None, embedding_size: int = 512
+    checkpoint: dict, source: str | Path, model_name: str | None = None, embedding_size: int | None = None
 ) -> tuple[torch.nn.Module, int]:
     """(backbone with a read checkpoint's weights, in eval mode; its input size).
 
-    A facelearn checkpoint names its architecture; a plain state_dict (arcface_torch ``model.pt``)
-    needs ``model_name`` and is taken to be for 112×112 faces.
+    A facelearn checkpoint names its architecture. A plain state_dict (arcface_torch ``model.pt``) is
+    built as ``model_name`` — a facelearn backbone or an arcface_torch name (``r50``, ``mbf``) — or, with
+    none, as the architecture its keys show; its embedding and input size come from its shapes
+    (:mod:`facelearn.models.state_dicts`). ``backbone.model_config`` says what was built.
     """
     if checkpoint.get("format") == FORMAT:
         model_config = from_dict(ModelConfig, checkpoint["config"]["model"])
         image_size = checkpoint["config"]["data"]["image_size"]
-    elif model_name:
-        model_config, image_size = ModelConfig(name=model_name, embedding_size=embedding_size), 112
     else:
-        raise CheckpointError(f"{source} is a plain state_dict: name its architecture (--model)")
+        model_config, image_size, checkpoint = plain_model_config(checkpoint, source, model_name, embedding_size)
     backbone = build_backbone(model_config, image_size, strict=False)
     load_backbone_state(backbone, checkpoint, source)
+    backbone.model_config = model_config
     return backbone.eval(), image_size
 
 
 def backbone_from_checkpoint(
-    path: str | Path, model_name: str | None = None, embedding_size: int = 512
+    path: str | Path, model_name: str | None = None, embedding_size: int | None = None
 ) -> tuple[torch.nn.Module, int]:
     """:func:`backbone_from_state` of the file at ``path``."""
     return backbone_from_state(load_checkpoint(path), path, model_name, embedding_size)
