@@ -29,8 +29,10 @@ def unit_rows(count, seed, dim=16):
 
 
 def files_bytes(path) -> bytes:
-    """Everything SQLite keeps of the gallery: the database, its -wal and -shm."""
-    return b"".join(p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name))
+    """Everything SQLite keeps of the gallery: the database, its -wal and -shm (the audit log beside it names
+    subjects by design, never their embeddings)."""
+    kept = [path.parent / f"{path.name}{suffix}" for suffix in ("", "-wal", "-shm")]
+    return b"".join(p.read_bytes() for p in kept if p.exists())
 
 
 def stored_embeddings(path, name) -> list[bytes]:
@@ -145,7 +147,7 @@ def serving(model, gallery, **settings):
     from facelearn.serve.service import ServeSettings, Service
 
     service = Service(ServeSettings(str(model), str(gallery), detector=None, backend="torch", **settings))
-    return service, TestClient(create_app(service))
+    return service, TestClient(create_app(service), base_url="http://127.0.0.1")  # the Host the service answers
 
 
 def test_the_service_deletes_under_a_reader_at_once_and_says_the_erasure_is_pending(service_model, tmp_path):
