@@ -23,7 +23,7 @@ def inputs() -> torch.Tensor:
 
 def ddl_of(kinds: torch.Tensor) -> torch.Tensor:
     """kinds: (3 [singles, first, second], groups, b, d)."""
-    return DDLLoss(mining="paper")(*(list(gather(kind)) for kind in kinds)).loss
+    return DDLLoss(mining="paper")(*(list(gather(kind, dim=1)) for kind in kinds)).loss
 
 
 def worker(rank: int, port: int, results) -> None:

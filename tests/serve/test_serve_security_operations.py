@@ -184,7 +184,12 @@ def test_every_gallery_change_is_audited_without_images_or_embeddings(keyed, lfw
         assert http.post("/v1/subjects", data={"subject": "ann"}, files=image_files(photos[:2]), headers=bob).is_success
         assert http.post("/v1/subjects/ann/faces", files=image_files(photos[2:]), headers=bob).is_success
         embedding = http.post("/v1/embed", files=image_files(photos[:1], "image"), headers=bob).json()
-        assert http.delete("/v1/subjects/ann", headers=bob).json() == {"deleted": "ann", "faces": 3}
+        assert http.delete("/v1/subjects/ann", headers=bob).json() == {
+            "deleted": "ann",
+            "faces": 3,
+            "erased": True,
+            "erasure": "done",
+        }
     log = AuditLog(tmp_path / "g.db.audit.log")
     records = log.records()
     assert [(r["action"], r["subject"], r["faces"], r["who"], r["via"]) for r in records] == [

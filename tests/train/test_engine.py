@@ -166,7 +166,7 @@ def test_a_new_task_is_one_subclass_registered_by_name(tmp_path):
 
 
 def test_auto_precision_uses_bf16_only_where_the_cpu_has_native_bf16(monkeypatch):
-    from facelearn.train import hardware as engine
+    from facelearn import hardware as engine
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: True)

@@ -18,7 +18,6 @@ whose input is not one image tensor is refused, naming the inputs it has.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataError
-from .export import ALIGNMENT
+from .export import ALIGNMENT, initializers_digest
 
 IMAGE_INPUT = "one float (N, 3, H, W) or (N, H, W, 3) batch of faces (insightface's), or a uint8 (N, H, W, 3) batch"
 
@@ -105,17 +104,6 @@ def insightface_mean_std(model) -> tuple[float, float]:
     own_sub = any(n.startswith(("Sub", "_minus")) for n in names)
     own_mul = any(n.startswith(("Mul", "_mul")) for n in names)
     return (0.0, 1.0) if own_sub and own_mul else (127.5, 127.5)
-
-
-def weights_digest_onnx(model) -> str:
-    """sha256 of the initializers, by name: the model's identity whatever metadata the file gains."""
-    from onnx import numpy_helper
-
-    digest = hashlib.sha256()
-    for tensor in sorted(model.graph.initializer, key=lambda t: t.name):
-        digest.update(tensor.name.encode())
-        digest.update(np.ascontiguousarray(numpy_helper.to_array(tensor)).tobytes())
-    return digest.hexdigest()
 
 
 def wrap_onnx(data: bytes, source, preprocessing: OnnxPreprocessing | None = None) -> bytes:
@@ -223,7 +211,9 @@ def wrap_onnx(data: bytes, source, preprocessing: OnnxPreprocessing | None = Non
     metadata.update(
         {
             "facelearn.version": __version__,
-            "facelearn.model_digest": weights_digest_onnx(original),
+            # the identity covers the preprocessing constants too: another mean or std is another model
+            "facelearn.model_digest": initializers_digest(wrapped),
+            "facelearn.weights": "initializers",
             "facelearn.architecture": f"imported ONNX {Path(str(source)).name}",
             "facelearn.input_size": str(size),
             "facelearn.alignment": ALIGNMENT,
