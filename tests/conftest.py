@@ -7,6 +7,7 @@ A user's clone without ../shared skips those tests with the reason. CI sets ``FA
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -58,3 +59,13 @@ def lfw_people(tmp_path_factory):
     if reuse and (Path(reuse) / "model.pt").exists():
         return train_lfw_people(Path(reuse), reuse=True)
     return train_lfw_people(Path(reuse) if reuse else tmp_path_factory.mktemp("lfw_people"))
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray of 2 CPUs shared by the bulk tests (each start costs seconds here); the engine uses a session
+    that is open and leaves it open. Stopped at the end of the test session."""
+    ray = need("ray", "ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()

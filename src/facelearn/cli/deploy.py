@@ -129,6 +129,10 @@ def read_photos(paths: list[str]) -> list[np.ndarray]:
 
 
 def command_enroll(args: argparse.Namespace) -> None:
+    if args.from_embeddings:
+        return enroll_from_embeddings(args)
+    if not (args.model and args.subject and args.photos):
+        raise ConfigError("facelearn enroll needs GALLERY SUBJECT PHOTOS --model M (or GALLERY --from-embeddings OUT)")
     recognizer = open_recognizer(args)
     result = recognizer.enroll(args.subject, read_photos(args.photos), aligned=args.aligned, append=args.append)
     result["no_face"] = [args.photos[i] for i in result["no_face"]]
@@ -138,6 +142,28 @@ def command_enroll(args: argparse.Namespace) -> None:
     print(f"facelearn: enrolled {args.subject!r} in {args.gallery}: {result['faces']} faces")
     for path in result["no_face"]:
         print(f"  no face found, not enrolled: {path}")
+
+
+def enroll_from_embeddings(args: argparse.Namespace) -> None:
+    from ..bulk.enroll import enroll_from_embeddings
+    from ..deploy.recognizer import Recognizer
+
+    if args.subject or args.photos:
+        raise ConfigError("--from-embeddings takes the subjects and faces from the Parquet: give no SUBJECT or PHOTOS")
+    model_id = None
+    if args.model:  # the Parquet's embeddings must be this model's
+        model_id = Recognizer.load(args.model, args.architecture, detector=None, backend="torch").model_id
+    counts = enroll_from_embeddings(
+        args.from_embeddings, args.gallery, args.store, model_id, args.subject_column, args.faces, args.batch
+    )
+    if args.json:
+        print(json.dumps(counts))
+        return
+    print(
+        f"facelearn: enrolled {counts['faces_enrolled']:,} faces from {args.from_embeddings} into {args.gallery} "
+        f"({counts['subjects']:,} subjects, model {counts['model_id']}); {counts['already_enrolled']:,} were enrolled "
+        f"already, {counts['without_subject']:,} have no subject"
+    )
 
 
 def command_identify(args: argparse.Namespace) -> None:
@@ -190,8 +216,8 @@ def command_gallery(args: argparse.Namespace) -> None:
     )
 
 
-def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True) -> None:
-    parser.add_argument("--model", required=True, help=MODEL_HELP)
+def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True, model_required: bool = True) -> None:
+    parser.add_argument("--model", required=model_required, help=MODEL_HELP)
     parser.add_argument("--architecture", help="architecture of a plain state_dict (e.g. iresnet50)")
     parser.add_argument("--detector", default="retinaface", help=DETECTOR_HELP)
     parser.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")
@@ -228,10 +254,16 @@ def add_commands(commands) -> None:
 
     enroll = commands.add_parser("enroll", help="enroll a person's photos into a gallery")
     enroll.add_argument("gallery", help="the gallery file (SQLite), created if missing")
-    enroll.add_argument("subject")
-    enroll.add_argument("photos", nargs="+")
+    enroll.add_argument("subject", nargs="?")
+    enroll.add_argument("photos", nargs="*")
     enroll.add_argument("--append", action="store_true", help="add faces to an enrolled subject")
-    add_model_options(enroll, fmr=False)
+    enroll.add_argument(
+        "--from-embeddings", metavar="OUT", help="every subject of a facelearn embed output (rerun-safe)"
+    )
+    enroll.add_argument("--subject-column", default="subject", help="with --from-embeddings (default: subject)")
+    enroll.add_argument("--faces", default="largest", choices=["largest", "all"], help="with --from-embeddings")
+    enroll.add_argument("--batch", type=int, default=10_000, help="with --from-embeddings: faces per write")
+    add_model_options(enroll, fmr=False, model_required=False)
     enroll.set_defaults(func=command_enroll)
 
     identify = commands.add_parser("identify", help="who is in this photo (open set: unknown below the threshold)")

@@ -26,6 +26,10 @@ class ImageError(DataError):
     """An image file or buffer that cannot be decoded."""
 
 
+class ImageTooLarge(ImageError):
+    """An image above the pixel limit, refused from its header before decoding."""
+
+
 def header_size(buffer: np.ndarray, source: str) -> tuple[int, int] | None:
     """(width, height) from the header alone, or None when Pillow cannot tell (cv2 then decides)."""
     try:
@@ -34,7 +38,7 @@ def header_size(buffer: np.ndarray, source: str) -> tuple[int, int] | None:
             with Image.open(io.BytesIO(buffer.tobytes())) as image:
                 return image.size
     except Image.DecompressionBombError as error:  # Pillow's hard limit lies above ours
-        raise ImageError(f"{source}: {error}; more than the limit of {MAX_PIXELS:,} pixels") from None
+        raise ImageTooLarge(f"{source}: {error}; more than the limit of {MAX_PIXELS:,} pixels") from None
     except Exception:  # not an image Pillow knows; cv2 may still decode it
         return None
 
@@ -47,7 +51,7 @@ def decode_image(data: bytes | np.ndarray, source: str = "buffer") -> np.ndarray
     )
     size = header_size(buffer, source) if buffer.size else None
     if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise ImageError(
+        raise ImageTooLarge(
             f"{source}: {size[0]}×{size[1]} pixels, more than the limit of {MAX_PIXELS:,} "
             "(set FACELEARN_MAX_PIXELS to allow larger images)"
         )

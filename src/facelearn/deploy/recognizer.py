@@ -88,9 +88,13 @@ class Recognizer:
         with self.detector_lock:
             return self.detector.detect(image)
 
+    def align(self, image: np.ndarray, faces) -> list[np.ndarray]:
+        """Every detected face warped onto the five-point template at the model's input size."""
+        return [fit_size(align_face(image, points), self.input_size) for points in faces.landmarks]
+
     def aligned_faces(self, image: np.ndarray) -> tuple[list[np.ndarray], object]:
         faces = self.detect(image)
-        return [fit_size(align_face(image, points), self.input_size) for points in faces.landmarks], faces
+        return self.align(image, faces), faces
 
     def embed(
         self, images: list, aligned: bool = False, batch_size: int = 64, channel_order: str = "rgb"
