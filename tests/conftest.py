@@ -61,10 +61,11 @@ def lfw_people(tmp_path_factory):
     return train_lfw_people(Path(reuse) if reuse else tmp_path_factory.mktemp("lfw_people"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray of 2 CPUs shared by the bulk tests (each start costs seconds here); the engine uses a session
-    that is open and leaves it open. Stopped at the end of the test session."""
+    """One local Ray of 2 CPUs shared by a module's tests (each start costs seconds here; the engine uses a session
+    that is open and leaves it open), stopped after the module so that its processes do not idle through the
+    rest of the suite on a 2-CPU machine."""
     ray = need("ray", "ray")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     yield ray

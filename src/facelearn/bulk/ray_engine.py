@@ -132,7 +132,7 @@ class RayEngine(Engine):
         ray = import_ray()
         options = self.options
         with ray_session(options):
-            self.actors = pool_size(ray, options)
+            self.actors = min(pool_size(ray, options), len(chunks))  # no actor without a batch to run
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = False  # the driver shows one bar, wherever it runs
             context.print_on_execution_start = False
