@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -75,3 +78,56 @@ def train_unless_done(command: list[str], run: str | Path, name: str) -> dict:
         if facelearn(command) != 0:
             sys.exit(f"training {name} failed")
     return json.loads(metrics.read_text())
+
+
+def process_tree(root: int) -> dict[int, tuple[int, float]]:
+    """pid → (resident bytes, user + system CPU seconds) of ``root`` and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    usage: dict[int, tuple[int, float]] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            rss = int(Path(f"/proc/{entry}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(int(stat[1]), []).append(int(entry))
+        usage[int(entry)] = (rss, (int(stat[11]) + int(stat[12])) / ticks)
+    found, stack = {}, [root]
+    while stack:
+        pid = stack.pop()
+        if pid in usage:
+            found[pid] = usage[pid]
+        stack += children.get(pid, [])
+    return found
+
+
+class ProcessTreeUsage:
+    """``with ProcessTreeUsage() as usage:`` — the peak of the resident memory summed over this process and every
+    process below it, and their CPU seconds (each process's last sample; sampled every 0.2 s, so a process that
+    lived less than that may be missed). A pool's workers and Ray's daemons and workers all count."""
+
+    def __init__(self):
+        self.peak, self.cpu, self.running = 0, {}, True
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def sample(self):
+        while self.running:
+            tree = process_tree(os.getpid())
+            self.peak = max(self.peak, sum(rss for rss, _ in tree.values()))
+            self.cpu.update({pid: cpu for pid, (_, cpu) in tree.items()})
+            time.sleep(0.2)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
+
+    def __enter__(self):
+        self.start = {pid: cpu for pid, (_, cpu) in process_tree(os.getpid()).items()}
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+        self.cpu = {pid: cpu - self.start.get(pid, 0.0) for pid, cpu in self.cpu.items()}

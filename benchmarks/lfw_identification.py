@@ -28,7 +28,8 @@ from pathlib import Path
 from common import RESULTS, needs, write_result
 from lfw_recipe import lfw_parser, link_identities
 
-from facelearn.align.prepare import PrepareOptions, prepare_dataset
+from facelearn.align.prepare import PrepareOptions
+from facelearn.bulk.prepare import prepare_dataset
 from facelearn.eval.embed import default_device
 from facelearn.eval.recognition import evaluate_folders
 from facelearn.models.checkpoint import backbone_from_checkpoint

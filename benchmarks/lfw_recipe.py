@@ -26,7 +26,8 @@ from pathlib import Path
 
 from common import RESULTS, shell_command, train_unless_done, write_result
 
-from facelearn.align.prepare import PrepareOptions, prepare_dataset
+from facelearn.align.prepare import PrepareOptions
+from facelearn.bulk.prepare import prepare_dataset
 from facelearn.cli import recipe_path
 from facelearn.data.lfw_split import lfw_split, write_pairs
 

@@ -7,6 +7,7 @@ A user's clone without ../shared skips those tests with the reason. CI sets ``FA
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -116,3 +117,14 @@ def browser():
 def log_size(served) -> int:
     """Bytes in a served process's log so far (to measure what a request adds)."""
     return served.log.stat().st_size
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray of 2 CPUs shared by a module's tests (each start costs seconds here; the engine uses a session
+    that is open and leaves it open), stopped after the module so that its processes do not idle through the
+    rest of the suite on a 2-CPU machine."""
+    ray = need("ray", "ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()

@@ -22,9 +22,11 @@ def test_deploy_and_serve_load_no_training_module():
     pytest.importorskip("fastapi")
     loaded = modules_loaded_by(
         "import facelearn.deploy.recognizer, facelearn.deploy.backends, facelearn.deploy.gallery, "
-        "facelearn.deploy.stored_calibration, facelearn.deploy.teachers, facelearn.serve.app, facelearn.serve.service"
+        "facelearn.deploy.stored_calibration, facelearn.deploy.teachers, facelearn.serve.app, facelearn.serve.service, "
+        "facelearn.bulk.embed, facelearn.bulk.enroll, facelearn.bulk.prepare, facelearn.bulk.teacher, "
+        "facelearn.bulk.local, facelearn.bulk.ray_engine"
     )
-    assert "facelearn.deploy.recognizer" in loaded and "facelearn.serve.app" in loaded  # the probe really ran
+    assert "facelearn.deploy.recognizer" in loaded and "facelearn.bulk.ray_engine" in loaded  # the probe really ran
     assert [m for m in loaded if m.startswith("facelearn.train")] == []
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from facelearn.align.prepare import JOURNAL, PrepareOptions, prepare_dataset, prepare_pairs_bin
+from facelearn.align.prepare import PrepareOptions
+from facelearn.bulk.prepare import JOURNAL, prepare_dataset, prepare_pairs_bin
 from facelearn.cli import main as facelearn
 from facelearn.data.images import encode_image, read_image
 from facelearn.data.recordio import RecordDataset

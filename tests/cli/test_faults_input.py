@@ -19,7 +19,8 @@ from conftest import shared_path
 from helpers import TINY, tiny_config
 
 from facelearn.align import download_weights
-from facelearn.align.prepare import PrepareOptions, prepare_dataset
+from facelearn.align.prepare import PrepareOptions
+from facelearn.bulk.prepare import prepare_dataset
 from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
 from facelearn.config import ConfigError, load_config

@@ -12,10 +12,11 @@ import torch
 from conftest import need
 from helpers import tiny_config
 
+from facelearn.bulk.teacher import teacher_embed
 from facelearn.data.images import encode_image
 from facelearn.data.synthetic import SyntheticFaces
 from facelearn.data.teacher_embeddings import TeacherEmbeddings
-from facelearn.deploy.teachers import build_teacher, teacher_embed
+from facelearn.deploy.teachers import build_teacher
 from facelearn.errors import ConfigError, DataError
 from facelearn.train.build import build_trainer
 

@@ -10,10 +10,10 @@ import sys
 
 from .. import __version__
 from ..errors import FacelearnError, describe_os_error
-from . import deploy, eval, prepare, serve, train
+from . import bulk, deploy, eval, prepare, serve, train
 from .train import recipe_path
 
-GROUPS = (train, eval, prepare, deploy, serve)
+GROUPS = (train, eval, prepare, bulk, deploy, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -188,6 +188,10 @@ def command_enroll(args: argparse.Namespace) -> None:
     from ..deploy.gallery_files import check_gallery_writable, gallery_errors
     from ..deploy.subject_ids import subject_id
 
+    if args.from_embeddings:
+        return enroll_from_embeddings(args)
+    if not (args.model and args.subject and args.photos):
+        raise ConfigError("facelearn enroll needs GALLERY SUBJECT PHOTOS --model M (or GALLERY --from-embeddings OUT)")
     subject = subject_id(args.subject)
     photos = read_photos(args.photos)  # before the model loads: a bad photo fails at once
     check_gallery_writable(args.gallery)
@@ -210,6 +214,29 @@ def audit(args: argparse.Namespace, action: str, subject: str, faces: int) -> No
 
     path = args.audit_log or default_audit_path(args.gallery)
     AuditLog(path).record(action, subject, faces, local_user(), args.gallery, via="cli")
+
+
+def enroll_from_embeddings(args: argparse.Namespace) -> None:
+    from ..bulk.enroll import enroll_from_embeddings
+    from ..deploy.recognizer import Recognizer
+
+    if args.subject or args.photos:
+        raise ConfigError("--from-embeddings takes the subjects and faces from the Parquet: give no SUBJECT or PHOTOS")
+    model_id = None
+    if args.model:  # the Parquet's embeddings must be this model's
+        model_id = Recognizer.load(args.model, args.architecture, detector=None, backend="torch").model_id
+    counts = enroll_from_embeddings(
+        args.from_embeddings, args.gallery, args.store, model_id, args.subject_column, args.faces, args.batch
+    )
+    audit(args, "enroll", f"{counts['subjects']} subjects of {args.from_embeddings}", counts["faces_enrolled"])
+    if args.json:
+        print(json.dumps(counts))
+        return
+    print(
+        f"facelearn: enrolled {counts['faces_enrolled']:,} faces from {args.from_embeddings} into {args.gallery} "
+        f"({counts['subjects']:,} subjects, model {counts['model_id']}); {counts['already_enrolled']:,} were enrolled "
+        f"already, {counts['without_subject']:,} have no subject"
+    )
 
 
 def command_identify(args: argparse.Namespace) -> None:
@@ -281,8 +308,8 @@ def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
     gallery.close()
 
 
-def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True) -> None:
-    parser.add_argument("--model", required=True, help=MODEL_HELP)
+def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True, model_required: bool = True) -> None:
+    parser.add_argument("--model", required=model_required, help=MODEL_HELP)
     parser.add_argument("--architecture", help=ARCHITECTURE_HELP)
     parser.add_argument("--detector", default="retinaface", help=DETECTOR_HELP)
     parser.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")
@@ -331,11 +358,17 @@ def add_commands(commands) -> None:
 
     enroll = commands.add_parser("enroll", help="enroll a person's photos into a gallery")
     enroll.add_argument("gallery", help="the gallery file (SQLite), created if missing")
-    enroll.add_argument("subject")
-    enroll.add_argument("photos", nargs="+")
+    enroll.add_argument("subject", nargs="?")
+    enroll.add_argument("photos", nargs="*")
     enroll.add_argument("--append", action="store_true", help="add faces to an enrolled subject")
     enroll.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
-    add_model_options(enroll, fmr=False)
+    enroll.add_argument(
+        "--from-embeddings", metavar="OUT", help="every subject of a facelearn embed output (rerun-safe)"
+    )
+    enroll.add_argument("--subject-column", default="subject", help="with --from-embeddings (default: subject)")
+    enroll.add_argument("--faces", default="largest", choices=["largest", "all"], help="with --from-embeddings")
+    enroll.add_argument("--batch", type=int, default=10_000, help="with --from-embeddings: faces per write")
+    add_model_options(enroll, fmr=False, model_required=False)
     enroll.set_defaults(func=command_enroll)
 
     identify = commands.add_parser("identify", help="who is in this photo (open set: unknown below the threshold)")

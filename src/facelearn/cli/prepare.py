@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import argparse
 
+from .bulk import add_engine_options, engine_options
 from .options import DETECTOR_HELP, options_from
 
 
 def command_prepare(args: argparse.Namespace) -> None:
-    from ..align.prepare import PrepareOptions, prepare_dataset, prepare_pairs_bin
+    from ..align.prepare import PrepareOptions
+    from ..bulk.prepare import prepare_dataset, prepare_pairs_bin
 
     options = options_from(PrepareOptions, args)
+    engine = engine_options(args)
     if args.pairs:
-        report = prepare_pairs_bin(args.pairs, args.source, args.output, options, args.workers)
+        report = prepare_pairs_bin(args.pairs, args.source, args.output, options, engine=engine)
         print(f"facelearn: wrote {args.output}: {report['pairs']} pairs over {report['images']} images")
         if report["center_crop_fallbacks"]:
             print(f"  no face found in {len(report['center_crop_fallbacks'])} images: centre crop used")
         return
-    report = prepare_dataset(args.source, args.output, options, args.workers, args.recordio)
+    report = prepare_dataset(args.source, args.output, options, recordio=args.recordio, engine=engine)
     print(
         f"facelearn: {report['images_read']} images read, {report['faces_found']} faces aligned, "
         f"{report['no_face']} without a face, {report['multi_face']} with several faces, "
@@ -46,8 +49,8 @@ def add_commands(commands) -> None:
     prepare.add_argument("--max-size", type=int, default=1600, help="detect on a downscaled copy above this")
     prepare.add_argument("--center-fraction", type=float, default=0.6, help="centre crop side / shorter side")
     prepare.add_argument("--no-face", default="skip", choices=["skip", "center"], help="image without a face")
-    prepare.add_argument("--workers", type=int, default=2, help="processes (0 = in this process)")
     prepare.add_argument("--recordio", action="store_true", help="also pack train.rec/train.idx")
+    add_engine_options(prepare)
     prepare.set_defaults(func=command_prepare)
 
     weights = commands.add_parser("weights", help="download detector weights, verifying their sha256")

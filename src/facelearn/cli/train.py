@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..config import load_config
+from .bulk import add_engine_options, engine_options
 from .options import DETECTOR_HELP
 
 
@@ -68,9 +69,12 @@ def print_summary(summary: dict, written: str, seconds: float | None = None) -> 
 
 
 def command_teacher_embed(args: argparse.Namespace) -> None:
-    from ..deploy.teachers import teacher_embed
+    from ..bulk.teacher import teacher_embed
 
-    result = teacher_embed(args.teacher, args.photos, args.output, args.workers, args.detector, args.weights)
+    engine = engine_options(args)
+    result = teacher_embed(
+        args.teacher, args.photos, args.output, detector=args.detector, weights=args.weights, engine=engine
+    )
     print(
         f"facelearn: wrote {args.output}: {len(result.keys):,} embeddings ({result.embedding_size}-d) from "
         f"{result.meta['teacher']}; no face in {len(result.missing):,} photos"
@@ -105,9 +109,9 @@ def add_commands(commands) -> None:
     teacher.add_argument("photos", help="the original photos, <photos>/<identity>/<image>")
     teacher.add_argument("output", help="the .npz to write (distill.teacher_embeddings)")
     teacher.add_argument("--teacher", required=True, help="dlib, onnx:PATH or checkpoint:PATH")
-    teacher.add_argument("--workers", type=int, default=2, help="processes")
     teacher.add_argument("--detector", default="retinaface", help="for model teachers: " + DETECTOR_HELP)
     teacher.add_argument("--weights", help="the detector's weights folder (model teachers)")
+    add_engine_options(teacher, batch_size=8)
     teacher.set_defaults(func=command_teacher_embed)
 
     clean = commands.add_parser("clean", help="Sub-center ArcFace: list training images far from their class")

@@ -46,6 +46,32 @@ class GalleryStore(ABC):
         """Add a subject's faces, all or none (``append``: to an existing subject); returns its face count.
         Raises :class:`DuplicateSubject` for an enrolled subject without ``append``."""
 
+    def add_faces(
+        self,
+        subjects: list[str],
+        embeddings: np.ndarray,
+        qualities: list[float] | None = None,
+        sources: list[str] | None = None,
+    ) -> int:
+        """Faces of many subjects in one call, each added to its subject (created when new): bulk enroll's
+        batches. This default enrolls subject by subject; a store overrides it with one write."""
+        rows: dict[str, list[int]] = {}
+        for row, subject in enumerate(subjects):
+            rows.setdefault(subject, []).append(row)
+        for subject, taken in rows.items():
+            self.enroll(
+                subject,
+                embeddings[taken],
+                [qualities[i] for i in taken] if qualities else None,
+                [sources[i] for i in taken] if sources else None,
+                append=True,
+            )
+        return len(subjects)
+
+    def sources(self) -> set[str]:
+        """The ``source`` of every enrolled face that has one (what a rerun of bulk enroll skips)."""
+        raise GalleryError(f"{type(self).__name__} cannot list where its faces came from: bulk enroll needs it")
+
     @abstractmethod
     def delete(self, subject: str) -> int:
         """Remove a subject and every embedding of it; returns the faces removed. Raises :class:`UnknownSubject`."""

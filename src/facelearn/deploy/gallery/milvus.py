@@ -21,6 +21,7 @@ from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownSubject
 from .index import ExactIndex  # only its input check
 
 MAX_SUBJECT = 512
+MAX_SOURCE = 2048
 
 
 def quoted(value: str) -> str:
@@ -65,6 +66,7 @@ class MilvusGallery(GalleryStore):
             schema.add_field("subject", DataType.VARCHAR, max_length=MAX_SUBJECT)
             schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
             schema.add_field("metadata", DataType.JSON)
+            schema.add_field("source", DataType.VARCHAR, max_length=MAX_SOURCE)  # where the face came from
             index = self.client.prepare_index_params()
             index.add_index("embedding", index_type="FLAT", metric_type="IP")
             self.client.create_collection(self.collection, schema=schema, index_params=index)
@@ -74,6 +76,14 @@ class MilvusGallery(GalleryStore):
             if int(stored) != dim:
                 raise GalleryError(f"{self.uri} holds {stored}-d embeddings; this model makes {dim}-d ones")
             self.client.load_collection(self.collection)  # after an unclean stop it is left released
+        fields = self.client.describe_collection(self.collection)["fields"]
+        self.has_sources = any(f["name"] == "source" for f in fields)  # collections made before sources lack it
+
+    def _row(self, subject: str, embedding: np.ndarray, metadata: dict | None, source: str | None) -> dict:
+        row = {"subject": subject, "embedding": embedding.tolist(), "metadata": metadata or {}}
+        if self.has_sources:
+            row["source"] = (source or "")[:MAX_SOURCE]
+        return row
 
     def _faces(self, subject: str) -> list[dict]:
         return self.client.query(self.collection, filter=f"subject == {quoted(subject)}", output_fields=["id"])
@@ -88,9 +98,36 @@ class MilvusGallery(GalleryStore):
             existing = self._faces(subject)
             if existing and not append:
                 raise DuplicateSubject(f"subject {subject!r} is already enrolled (add faces with append, or delete it)")
-            rows = [{"subject": subject, "embedding": e.tolist(), "metadata": metadata or {}} for e in embeddings]
+            sources = sources or [None] * len(embeddings)
+            rows = [self._row(subject, e, metadata, s) for e, s in zip(embeddings, sources, strict=True)]
             self.client.insert(self.collection, rows)  # one request: all faces or none
             return len(existing) + len(rows)
+
+    def add_faces(self, subjects, embeddings, qualities=None, sources=None) -> int:
+        """Faces of many subjects in one insert request (all or none)."""
+        embeddings = self.checker.check(embeddings)
+        if any(len(subject.encode()) > MAX_SUBJECT for subject in subjects):
+            raise GalleryError(f"subject names are at most {MAX_SUBJECT} bytes")
+        sources = sources or [None] * len(embeddings)
+        rows = [self._row(n, e, None, s) for n, e, s in zip(subjects, embeddings, sources, strict=True)]
+        with self.lock:
+            self.client.insert(self.collection, rows)
+        return len(rows)
+
+    def sources(self) -> set[str]:
+        if not self.has_sources:
+            raise GalleryError(
+                f"{self.uri} was made before galleries recorded where faces came from: bulk enroll into a new gallery"
+            )
+        found: set[str] = set()
+        with self.lock:
+            pages = self.client.query_iterator(
+                self.collection, batch_size=10_000, filter='source != ""', output_fields=["source"]
+            )
+            while rows := pages.next():
+                found.update(row["source"] for row in rows)
+            pages.close()
+        return found
 
     def delete(self, subject: str) -> int:
         with self.lock:

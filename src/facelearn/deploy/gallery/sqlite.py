@@ -178,6 +178,56 @@ class SQLiteGallery(GalleryStore):
                 self._erase()
             return self.index.count(subject)
 
+    def add_faces(
+        self,
+        subjects: list[str],
+        embeddings: np.ndarray,
+        qualities: list[float] | None = None,
+        sources: list[str] | None = None,
+    ) -> int:
+        """Faces of many subjects in one transaction (a new subject is created with no metadata)."""
+        embeddings = self.index.check(embeddings)
+        qualities = qualities or [None] * len(embeddings)
+        sources = sources or [None] * len(embeddings)
+        with self.lock:
+            self._refresh()
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                numbers = {}
+                for name in dict.fromkeys(subjects):
+                    row = self.db.execute("SELECT id FROM subjects WHERE name = ?", (name,)).fetchone()
+                    numbers[name] = (
+                        row[0]
+                        if row
+                        else self.db.execute(
+                            "INSERT INTO subjects (name, metadata) VALUES (?, '{}')", (name,)
+                        ).lastrowid
+                    )
+                self.db.executemany(
+                    "INSERT INTO faces (subject_id, embedding, quality, source) VALUES (?, ?, ?, ?)",
+                    [
+                        (numbers[n], e.tobytes(), q, s)
+                        for n, e, q, s in zip(subjects, embeddings, qualities, sources, strict=True)
+                    ],
+                )
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+
+            def update():
+                self.index.add(list(subjects), embeddings)
+                for name in numbers:
+                    self.metadata.setdefault(name, {})
+
+            self._after_write(update)
+        return len(subjects)
+
+    def sources(self) -> set[str]:
+        with self.lock:
+            return {row[0] for row in self.db.execute("SELECT source FROM faces WHERE source IS NOT NULL")}
+
     def delete(self, subject: str) -> int:
         """Remove a subject and every embedding of it; returns how many faces were removed."""
         with self.lock:
