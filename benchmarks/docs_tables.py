@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tables import deploy, experiments, results, speed
+from tables import bulk, deploy, experiments, results, speed
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -56,6 +56,9 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "recipe_speed": (("recipe_speed_glibc.json", "recipe_speed.json"), speed.recipe_speed),
     "train_throughput": (("train_throughput.json",), speed.train_throughput),
     "partial_fc_scaling": (("partial_fc_scaling.json",), speed.partial_fc_scaling),
+    "bulk_pipeline": (("bulk_pipeline.json",), bulk.bulk_pipeline),
+    "bulk_projection": (("bulk_pipeline.json",), bulk.bulk_projection),
+    "bulk_enroll": (("bulk_enroll.json",), bulk.bulk_enroll),
 }
 
 # the marker's indentation is the table's (a table inside a list item)
