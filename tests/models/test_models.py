@@ -66,3 +66,20 @@ def test_smaller_input_sizes_and_bad_names():
         build_backbone(ModelConfig(name="resnet50"))
     with pytest.raises(ValueError, match="multiple of 16"):
         build_backbone(ModelConfig(name="mobilefacenet"), 100)
+
+
+class _Pickled:
+    """A class a weights-only load refuses to build (torch.save pickles it by reference)."""
+
+    def __reduce__(self):
+        return (print, ("this pickle ran code",))
+
+
+def test_a_checkpoint_with_pickled_code_is_refused_and_says_so(tmp_path, capsys):
+    from facelearn.models.checkpoint import CheckpointError, load_checkpoint
+
+    path = tmp_path / "model.pt"
+    torch.save({"state": _Pickled()}, path)
+    with pytest.raises(CheckpointError, match="pickled Python objects.*never runs pickled code"):
+        load_checkpoint(path)
+    assert "this pickle ran code" not in capsys.readouterr().out

@@ -8,6 +8,7 @@ uses ``torch.load(weights_only=True)``: tensors and plain containers only, no co
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -45,6 +46,13 @@ def load_checkpoint(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({error})") from error
+        raise CheckpointError(
+            f"{path} holds pickled Python objects, not only weights; facelearn never runs pickled code. If you "
+            "trust its source, load it yourself and save the weights: torch.save(model.state_dict(), 'weights.pt')"
+        ) from None
     except Exception as error:
         others = [p.name for p in step_checkpoints(path.parent) if p != path]
         hint = f"; other checkpoints in {path.parent}: {', '.join(others)}" if others else ""
