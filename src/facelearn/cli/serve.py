@@ -64,10 +64,18 @@ def command_serve(args: argparse.Namespace) -> None:
     logging.getLogger("facelearn.serve").setLevel(logging.INFO)
     connection_class = guarded_connections(settings)
     print(
-        f"facelearn: serving {args.model} on http://{args.host}:{args.port} (page /, API /v1, docs /docs)", flush=True
+        f"facelearn: serving {args.model} on http://{args.host}:{args.port} (page /, API /v1, docs /docs; "
+        "/v1/ready answers 503 until the model is loaded)",
+        flush=True,
     )
-    uvicorn.run(
-        create_app(Service(settings, keys)),
+    server: uvicorn.Server | None = None
+
+    def stop_serving(_: Exception) -> None:  # a model or gallery that cannot load: exit with the reason
+        server.should_exit = True
+
+    service = Service(settings, keys, on_load_error=stop_serving)
+    config = uvicorn.Config(
+        create_app(service),
         host=args.host,
         port=args.port,
         http=connection_class,  # header-read deadline and a connection cap (slow-loris)
@@ -75,6 +83,10 @@ def command_serve(args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=int(args.timeout) + 1,
         log_level="info",
     )
+    server = uvicorn.Server(config)
+    server.run()
+    if service.load_error is not None:
+        raise ConfigError(f"facelearn serve stopped: the model or gallery cannot be loaded: {service.load_error}")
 
 
 def command_keys(args: argparse.Namespace) -> None:
