@@ -283,11 +283,18 @@ class Recognizer:
         }
 
     def add(
-        self, subject: str, embeddings: np.ndarray, qualities=None, metadata: dict | None = None, append: bool = False
+        self,
+        subject: str,
+        embeddings: np.ndarray,
+        qualities=None,
+        metadata: dict | None = None,
+        append: bool = False,
+        sources: list[str] | None = None,
     ) -> int:
-        """Store a subject's embeddings (all or none); returns the subject's face count."""
+        """Store a subject's embeddings (all or none), with where each came from (``sources``, e.g. the file
+        name); returns the subject's face count."""
         gallery = self._require_gallery()
-        return gallery.enroll(subject_id(subject), embeddings, qualities, None, metadata, append)
+        return gallery.enroll(subject_id(subject), embeddings, qualities, sources, metadata, append)
 
     def subject(self, subject: str) -> dict:
         """An enrolled subject's entry (name, metadata, face count)."""
