@@ -136,8 +136,11 @@ def command_calibrate(args: argparse.Namespace) -> None:
     from ..deploy.stored_calibration import pair_scores_for_calibration, store_calibration
 
     fmrs = None if args.fmr is None else check_fmrs(args.fmr)  # a rate outside (0, 1): refused before any work
-    recognizer = Recognizer.load(args.model, args.architecture, detector=None)
-    scores, issame, source = pair_scores_for_calibration(recognizer, args.pairs, args.root, args.bin, args.gallery)
+    detector = args.detector if args.photos else None  # photos are detected and aligned; aligned faces are not
+    recognizer = Recognizer.load(args.model, args.architecture, detector=detector, weights=args.weights)
+    scores, issame, source = pair_scores_for_calibration(
+        recognizer, args.pairs, args.root, args.bin, args.gallery, args.photos
+    )
     calibration = calibrate(scores, issame, fmrs, source)  # an FMR the pairs cannot support: an error, nothing written
     if hasattr(recognizer.embedder, "store_calibration"):  # a named model: the user's own file, used from now on
         where = f"stored in {recognizer.embedder.store_calibration(calibration.to_dict())}"
@@ -339,10 +342,19 @@ def command_identify(args: argparse.Namespace) -> None:
     check_gallery_exists(args.gallery)  # never create an empty gallery that answers "unknown" to everyone
     with gallery_errors(args.gallery), progress_bar(len(photos), "identify") as bar:
         recognizer.open_gallery(args.gallery, getattr(args, "store", None), getattr(args, "index", "exact"))
+        unanswered = 0
         for photo in photos:
             answer = answer_for(photo, recognizer.identify, k=args.k, fmr=args.fmr, aligned=args.aligned)
             print_identified(args, photo, answer)
+            unanswered += "error" in answer
             bar.update(1)
+    check_answered(unanswered, len(photos))
+
+
+def check_answered(unanswered: int, photos: int) -> None:
+    """Exit 2 when a photo had no answer (each said where its answer would be); the others were answered."""
+    if unanswered:
+        raise DataError(f"{unanswered} of {photos} photos had no answer (each said above)")
 
 
 def answer_for(photo, question, **options) -> dict:
@@ -406,10 +418,14 @@ def command_verify(args: argparse.Namespace) -> None:
             raise NoFaceFound("no face found")
         return recognizer.compare(first, embedding, args.fmr)
 
+    unanswered = 0
     with progress_bar(len(others), "verify") as bar:
         for photo in others:
-            print_verified(args, reference, photo, answer_for(photo, compare, aligned=args.aligned))
+            answer = answer_for(photo, compare, aligned=args.aligned)
+            print_verified(args, reference, photo, answer)
+            unanswered += "error" in answer
             bar.update(1)
+    check_answered(unanswered, len(others))
 
 
 def print_verified(args: argparse.Namespace, reference: Path, photo: Path, result: dict) -> None:
@@ -511,6 +527,11 @@ def add_commands(commands) -> None:
     calibrate = commands.add_parser("calibrate", help="thresholds at FMR 1e-2/1e-3/1e-4 on your pairs, into the model")
     calibrate.add_argument("model", help=MODEL_HELP)
     calibrate.add_argument("--architecture", help=ARCHITECTURE_HELP)
+    calibrate.add_argument(
+        "--photos", metavar="DIR", help="identity folders of ordinary photos (DIR/<person>/<photo>): every pair"
+    )
+    calibrate.add_argument("--detector", default="retinaface", help=DETECTOR_HELP + " (with --photos)")
+    calibrate.add_argument("--weights", help="folder of the detector weights (with --photos)")
     calibrate.add_argument("--pairs", help="LFW-style pairs.txt over aligned faces (with --root)")
     calibrate.add_argument("--root")
     calibrate.add_argument("--bin", help="an insightface .bin verification set")

@@ -55,7 +55,9 @@ def one_subject(subject: str, paths: list[str]) -> Subjects:
         if path.is_dir():
             found, others = folder_photos(path)
             if not found:
-                raise DataError(f"{path} holds no photos ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+                tree = any(p.is_dir() for p in path.iterdir())
+                hint = f": a folder of subject folders is enrolled without SUBJECT ({path} alone)" if tree else ""
+                raise DataError(f"{path} holds no photos ({', '.join(sorted(IMAGE_EXTENSIONS))}){hint}")
             photos += found
             not_images += others
             from_folders = True
