@@ -81,5 +81,8 @@ def test_the_cli_takes_model_dlib_and_calibrate_keeps_the_users_thresholds(home,
     assert str(stored) in capsys.readouterr().out
     assert str(folder) in json.loads(stored.read_text())["calibration"]["source"]
     assert str(folder) in Recognizer.load("dlib").calibration.source  # used from now on
+    from_gallery = json.loads(stored.read_text())["calibration"]["points"]
+    assert facelearn(["calibrate", "dlib", "--photos", str(folder), "--fmr", "0.2"]) == 0  # photos: the same pairs
+    assert json.loads(stored.read_text())["calibration"]["points"] == from_gallery
     assert facelearn(["calibrate", "dlib", "--bin", "faces.bin"]) == 2
     assert "calibrate it on photos" in capsys.readouterr().err

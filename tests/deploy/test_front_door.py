@@ -4,6 +4,7 @@ choice remembered per model and machine."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -47,10 +48,8 @@ def error_of(capsys) -> str:
 
 
 def release(fifo) -> None:
-    try:
+    with contextlib.suppress(OSError):  # nobody reading: nothing hangs
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # a blocked reader gets end-of-file
-    except OSError:
-        pass  # nobody reading: nothing hangs
 
 
 def test_bad_paths_are_said_before_the_model_loads(model, tmp_path, capsys):
