@@ -190,11 +190,11 @@ def read_photos(paths: list) -> list[np.ndarray]:
     return [read_image(check_photo(path), budget=budget) for path in paths]
 
 
-def progress_bar(total: int, what: str):
+def progress_bar(total: int, what: str, unit: str = "photo"):
     """A bar on the terminal's stderr (none when stderr is not a terminal)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=what, unit="photo", disable=None, leave=False)
+    return tqdm(total=total, desc=what, unit=unit, disable=None, leave=False)
 
 
 def command_enroll(args: argparse.Namespace) -> None:
