@@ -87,7 +87,14 @@ def merge_query(request: Request, fields: dict, images: dict[str, bool]) -> None
             raise Problem(400, "path_or_url", f"{name}: send the image in the body; a query value is never opened")
         if name in fields:
             raise Problem(422, "invalid_request", f"{name}: given twice (in the query and in the body, or repeated)")
-        fields[name] = parse_json(value, "metadata") if name == "metadata" else value
+        if name != "metadata":
+            fields[name] = value
+            continue
+        try:
+            fields[name] = parse_json(value, "metadata")
+        except (ValueError, UnicodeDecodeError) as error:
+            detail = f" ({error})" if "not JSON" in str(error) else ""
+            raise Problem(422, "invalid_request", f"metadata: a JSON object{detail}") from None
 
 
 def too_many(count: int, limit: int) -> Problem:
