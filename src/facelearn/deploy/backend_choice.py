@@ -4,9 +4,10 @@ timing backends (and exporting the model for ONNX Runtime) every time it starts.
 ``$FACELEARN_HOME/backends.json`` (default ``~/.facelearn``) maps ``<model digest>/<CPU>`` to the
 backend measured fastest and the speeds behind it; where ONNX Runtime won, the in-memory export is
 kept as ``$FACELEARN_HOME/exports/<digest>-<size>-<flip>.onnx`` and used only when its weights'
-digest is the model's. A missing, unreadable or damaged file means "measure (or export) again" and
-a warning, never an error; an unwritable home is a warning too. Delete the file, or pass a backend
-by name (``--backend torch``), to measure again or to override.
+digest is the model's (the eight most recent are kept). A missing, unreadable or damaged file
+means "measure (or export) again" and a warning, never an error; an unwritable home is a warning
+too. Delete the file, or pass a backend by name (``--backend torch``), to measure again or to
+override.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..io import write_text_atomic
 
 log = logging.getLogger(__name__)
 CACHE_NAME = "backends.json"
+KEPT_EXPORTS = 8  # exports kept under $FACELEARN_HOME/exports: the most recently made
 
 
 def cache_path() -> Path:
@@ -90,5 +92,8 @@ def keep_export(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, data)
+        kept = sorted(path.parent.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[KEPT_EXPORTS:]:  # the models used most recently stay; an old one is made again if used
+            old.unlink(missing_ok=True)
     except OSError as error:
         log.warning("the ONNX export cannot be kept in %s (%s): it is made again at every load", path, error)
