@@ -280,7 +280,7 @@ def enroll_subject(args, recognizer, name: str, photos: list[Path], given, enrol
 def print_enrolled(args: argparse.Namespace, results: list[dict], subjects) -> None:
     reports = [result.pop("photo_report", []) for result in results]
     if args.json:
-        answer = results[0] if not subjects.from_folders or len(results) == 1 else {"subjects": results}
+        answer = {"subjects": results} if subjects.tree else results[0]
         print(json.dumps(answer))
         return
     for result, report in zip(results, reports, strict=True):

@@ -25,6 +25,7 @@ class Subjects:
     photos: dict[str, list[Path]]
     not_images: list[Path] = field(default_factory=list)
     from_folders: bool = False  # taken from folders (so a photo that cannot be decoded is reported, not fatal)
+    tree: bool = False  # one subject per subfolder
 
 
 def check_photo(path: str | Path) -> Path:
@@ -83,4 +84,4 @@ def subject_tree(root: str | Path) -> Subjects:
             else ""
         )
         raise DataError(f"{root} holds no subject folders with photos (<folder>/<subject>/<photo>){hint}")
-    return Subjects(photos, not_images, from_folders=True)
+    return Subjects(photos, not_images, from_folders=True, tree=True)
