@@ -34,7 +34,8 @@ def test_without_the_dlib_extra_the_error_says_what_to_install(monkeypatch, caps
     monkeypatch.setitem(sys.modules, "dlib", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"needs dlib and its models: pip install 'facelearn\[dlib\]'"):
         Recognizer.load("dlib")
-    assert facelearn(["verify", "a.jpg", "b.jpg", "--model", "dlib"]) == 2
+    a, b = str(photo(PEOPLE[0], 1)), str(photo(PEOPLE[0], 2))  # real photos: a bad path is said before the model
+    assert facelearn(["verify", a, b, "--model", "dlib"]) == 2
     assert "pip install 'facelearn[dlib]'" in capsys.readouterr().err
 
 
