@@ -124,6 +124,9 @@ def add_commands(commands) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--keys", help="the hashed API key file (keys are required whenever it holds any)")
     serve.add_argument("--fmr", type=float, default=1e-3, help="default false-match rate of decisions")
+    serve.add_argument(
+        "--threshold", type=float, help="a cosine threshold for a model without calibration (answers: fmr null)"
+    )
     serve.add_argument("--max-batch", type=int, default=32, help="most faces in one model call")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="longest a face waits for others to batch with")
     serve.add_argument("--no-batching", action="store_true", help="one model call per request")

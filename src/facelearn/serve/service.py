@@ -58,6 +58,7 @@ class ServeSettings:
     header_timeout_s: float = 10.0
     max_connections: int = 1000
     audit_log: str | None = None  # default: <gallery>.audit.log
+    threshold: float | None = None  # for a model without calibration: answers say "fmr": null, "calibrated": false
 
 
 def check_aligned_shape(image: np.ndarray, name: str, size: int) -> None:
@@ -109,8 +110,12 @@ class Service:
         try:
             await asyncio.to_thread(check_gallery_writable, s.gallery)  # else ready, then every write a 500
             recognizer = await asyncio.to_thread(
-                Recognizer.load, s.model, s.architecture, s.gallery, s.store, s.index, s.detector, s.weights, s.backend
-            )
+                partial(
+                    Recognizer.load,
+                    s.model, s.architecture, s.gallery, s.store, s.index, s.detector, s.weights, s.backend,
+                    threshold=s.threshold,
+                )
+            )  # fmt: skip
             self.batcher = EmbeddingBatcher(
                 partial(self._embed_all, recognizer), s.max_batch, s.max_wait_ms, self.metrics.batch
             )
