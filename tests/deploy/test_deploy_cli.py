@@ -75,7 +75,8 @@ def test_enroll_identify_delete_round_trip_from_the_command_line(trained, tmp_pa
     listed = run_json(capsys, ["gallery", "list", gallery, "--json"])
     assert [s["subject"] for s in listed] == ["person0", "person1", "person3", "person4"]
     verdict = run_json(capsys, ["verify", sixth[0], str(tmp_path / "people" / "person0" / "0.png"), *options])
-    assert set(verdict) == {"photo_a", "photo_b", "score", "same", "threshold", "fmr", "calibrated", "model"}
+    assert set(verdict) == {"photo_a", "photo_b", "score", "same", "threshold", "fmr", "calibrated", "model", "faces"}
+    assert verdict["faces"] == [{"box": None, "landmarks": None, "detection_score": None, "quality": None}] * 2
 
 
 def test_deployment_commands_say_what_is_wrong(trained, tmp_path, capsys):

@@ -408,15 +408,14 @@ def command_verify(args: argparse.Namespace) -> None:
         raise ConfigError("facelearn verify needs two photos at least: REFERENCE PHOTO [PHOTO ...]")
     recognizer = open_recognizer(args, gallery=False)
     recognizer.threshold(args.fmr)  # a model without calibration says so first
-    (first,) = recognizer.embed(read_photos([reference]), aligned=args.aligned)
-    if np.isnan(first).any():
-        raise NoFaceFound(f"no face found in {reference}")
+    try:
+        first, first_face = recognizer.largest_face(read_photos([reference])[0], aligned=args.aligned)
+    except NoFaceFound:
+        raise NoFaceFound(f"no face found in {reference}") from None
 
     def compare(image, aligned: bool) -> dict:
-        (embedding,) = recognizer.embed([image], aligned=aligned)
-        if np.isnan(embedding).any():
-            raise NoFaceFound("no face found")
-        return recognizer.compare(first, embedding, args.fmr)
+        embedding, face = recognizer.largest_face(image, aligned=aligned)
+        return {**recognizer.compare(first, embedding, args.fmr), "faces": [first_face, face]}
 
     unanswered = 0
     with progress_bar(len(others), "verify") as bar:
@@ -441,6 +440,8 @@ def print_verified(args: argparse.Namespace, reference: Path, photo: Path, resul
         f"facelearn: {reference} and {photo}: {verdict}: score {answer['score']:.4f}, {decided_at(answer)} "
         f"(model {answer['model']})"
     )
+    for path, face in zip((reference, photo), answer["faces"], strict=True):
+        print(f"  {path}: {describe_box(face)}")
 
 
 def command_gallery(args: argparse.Namespace) -> None:

@@ -148,6 +148,18 @@ class Recognizer:
             result[present] = self.embed_faces([chosen[i] for i in present], batch_size)[0]
         return result
 
+    def largest_face(self, image, aligned: bool = False, channel_order: str = "rgb") -> tuple[np.ndarray, dict]:
+        """The unit embedding of a photo's largest face (or of the aligned face) and its face fields
+        (:func:`face_fields`); :class:`NoFaceFound` when the photo has none."""
+        image = as_rgb(image, channel_order)
+        if aligned:
+            return self.embed_faces([self.check_aligned(image)], 1)[0][0], face_fields(None)
+        faces, found = self.aligned_faces(image)
+        if not faces:
+            raise NoFaceFound("no face found in the image")
+        chosen = choose_face(found, image.shape)
+        return self.embed_faces([faces[chosen]], 1)[0][0], face_fields(found, chosen)
+
     def check_aligned(self, face: np.ndarray) -> np.ndarray:
         face = np.asarray(face)
         if face.dtype != np.uint8 or face.ndim != 3 or face.shape[2] != 3:
