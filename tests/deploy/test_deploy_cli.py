@@ -132,6 +132,9 @@ def test_round_trip_on_real_lfw_photos(lfw_people, tmp_path, capsys):
     assert all(
         face["subject"] is None for stranger in strangers for face in stranger["faces"]
     )  # 20 strangers x 4 people at 1e-3
+    probe, photos = lfw_people.probes[rank1[0]], lfw_people.enrolled[rank1[0]]
+    verdict = run_json(capsys, ["verify", str(probe), str(photos[0]), *options])
+    assert [len(face["box"]) for face in verdict["faces"]] == [4, 4] and len(verdict["faces"][1]["landmarks"]) == 5
 
 
 def test_calibrate_on_ordinary_photos_a_checkpoint_and_its_onnx_alike(lfw_people, tmp_path, capsys):
