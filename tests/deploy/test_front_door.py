@@ -200,4 +200,5 @@ def test_the_backend_choice_is_measured_once_per_model_and_machine(model, home, 
     cache_path().write_text(json.dumps(chosen))
     rebuilt = Recognizer.load(model, detector=None)
     assert rebuilt.embedder.name == "onnx" and rebuilt.model_id == first.model_id  # a bad export is made again
-    assert np.allclose(rebuilt.embed(faces_in, aligned=True), first.embed(faces_in, aligned=True), atol=1e-3)
+    fp32 = Recognizer.load(model, detector=None, backend="torch", precision="float32")  # bf16 on some CPUs
+    assert np.allclose(rebuilt.embed(faces_in, aligned=True), fp32.embed(faces_in, aligned=True), atol=1e-4)

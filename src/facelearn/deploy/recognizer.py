@@ -31,6 +31,7 @@ import numpy as np
 from ..align import align_face, build_detector, choose_face
 from ..data.images import fit_size
 from ..errors import ConfigError, DataError
+from .answers import face_fields
 from .calibration import DEFAULT_FMR, Calibration
 from .gallery import UnknownSubject, open_gallery
 from .inputs import as_rgb
@@ -332,16 +333,3 @@ class Recognizer:
         removed = gallery.delete(subject)
         erased = gallery.checkpoint()
         return {"deleted": subject, "faces": removed, "erased": erased, "erasure": gallery.erasure}
-
-
-def face_fields(found, index: int | None = None) -> dict:
-    """A detected face's box, five landmarks and detection score (rounded to 0.1 px, 4 digits), and its quality
-    (None: no quality score yet); all None for a face given aligned."""
-    if found is None:
-        return {"box": None, "landmarks": None, "detection_score": None, "quality": None}
-    return {
-        "box": [round(float(v), 1) for v in found.boxes[index]],
-        "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in found.landmarks[index]],
-        "detection_score": round(float(found.scores[index]), 4),
-        "quality": None,
-    }

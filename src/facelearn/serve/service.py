@@ -17,8 +17,8 @@ from functools import partial
 
 import numpy as np
 
+from ..deploy.answers import face_fields
 from ..deploy.audit import AuditLog, default_audit_path
-from ..deploy.recognizer import face_fields
 from ..deploy.subject_ids import lookup_id
 from ..errors import describe_os_error
 from .batcher import EmbeddingBatcher
