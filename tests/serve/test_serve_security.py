@@ -285,7 +285,7 @@ def test_a_loading_service_answers_503_without_paths(tmp_path, monkeypatch):
 
     release, failures = threading.Event(), []
 
-    def slow_then_failing(*_args):
+    def slow_then_failing(*_args, **_options):
         release.wait(30)
         raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "secret-folder" / "m.pt"))
 
