@@ -36,6 +36,7 @@ class LfwPeople:
     enrolled: dict[str, list[Path]]  # five people: photos 1-5 to enroll
     probes: dict[str, Path]  # and the sixth photo, never trained on
     strangers: list[Path]  # one photo each of people outside training and calibration
+    calibration_photos: Path  # the raw photos (<person>/<photo>) of the 40 calibration people, 4 each
 
 
 def photos(person: Path) -> list[Path]:
@@ -82,4 +83,5 @@ def people_of(model: Path, weights: Path, enrolled: list[Path], probes: dict, ot
         enrolled={p.name: photos(p)[:5] for p in enrolled},
         probes=probes,
         strangers=[photos(p)[0] for p in others[40:60]],
+        calibration_photos=model.parent / "raw_calibration",
     )

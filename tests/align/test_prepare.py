@@ -112,3 +112,19 @@ def test_cli_prepare_in_worker_processes(raw_folder, tmp_path, capsys):
     assert "5 faces aligned" in capsys.readouterr().out
     assert facelearn(["prepare", str(tmp_path / "missing"), str(output)]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_a_flat_folder_of_photos_is_prepared_into_a_flat_folder(raw_folder, tmp_path, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for photo in (raw_folder / PEOPLE[0]).iterdir():  # two LFW photos and the group photo, no identity folders
+        shutil.copy(photo, flat / photo.name)
+    output = tmp_path / "faces"
+    command = ["prepare", str(flat), str(output), "--weights", str(shared_path("weights", "mtcnn")), "--workers", "0"]
+    assert facelearn(command) == 0  # once refused: "holds no identity folders"
+    assert "3 faces aligned" in capsys.readouterr().out
+    written = sorted(p.name for p in output.glob("*.jpg"))
+    assert written == ["Abdullah_Gul_0001.jpg", "Abdullah_Gul_0002.jpg", "group.jpg"]
+    assert all(read_image(output / name).shape == (112, 112, 3) for name in written)
+    assert facelearn(["prepare", str(flat), str(tmp_path / "rec"), "--recordio", "--workers", "0"]) == 2
+    assert "--recordio needs identity folders" in capsys.readouterr().err

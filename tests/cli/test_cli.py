@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import shared_path
@@ -97,6 +99,7 @@ def test_a_label_sorted_pairs_file_is_refused_or_stratified_in_training_and_eval
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["verification"]["sorted_list"]["fold_split"] == "stratified"
     evaluate = ["eval", str(tmp_path / "run" / "best.pt"), "--pairs", str(pairs), "--root", str(lfw / "lfw")]
+    evaluate.append("--no-detect")  # the folds are the point here, not the faces (tests/eval/test_eval_photos.py)
     assert main([*evaluate, "--folds", "2", "--output", str(tmp_path / "e")]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"facelearn: error: {refused}") and "no genuine" in error and "--stratify" in error
@@ -104,3 +107,22 @@ def test_a_label_sorted_pairs_file_is_refused_or_stratified_in_training_and_eval
     assert "2 stratified folds" in capsys.readouterr().out
     result = json.loads((tmp_path / "e" / "metrics.json").read_text())["sorted_list"]
     assert result["fold_split"] == "stratified" and len(result["fold_accuracies"]) == 2
+
+
+def test_a_deployment_command_imports_no_training_code_and_training_ends_are_still_answered(tmp_path):
+    """The training engine (and matplotlib behind it) costs seconds to import: only training loads it."""
+    code = (
+        "import sys\nfrom facelearn.cli import main\n"
+        f"assert main(['gallery', 'list', {str(tmp_path / 'none.db')!r}]) == 2\n"
+        "assert 'facelearn.train.engine' not in sys.modules, 'imported'\n"
+        "from facelearn.train.engine import TrainingDiverged, TrainingStopped\n"
+        "import facelearn.cli.deploy as deploy\n"
+        "def diverge(args): raise TrainingDiverged('loss is NaN')\n"
+        "def stop(args): raise TrainingStopped('stopped by SIGTERM', 143)\n"
+        "for func, code in ((diverge, 1), (stop, 143)):\n"
+        "    deploy.command_gallery = func  # the parser is built at each main(): it takes this one\n"
+        "    assert main(['gallery', 'list', 'x']) == code, code\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "training stopped: loss is NaN" in done.stderr and "stopped by SIGTERM" in done.stderr

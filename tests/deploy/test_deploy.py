@@ -18,7 +18,7 @@ from facelearn.cli import recipe_path
 from facelearn.data.images import encode_image, fit_size, read_image
 from facelearn.data.lfw_split import lfw_split
 from facelearn.deploy.calibration import calibrate
-from facelearn.deploy.recognizer import Recognizer
+from facelearn.deploy.recognizer import NoFaceFound, Recognizer
 from facelearn.deploy.stored_calibration import store_calibration
 from facelearn.errors import ConfigError, DataError
 from facelearn.eval.verification import evaluate_pairs
@@ -165,16 +165,18 @@ def test_recognizer_detects_aligns_and_is_safe_across_threads(trained, tmp_path)
     assert enrolled["faces"] == 3 and enrolled["no_face"] == [3]
     with pytest.raises(DataError, match="no face found in any of the 1 images of 'nobody'"):
         recognizer.enroll("nobody", [blank])
-    with pytest.raises(DataError, match="no face found in the second image"):
+    with pytest.raises(NoFaceFound, match="no face found in the second image"):
         recognizer.verify(photos[0], blank)
-    assert recognizer.identify(blank) == []
+    with pytest.raises(NoFaceFound, match="no face found in the image"):  # as the service's 422 no_face
+        recognizer.identify(blank)
     found = recognizer.identify(photos[4], k=1)
     assert len(found) >= 1 and found[0]["candidates"][0]["subject"] == "colin" and len(found[0]["box"]) == 4
     assert json.dumps(found)  # plain types: ready for --json and the service
 
 
-def test_the_default_backend_is_chosen_by_measurement(trained, caplog):
+def test_the_default_backend_is_chosen_by_measurement(trained, caplog, tmp_path, monkeypatch):
     need("onnxruntime", "deploy")
+    monkeypatch.setenv("FACELEARN_HOME", str(tmp_path))  # no choice remembered from an earlier run
     faces = [np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(4)]
     with caplog.at_level(logging.INFO, logger="facelearn.deploy.backends"):
         chosen = Recognizer.load(trained / "best.pt", detector=None)  # backend="auto"

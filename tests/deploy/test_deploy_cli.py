@@ -60,22 +60,23 @@ def test_enroll_identify_delete_round_trip_from_the_command_line(trained, tmp_pa
     for person in range(5):
         photos = [str(tmp_path / "people" / f"person{person}" / f"{i}.png") for i in range(5)]
         enrolled = run_json(capsys, ["enroll", gallery, f"person{person}", *photos, *options])
-        assert enrolled == {"subject": f"person{person}", "faces": 5, "no_face": []}
+        assert enrolled == {"subject": f"person{person}", "faces": 5, "no_face": [], "unreadable": []}
     sixth = {p: str(tmp_path / "people" / f"person{p}" / "5.png") for p in range(5)}
     for person, photo in sixth.items():
-        (found,) = run_json(capsys, ["identify", gallery, photo, *options])
+        (found,) = run_json(capsys, ["identify", gallery, photo, *options])["faces"]
         assert found["candidates"][0]["subject"] == f"person{person}"  # rank-1 right for all five
         assert found["subject"] in (f"person{person}", None)  # never someone else at FMR 1e-3
         assert found["fmr"] == 1e-3 and found["threshold"] == calibration["points"][1]["threshold"]
     deleted = run_json(capsys, ["gallery", "delete", gallery, "person2", "--json"])
     assert deleted == {"deleted": "person2", "faces": 5, "erased": True, "erasure": "done"}
-    (found,) = run_json(capsys, ["identify", gallery, sixth[2], *options])
+    (found,) = run_json(capsys, ["identify", gallery, sixth[2], *options])["faces"]
     assert found["subject"] is None  # unknown: person2 is gone, and nobody else matches at FMR 1e-3
     assert all(c["subject"] != "person2" for c in found["candidates"])
     listed = run_json(capsys, ["gallery", "list", gallery, "--json"])
     assert [s["subject"] for s in listed] == ["person0", "person1", "person3", "person4"]
     verdict = run_json(capsys, ["verify", sixth[0], str(tmp_path / "people" / "person0" / "0.png"), *options])
-    assert set(verdict) == {"score", "same", "threshold", "fmr", "model"}
+    assert set(verdict) == {"photo_a", "photo_b", "score", "same", "threshold", "fmr", "calibrated", "model", "faces"}
+    assert verdict["faces"] == [{"box": None, "landmarks": None, "detection_score": None, "quality": None}] * 2
 
 
 def test_deployment_commands_say_what_is_wrong(trained, tmp_path, capsys):
@@ -109,9 +110,9 @@ def test_round_trip_on_real_lfw_photos(lfw_people, tmp_path, capsys):
     gallery = str(tmp_path / "lfw.db")
     for person, photos in lfw_people.enrolled.items():
         enrolled = run_json(capsys, ["enroll", gallery, person, *map(str, photos), *options])
-        assert enrolled == {"subject": person, "faces": 5, "no_face": []}
+        assert enrolled == {"subject": person, "faces": 5, "no_face": [], "unreadable": []}
     found = {
-        person: largest(run_json(capsys, ["identify", gallery, str(probe), *options]))
+        person: largest(run_json(capsys, ["identify", gallery, str(probe), *options])["faces"])
         for person, probe in lfw_people.probes.items()
     }
     for person, result in found.items():
@@ -122,7 +123,35 @@ def test_round_trip_on_real_lfw_photos(lfw_people, tmp_path, capsys):
     deleted = rank1[0]
     erased = {"deleted": deleted, "faces": 5, "erased": True, "erasure": "done"}
     assert run_json(capsys, ["gallery", "delete", gallery, deleted, "--json"]) == erased
-    again = largest(run_json(capsys, ["identify", gallery, str(lfw_people.probes[deleted]), *options]))
+    again = largest(run_json(capsys, ["identify", gallery, str(lfw_people.probes[deleted]), *options])["faces"])
     assert again["subject"] is None and deleted not in [c["subject"] for c in again["candidates"]]
-    strangers = [run_json(capsys, ["identify", gallery, str(p), *options]) for p in lfw_people.strangers]
-    assert all(face["subject"] is None for faces in strangers for face in faces)  # 20 strangers x 4 people at 1e-3
+    capsys.readouterr()
+    assert facelearn(["identify", gallery, *map(str, lfw_people.strangers), *options]) == 0  # 20 photos, one load
+    strangers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [s["photo"] for s in strangers] == list(map(str, lfw_people.strangers))
+    assert all(
+        face["subject"] is None for stranger in strangers for face in stranger["faces"]
+    )  # 20 strangers x 4 people at 1e-3
+    probe, photos = lfw_people.probes[rank1[0]], lfw_people.enrolled[rank1[0]]
+    verdict = run_json(capsys, ["verify", str(probe), str(photos[0]), *options])
+    assert [len(face["box"]) for face in verdict["faces"]] == [4, 4] and len(verdict["faces"][1]["landmarks"]) == 5
+
+
+def test_calibrate_on_ordinary_photos_a_checkpoint_and_its_onnx_alike(lfw_people, tmp_path, capsys):
+    """--photos detects and aligns 160 LFW photos of 40 people: thresholds close to those of the same photos
+    prepared (aligned) beforehand, and the same for the checkpoint and its ONNX export."""
+    from facelearn.models.checkpoint import load_checkpoint
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(lfw_people.model.read_bytes())
+    photos = ["--photos", str(lfw_people.calibration_photos), "--weights", str(lfw_people.weights), "--json"]
+    from_photos = run_json(capsys, ["calibrate", str(model), *photos])
+    assert 12_000 <= from_photos["num_impostor"] <= 12_480 and from_photos["num_genuine"] <= 240  # C(160,2) - 40·C(4,2)
+    prepared = load_checkpoint(lfw_people.model)["calibration"]  # --gallery on the same photos, aligned by prepare
+    for mine, theirs in zip(from_photos["points"][:2], prepared["points"][:2], strict=True):
+        assert mine["fmr"] == theirs["fmr"] and abs(mine["threshold"] - theirs["threshold"]) < 0.05, (mine, theirs)
+    assert facelearn(["export", str(model), str(tmp_path / "model.onnx")]) == 0
+    exported = run_json(capsys, ["calibrate", str(tmp_path / "model.onnx"), *photos])
+    assert exported["num_impostor"] == from_photos["num_impostor"]
+    for onnx_point, torch_point in zip(exported["points"][:2], from_photos["points"][:2], strict=True):
+        assert abs(onnx_point["threshold"] - torch_point["threshold"]) < 2e-3

@@ -34,7 +34,8 @@ def test_without_the_dlib_extra_the_error_says_what_to_install(monkeypatch, caps
     monkeypatch.setitem(sys.modules, "dlib", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"needs dlib and its models: pip install 'facelearn\[dlib\]'"):
         Recognizer.load("dlib")
-    assert facelearn(["verify", "a.jpg", "b.jpg", "--model", "dlib"]) == 2
+    a, b = str(photo(PEOPLE[0], 1)), str(photo(PEOPLE[0], 2))  # real photos: a bad path is said before the model
+    assert facelearn(["verify", a, b, "--model", "dlib"]) == 2
     assert "pip install 'facelearn[dlib]'" in capsys.readouterr().err
 
 
@@ -81,5 +82,8 @@ def test_the_cli_takes_model_dlib_and_calibrate_keeps_the_users_thresholds(home,
     assert str(stored) in capsys.readouterr().out
     assert str(folder) in json.loads(stored.read_text())["calibration"]["source"]
     assert str(folder) in Recognizer.load("dlib").calibration.source  # used from now on
+    from_gallery = json.loads(stored.read_text())["calibration"]["points"]
+    assert facelearn(["calibrate", "dlib", "--photos", str(folder), "--fmr", "0.2"]) == 0  # photos: the same pairs
+    assert json.loads(stored.read_text())["calibration"]["points"] == from_gallery
     assert facelearn(["calibrate", "dlib", "--bin", "faces.bin"]) == 2
     assert "calibrate it on photos" in capsys.readouterr().err

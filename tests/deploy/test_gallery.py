@@ -104,6 +104,21 @@ def test_gallery_enroll_search_filter_reopen_and_delete(tmp_path, store):
         open_gallery(path, "model-b", 16, store)
 
 
+def test_a_subjects_faces_are_listed_with_their_sources_in_order(tmp_path, store):
+    gallery = open_gallery(tmp_path / "people.db", "model-a", 16, store)
+    gallery.enroll("alice", unit_rows(2), [0.5, 0.25], ["a1.jpg", "a2.jpg"])
+    gallery.enroll("alice", unit_rows(1), None, ["a3.jpg"], append=True)
+    gallery.enroll("bob", unit_rows(1))
+    faces = gallery.faces_of("alice")
+    assert [face["source"] for face in faces] == ["a1.jpg", "a2.jpg", "a3.jpg"]
+    if store == "sqlite":  # Milvus keeps no quality
+        assert [face["quality"] for face in faces] == [0.5, 0.25, None]
+    assert gallery.faces_of("bob") == [{"source": None, "quality": None}]
+    with pytest.raises(GalleryError, match="'ghost' is not enrolled"):
+        gallery.faces_of("ghost")
+    gallery.close()
+
+
 def test_sqlite_refuses_what_is_not_a_gallery(tmp_path):
     with pytest.raises(GalleryError, match="is a folder"):
         SQLiteGallery(tmp_path, "model-a", 16)

@@ -76,15 +76,9 @@ def test_enroll_identify_verify_delete_over_http(server, lfw_people):
         same = http.post("/v1/verify", files=files([probe], "image_a"), data={"subject": person, "fmr": "0.01"}).json()
         assert same["fmr"] == 0.01 and same["subject"] == person and same["same"] == (same["score"] > same["threshold"])
         pair = files([probe], "image_a") + files([lfw_people.enrolled[person][0]], "image_b")
-        assert set(http.post("/v1/verify", files=pair).json()) == {
-            "score",
-            "same",
-            "threshold",
-            "fmr",
-            "model",
-            "subject",
-            "boxes",
-        }
+        verdict = http.post("/v1/verify", files=pair).json()
+        assert set(verdict) == {"score", "same", "threshold", "fmr", "calibrated", "model", "subject", "boxes", "faces"}
+        assert [face["box"] for face in verdict["faces"]] == verdict["boxes"] and verdict["calibrated"] is True
         added = http.post(f"/v1/subjects/{person}/faces", files=files([probe])).json()
         assert added == {"subject": person, "faces": 6, "no_face": []}
         assert http.get(f"/v1/subjects/{person}").json()["faces"] == 6
@@ -220,3 +214,56 @@ def test_no_image_or_embedding_reaches_the_log(server, lfw_people):
         ]
     log = server.log.read_text()
     assert f"{embedding[0]:.6f}"[:8] not in log and "base64" not in log and "JFIF" not in log
+
+
+def test_parameters_in_the_query_are_taken_as_documented(server, lfw_people):
+    probe = next(iter(lfw_people.probes.values()))
+    with server.client() as http:
+        documented = http.get("/openapi.json").json()["paths"]["/v1/identify"]["post"]["parameters"]
+        assert {p["name"] for p in documented if p["in"] == "query"} == {"aligned", "k", "fmr"}
+        faces = http.post("/v1/identify?k=1&fmr=0.01", files=files([probe], "image")).json()["faces"]
+        assert len(faces[0]["candidates"]) == 1 and faces[0]["fmr"] == 0.01  # once silently ignored: 5, 1e-3
+        twice = http.post("/v1/identify?k=1", files=files([probe], "image"), data={"k": "2"})
+        assert error_of(twice) == (422, "invalid_request") and "given twice" in twice.text
+        unknown = http.post("/v1/identify?kk=1", files=files([probe], "image"))
+        assert error_of(unknown) == (422, "invalid_request") and "kk" in unknown.text
+        assert error_of(http.post("/v1/identify?image=/etc/passwd", files=files([probe], "image")))[1] == "path_or_url"
+
+
+def test_every_face_answer_carries_box_landmarks_detection_score_and_quality(server, lfw_people):
+    probe = next(iter(lfw_people.probes.values()))
+    with server.client() as http:
+        identified = http.post("/v1/identify", files=files([probe], "image")).json()["faces"]
+        embedded = http.post("/v1/embed", files=files([probe], "image")).json()["faces"]
+    for face in (identified[0], embedded[0]):
+        x1, y1, x2, y2 = face["box"]
+        assert len(face["landmarks"]) == 5 and all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in face["landmarks"])
+        assert 0.5 < face["detection_score"] <= 1 and face["quality"] is None
+    assert identified[0]["box"] == embedded[0]["box"]
+
+
+def test_a_photo_without_a_face_is_an_error_in_python_as_over_rest(server, lfw_people, tmp_path):
+    from facelearn import Recognizer
+    from facelearn.deploy.recognizer import NoFaceFound
+
+    blank = encode_image(np.zeros((200, 200, 3), np.uint8), ".png")
+    with server.client() as http:
+        assert error_of(http.post("/v1/identify", files={"image": ("b.png", blank)})) == (422, "no_face")
+    recognizer = Recognizer.load(lfw_people.model, gallery=tmp_path / "g.db", weights=str(lfw_people.weights))
+    with pytest.raises(NoFaceFound, match="no face found"):
+        recognizer.identify(blank)
+    with pytest.raises(NoFaceFound, match="no face found in the second image"):
+        recognizer.verify(lfw_people.strangers[0], blank)
+
+
+def test_the_docs_page_needs_no_network(server):
+    with server.client() as http:
+        page = http.get("/docs")
+        assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
+        assert "http://" not in page.text and "https://" not in page.text  # no CDN: every asset from here
+        script = http.get("/docs/assets/swagger-ui-bundle.js")
+        assert script.status_code == 200 and len(script.content) > 500_000 and b"SwaggerUIBundle" in script.content
+        assert http.get("/docs/assets/swagger-ui.css").status_code == 200
+        assert "/openapi.json" in http.get("/docs/start.js").text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert http.get("/redoc").status_code == 404  # ReDoc would need a CDN: /openapi.json serves other viewers

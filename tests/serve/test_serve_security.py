@@ -261,20 +261,47 @@ def test_content_length_with_transfer_encoding_is_refused_and_closed(server):
     assert answer.startswith(b"HTTP/1.1 400") and b"connection: close" in answer.lower()
 
 
-def test_a_server_that_cannot_load_says_so_without_paths(lfw_people, tmp_path):
+def test_a_server_that_cannot_load_exits_non_zero_with_the_reason(lfw_people, tmp_path):
     missing = tmp_path / "secret-folder" / "missing-model.pt"
-    served = Served(missing, tmp_path / "g.db", lfw_people.weights, tmp_path).start(probe="/v1/health")
-    try:
-        with served.client() as http:
-            for _ in range(100):
-                answer = http.get("/v1/ready")
-                if "failed to load" in answer.text:
-                    break
-                time.sleep(0.1)
-        assert error_of(answer) == (503, "not_ready") and "secret-folder" not in answer.text
-        assert "secret-folder" in served.log.read_text()  # the operator still learns why
-    finally:
-        served.stop()
+    served = Served(missing, tmp_path / "g.db", lfw_people.weights, tmp_path)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="exited with 2") as exited:  # once: up for ever, the reason in a log
+        served.start(timeout=60)
+    assert time.monotonic() - started < 60
+    said = str(exited.value)
+    assert "facelearn: error: facelearn serve stopped: the model or gallery cannot be loaded" in said
+    assert "missing-model.pt" in said and "No such file or directory" in said and "Traceback" not in said
+
+
+def test_a_loading_service_answers_503_without_paths(tmp_path, monkeypatch):
+    """A slow load: the service answers at once, /v1/ready 503 (no file named) until the load ends."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from facelearn.deploy.recognizer import Recognizer
+    from facelearn.serve.app import create_app
+    from facelearn.serve.service import ServeSettings, Service
+
+    release, failures = threading.Event(), []
+
+    def slow_then_failing(*_args, **_options):
+        release.wait(30)
+        raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "secret-folder" / "m.pt"))
+
+    monkeypatch.setattr(Recognizer, "load", slow_then_failing)
+    service = Service(ServeSettings("m.pt", str(tmp_path / "g.db")), on_load_error=failures.append)
+    with TestClient(create_app(service), base_url="http://127.0.0.1") as http:
+        loading = http.get("/v1/ready")
+        assert error_of(loading) == (503, "not_ready") and "still loading" in loading.text
+        release.set()
+        for _ in range(100):
+            if failures:
+                break
+            time.sleep(0.05)
+        failed = http.get("/v1/ready")
+    assert len(failures) == 1 and "secret-folder" in service.load_error  # the operator learns why
+    assert error_of(failed) == (503, "not_ready") and "secret-folder" not in failed.text  # a caller does not
 
 
 def test_identify_on_a_missing_gallery_is_an_error_not_unknown(lfw_people, tmp_path, capsys):

@@ -2,6 +2,7 @@
 LFW-style pairs list → an insightface ``.bin`` — the bulk pipeline with the aligned crop as its end.
 
     facelearn prepare raw/ aligned/                                   # local process pool (--workers)
+    facelearn prepare photos/ faces/                                  # a flat folder: faces/<stem>.jpg
     facelearn prepare raw/ aligned/ --engine ray --recordio           # Ray Data; then torchrun trains on it
 
 Interrupting is safe: each aligned image is written to a temporary name and renamed, and every
@@ -94,13 +95,19 @@ def _run(tasks: list[Item], options: PrepareOptions, engine: EngineOptions, desc
             yield entry
 
 
+FLAT = "."  # the identity of a flat folder's photos: written straight into the output folder
+
+
 def _source_images(source: Path) -> list[tuple[str, Path]]:
-    """(identity, file) for every file in every identity folder: non-images are reported, not skipped."""
+    """(identity, file) for every file in every identity folder: non-images are reported, not skipped. A flat
+    folder (photos, no identity folders) gives its files with the identity ``FLAT``: output/<stem>.jpg."""
     if not source.is_dir():
-        raise DataError(f"{source} is not a folder: expected <source>/<identity>/<image>")
+        raise DataError(f"{source} is not a folder: expected <source>/<identity>/<image> or <source>/<image>")
     files = [(d.name, f) for d in sorted(source.iterdir()) if d.is_dir() for f in sorted(d.iterdir()) if f.is_file()]
     if not files:
-        raise DataError(f"{source} holds no identity folders with files: expected <source>/<identity>/<image>")
+        files = [(FLAT, f) for f in sorted(source.iterdir()) if f.is_file() and not f.name.startswith(".")]
+    if not files:
+        raise DataError(f"{source} holds no photos: expected <source>/<identity>/<image> or <source>/<image>")
     return files
 
 
@@ -190,6 +197,8 @@ def prepare_dataset(
     source, output = Path(source), Path(output)
     check_separate(source, output)
     files = _source_images(source)
+    if recordio and files[0][0] == FLAT:
+        raise DataError(f"{source} is a flat folder of photos, without identities: --recordio needs identity folders")
     output.mkdir(parents=True, exist_ok=True)
     with DirectoryLock(output, "facelearn prepare"):
         _check_options(output, options)

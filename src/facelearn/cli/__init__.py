@@ -16,6 +16,24 @@ from .train import recipe_path
 GROUPS = (train, eval, prepare, bulk, deploy, serve)
 
 
+class NotRaised(Exception):
+    """Stands for the training engine's exceptions until the engine is imported (a command that never trains
+    does not pay the seconds its import costs)."""
+
+
+def training_ends() -> tuple[type[BaseException], ...]:
+    engine = sys.modules.get("facelearn.train.engine")
+    return (engine.TrainingStopped, engine.TrainingDiverged) if engine else (NotRaised,)
+
+
+def training_ended(ended: BaseException) -> int:
+    if hasattr(ended, "exit_code"):  # TrainingStopped: a signal or a deadline
+        print(f"facelearn: {ended}", file=sys.stderr)
+        return ended.exit_code
+    print(f"facelearn: training stopped: {ended}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facelearn", description="Train, evaluate and deploy face recognition.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step to the console")
@@ -33,16 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(console)
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
-    from ..train.engine import TrainingDiverged, TrainingStopped
-
     try:
         args.func(args)
-    except TrainingStopped as stopped:
-        print(f"facelearn: {stopped}", file=sys.stderr)
-        return stopped.exit_code
-    except TrainingDiverged as error:
-        print(f"facelearn: training stopped: {error}", file=sys.stderr)
-        return 1
+    except training_ends() as ended:  # the engine's exceptions, once training has run
+        return training_ended(ended)
     except FacelearnError as error:
         print(f"facelearn: error: {error}", file=sys.stderr)
         return 2

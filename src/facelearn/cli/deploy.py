@@ -11,7 +11,7 @@ import numpy as np
 
 from ..deploy.gallery import STORES
 from ..errors import ConfigError, DataError
-from .options import DETECTOR_HELP
+from .options import BACKEND_HELP, DETECTOR_HELP
 
 MODEL_HELP = (
     "a named model (dlib), a facelearn checkpoint, a plain state_dict (arcface_torch model.pt) or an .onnx "
@@ -136,8 +136,11 @@ def command_calibrate(args: argparse.Namespace) -> None:
     from ..deploy.stored_calibration import pair_scores_for_calibration, store_calibration
 
     fmrs = None if args.fmr is None else check_fmrs(args.fmr)  # a rate outside (0, 1): refused before any work
-    recognizer = Recognizer.load(args.model, args.architecture, detector=None)
-    scores, issame, source = pair_scores_for_calibration(recognizer, args.pairs, args.root, args.bin, args.gallery)
+    detector = args.detector if args.photos else None  # photos are detected and aligned; aligned faces are not
+    recognizer = Recognizer.load(args.model, args.architecture, detector=detector, weights=args.weights)
+    scores, issame, source = pair_scores_for_calibration(
+        recognizer, args.pairs, args.root, args.bin, args.gallery, args.photos
+    )
     calibration = calibrate(scores, issame, fmrs, source)  # an FMR the pairs cannot support: an error, nothing written
     if hasattr(recognizer.embedder, "store_calibration"):  # a named model: the user's own file, used from now on
         where = f"stored in {recognizer.embedder.store_calibration(calibration.to_dict())}"
@@ -173,39 +176,129 @@ def open_recognizer(args: argparse.Namespace, gallery: bool = True):
         index=getattr(args, "index", "exact"),
         detector=None if args.aligned else args.detector,
         weights=args.weights,
+        backend=args.backend,
+        threshold=getattr(args, "threshold", None),
     )
 
 
-def read_photos(paths: list[str]) -> list[np.ndarray]:
+def read_photos(paths: list) -> list[np.ndarray]:
     """Every photo through the decoding gate, with one pixel budget for the whole command."""
     from ..data.images import PixelBudget, read_image
+    from ..deploy.photo_folders import check_photo
 
     budget = PixelBudget()
-    return [read_image(path, budget=budget) for path in paths]
+    return [read_image(check_photo(path), budget=budget) for path in paths]
+
+
+def progress_bar(total: int, what: str, unit: str = "photo"):
+    """A bar on the terminal's stderr (none when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit=unit, disable=None, leave=False)
 
 
 def command_enroll(args: argparse.Namespace) -> None:
     from ..deploy.gallery_files import check_gallery_writable, gallery_errors
+    from ..deploy.photo_folders import one_subject, subject_tree
     from ..deploy.subject_ids import subject_id
 
     if args.from_embeddings:
         return enroll_from_embeddings(args)
-    if not (args.model and args.subject and args.photos):
-        raise ConfigError("facelearn enroll needs GALLERY SUBJECT PHOTOS --model M (or GALLERY --from-embeddings OUT)")
-    subject = subject_id(args.subject)
-    photos = read_photos(args.photos)  # before the model loads: a bad photo fails at once
+    if not args.model or args.subject is None:
+        raise ConfigError(
+            "facelearn enroll needs GALLERY SUBJECT PHOTOS|FOLDER --model M, or GALLERY TREE --model M (one subject "
+            "per subfolder of TREE), or GALLERY --from-embeddings OUT"
+        )
+    if args.photos:
+        subjects = one_subject(subject_id(args.subject), args.photos)
+    elif args.subject and Path(args.subject).is_dir():
+        subjects = subject_tree(args.subject)
+    else:
+        raise ConfigError(f"no photos for {args.subject!r}: facelearn enroll GALLERY SUBJECT PHOTOS (or FOLDER)")
+    # photos named one by one are all read before the model loads: a bad one fails at once
+    given = None if subjects.from_folders else read_photos(next(iter(subjects.photos.values())))
     check_gallery_writable(args.gallery)
     recognizer = open_recognizer(args)
-    with gallery_errors(args.gallery):
-        result = recognizer.enroll(subject, photos, aligned=args.aligned, append=args.append)
-    audit(args, "add" if args.append else "enroll", subject, len(photos) - len(result["no_face"]))
-    result["no_face"] = [args.photos[i] for i in result["no_face"]]
+    enrolled = {s["subject"] for s in recognizer.subjects()}
+    results = []
+    total = sum(len(photos) for photos in subjects.photos.values())
+    with gallery_errors(args.gallery), progress_bar(total, "enroll") as bar:
+        for name, photos in subjects.photos.items():
+            result = enroll_subject(args, recognizer, name, photos, given, enrolled, bar, subjects.from_folders)
+            results.append(result)
+    print_enrolled(args, results, subjects)
+
+
+def enroll_subject(args, recognizer, name: str, photos: list[Path], given, enrolled: set, bar, lenient: bool) -> dict:
+    """One subject's photos, each reported: enrolled, no face, or unreadable (``lenient``: photos found in
+    folders, reported and passed over; else an error). A subject enrolled already is passed over (a tree:
+    rerun-safe) or an error (one subject), unless ``--append``."""
+    from ..data.images import ImageError, PixelBudget, read_image
+    from ..deploy.gallery import DuplicateSubject
+    from ..deploy.subject_ids import subject_id
+
+    result = {"subject": name, "faces": 0, "no_face": [], "unreadable": []}
+    try:
+        subject = result["subject"] = subject_id(name)
+        if subject in enrolled and not args.append:
+            raise DuplicateSubject(f"subject {subject!r} is already enrolled (--append adds faces)")
+    except (ConfigError, DataError, DuplicateSubject) as error:
+        if not lenient:
+            raise
+        bar.update(len(photos))
+        return {**result, "skipped": str(error)}
+    budget, embeddings, sources, photo_report = PixelBudget(), [], [], []
+    for i, path in enumerate(photos):
+        try:
+            image = given[i] if given is not None else read_image(path, budget=budget)
+        except ImageError as error:  # only photos found in folders get here: reported, passed over
+            reason = str(error).removeprefix(f"{path}: ")
+            result["unreadable"].append({"photo": str(path), "reason": reason})
+            photo_report.append((path, f"unreadable, not enrolled: {reason}"))
+            bar.update(1)
+            continue
+        embedding = recognizer.embed([image], aligned=args.aligned)[0]
+        if np.isnan(embedding).any():
+            result["no_face"].append(str(path))
+            photo_report.append((path, "no face found, not enrolled"))
+        else:
+            embeddings.append(embedding)
+            sources.append(Path(path).name)  # the file's name, listed by facelearn gallery list GALLERY SUBJECT
+            photo_report.append((path, "enrolled"))
+        bar.update(1)
+    result["photo_report"] = photo_report
+    if not embeddings:
+        message = f"no face found in any of the {len(photos)} photos of {subject!r}: nothing enrolled"
+        if not lenient:
+            raise DataError(message)
+        return {**result, "skipped": message}
+    result["faces"] = recognizer.add(subject, np.stack(embeddings), append=args.append, sources=sources)
+    audit(args, "add" if args.append else "enroll", subject, len(embeddings))
+    return result
+
+
+def print_enrolled(args: argparse.Namespace, results: list[dict], subjects) -> None:
+    reports = [result.pop("photo_report", []) for result in results]
     if args.json:
-        print(json.dumps(result))
+        answer = {"subjects": results} if subjects.tree else results[0]
+        print(json.dumps(answer))
         return
-    print(f"facelearn: enrolled {subject!r} in {args.gallery}: {result['faces']} faces")
-    for path in result["no_face"]:
-        print(f"  no face found, not enrolled: {path}")
+    for result, report in zip(results, reports, strict=True):
+        if "skipped" in result:
+            print(f"facelearn: {result['subject']!r} not enrolled: {result['skipped']}")
+        else:
+            print(f"facelearn: enrolled {result['subject']!r} in {args.gallery}: {result['faces']} faces")
+        for path, status in report:
+            print(f"  {path}: {status}")
+    if subjects.not_images:
+        print(f"  not photos, left alone: {len(subjects.not_images)} files, e.g. {subjects.not_images[0]}")
+    if len(results) > 1:
+        done = [r for r in results if "skipped" not in r]
+        print(
+            f"facelearn: {len(done)} of {len(results)} subjects enrolled, "
+            f"{sum(len(r['no_face']) for r in results)} photos without a face, "
+            f"{sum(len(r['unreadable']) for r in results)} unreadable"
+        )
 
 
 def audit(args: argparse.Namespace, action: str, subject: str, faces: int) -> None:
@@ -241,38 +334,114 @@ def enroll_from_embeddings(args: argparse.Namespace) -> None:
 
 def command_identify(args: argparse.Namespace) -> None:
     from ..deploy.gallery_files import check_gallery_exists, gallery_errors
+    from ..deploy.photo_folders import check_photo
 
-    photo = read_photos([args.photo])[0]
+    photos = [check_photo(photo) for photo in args.photos]  # before the model loads: a bad path fails at once
     recognizer = open_recognizer(args, gallery=False)
     recognizer.threshold(args.fmr)  # a model without calibration says so first
     check_gallery_exists(args.gallery)  # never create an empty gallery that answers "unknown" to everyone
-    with gallery_errors(args.gallery):
+    with gallery_errors(args.gallery), progress_bar(len(photos), "identify") as bar:
         recognizer.open_gallery(args.gallery, getattr(args, "store", None), getattr(args, "index", "exact"))
-        results = recognizer.identify(photo, k=args.k, fmr=args.fmr, aligned=args.aligned)
+        unanswered = 0
+        for photo in photos:
+            answer = answer_for(photo, recognizer.identify, k=args.k, fmr=args.fmr, aligned=args.aligned)
+            print_identified(args, photo, answer)
+            unanswered += "error" in answer
+            bar.update(1)
+    check_answered(unanswered, len(photos))
+
+
+def check_answered(unanswered: int, photos: int) -> None:
+    """Exit 2 when a photo had no answer (each said where its answer would be); the others were answered."""
+    if unanswered:
+        raise DataError(f"{unanswered} of {photos} photos had no answer (each said above)")
+
+
+def answer_for(photo, question, **options) -> dict:
+    """The answer about one photo, or the reason there is none (a photo without a face, or unreadable): one
+    photo of many that cannot be answered does not stop the others."""
+    from ..data.images import ImageError, read_image
+    from ..deploy.recognizer import NoFaceFound
+
+    try:
+        return {"answer": question(read_image(photo), **options)}
+    except (NoFaceFound, ImageError) as error:
+        return {"error": str(error).removeprefix(f"{photo}: ")}
+
+
+def describe_box(face: dict) -> str:
+    if face.get("box") is None:
+        return "aligned face"
+    x1, y1, x2, y2 = face["box"]
+    return f"box {x1:.0f},{y1:.0f}-{x2:.0f},{y2:.0f} (detection {face['detection_score']:.2f})"
+
+
+def decided_at(answer: dict) -> str:
+    if not answer.get("calibrated", True):
+        return f"uncalibrated threshold {answer['threshold']:.4f}"
+    return f"threshold {answer['threshold']:.4f} at FMR {answer['fmr']:g}"
+
+
+def print_identified(args: argparse.Namespace, photo: Path, result: dict) -> None:
     if args.json:
-        print(json.dumps(results))
+        body = {"faces": result["answer"]} if "answer" in result else {"error": result["error"]}
+        print(json.dumps({"photo": str(photo), **body}))
         return
-    if not results:
-        print(f"facelearn: no face found in {args.photo}")
-    for number, face in enumerate(results, start=1):
+    if "error" in result:
+        print(f"{photo}: {result['error']}")
+        return
+    print(f"{photo}:")
+    for number, face in enumerate(result["answer"], start=1):
         decision = face["subject"] if face["subject"] is not None else "unknown"
-        print(f"face {number}: {decision}  (threshold {face['threshold']:.4f} at FMR {face['fmr']:g})")
+        print(f"  face {number}: {decision}  {describe_box(face)}; {decided_at(face)}")
         for candidate in face["candidates"]:
-            print(f"  {candidate['subject']:<30} {candidate['score']:.4f}")
+            print(f"    {candidate['subject']:<30} {candidate['score']:.4f}")
 
 
 def command_verify(args: argparse.Namespace) -> None:
+    """Each photo after the first against the first (the reference): one model load, the reference embedded once."""
+    from ..deploy.photo_folders import check_photo
+    from ..deploy.recognizer import NoFaceFound
+
+    reference, *others = [check_photo(photo) for photo in args.photos]  # before the model loads
+    if not others:
+        raise ConfigError("facelearn verify needs two photos at least: REFERENCE PHOTO [PHOTO ...]")
     recognizer = open_recognizer(args, gallery=False)
-    first, second = read_photos([args.photo_a, args.photo_b])
-    result = recognizer.verify(first, second, fmr=args.fmr, aligned=args.aligned)
+    recognizer.threshold(args.fmr)  # a model without calibration says so first
+    try:
+        first, first_face = recognizer.largest_face(read_photos([reference])[0], aligned=args.aligned)
+    except NoFaceFound:
+        raise NoFaceFound(f"no face found in {reference}") from None
+
+    def compare(image, aligned: bool) -> dict:
+        embedding, face = recognizer.largest_face(image, aligned=aligned)
+        return {**recognizer.compare(first, embedding, args.fmr), "faces": [first_face, face]}
+
+    unanswered = 0
+    with progress_bar(len(others), "verify") as bar:
+        for photo in others:
+            answer = answer_for(photo, compare, aligned=args.aligned)
+            print_verified(args, reference, photo, answer)
+            unanswered += "error" in answer
+            bar.update(1)
+    check_answered(unanswered, len(others))
+
+
+def print_verified(args: argparse.Namespace, reference: Path, photo: Path, result: dict) -> None:
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({"photo_a": str(reference), "photo_b": str(photo), **result.get("answer", result)}))
         return
-    verdict = "same person" if result["same"] else "different people"
+    if "error" in result:
+        print(f"facelearn: {reference} and {photo}: {result['error']}")
+        return
+    answer = result["answer"]
+    verdict = "same person" if answer["same"] else "different people"
     print(
-        f"facelearn: {verdict}: score {result['score']:.4f}, threshold {result['threshold']:.4f} "
-        f"at FMR {result['fmr']:g} (model {result['model']})"
+        f"facelearn: {reference} and {photo}: {verdict}: score {answer['score']:.4f}, {decided_at(answer)} "
+        f"(model {answer['model']})"
     )
+    for path, face in zip((reference, photo), answer["faces"], strict=True):
+        print(f"  {path}: {describe_box(face)}")
 
 
 def command_gallery(args: argparse.Namespace) -> None:
@@ -288,6 +457,17 @@ def command_gallery(args: argparse.Namespace) -> None:
 
 
 def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
+    if args.action == "list" and args.subject:  # one subject's faces: where each came from, its quality
+        subject = lookup_id(args.subject)
+        faces = gallery.faces_of(subject)
+        if args.json:
+            print(json.dumps({"subject": subject, "faces": faces}))
+            return
+        print(f"{subject}: {len(faces)} faces")
+        for number, face in enumerate(faces, start=1):
+            quality = "-" if face["quality"] is None else f"{face['quality']:.3f}"
+            print(f"  {number}\tquality {quality}\t{face['source'] or '(source not recorded)'}")
+        return
     if args.action == "list":
         subjects = gallery.subjects()
         print(json.dumps(subjects) if args.json else "\n".join(f"{s['subject']}\t{s['faces']} faces" for s in subjects))
@@ -317,8 +497,14 @@ def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True, model_r
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--store", choices=STORES.names(), help="gallery store (default: Milvus for a URI)")
     parser.add_argument("--index", default="exact", help="SQLite gallery index: exact, SQfp16 or HNSW32 (faiss)")
+    parser.add_argument("--backend", default="auto", help=BACKEND_HELP + " (auto's choice is remembered per model)")
     if fmr:
         parser.add_argument("--fmr", type=float, default=1e-3, help="false-match rate of the decision (default 1e-3)")
+        parser.add_argument(
+            "--threshold",
+            type=float,
+            help="a cosine threshold for a model without calibration (answers say: uncalibrated threshold)",
+        )
 
 
 def add_commands(commands) -> None:
@@ -342,6 +528,11 @@ def add_commands(commands) -> None:
     calibrate = commands.add_parser("calibrate", help="thresholds at FMR 1e-2/1e-3/1e-4 on your pairs, into the model")
     calibrate.add_argument("model", help=MODEL_HELP)
     calibrate.add_argument("--architecture", help=ARCHITECTURE_HELP)
+    calibrate.add_argument(
+        "--photos", metavar="DIR", help="identity folders of ordinary photos (DIR/<person>/<photo>): every pair"
+    )
+    calibrate.add_argument("--detector", default="retinaface", help=DETECTOR_HELP + " (with --photos)")
+    calibrate.add_argument("--weights", help="folder of the detector weights (with --photos)")
     calibrate.add_argument("--pairs", help="LFW-style pairs.txt over aligned faces (with --root)")
     calibrate.add_argument("--root")
     calibrate.add_argument("--bin", help="an insightface .bin verification set")
@@ -356,10 +547,12 @@ def add_commands(commands) -> None:
     calibrate.add_argument("--json", action="store_true")
     calibrate.set_defaults(func=command_calibrate)
 
-    enroll = commands.add_parser("enroll", help="enroll a person's photos into a gallery")
+    enroll = commands.add_parser(
+        "enroll", help="enroll photos into a gallery: a subject's photos or folder, or a tree of subject folders"
+    )
     enroll.add_argument("gallery", help="the gallery file (SQLite), created if missing")
-    enroll.add_argument("subject", nargs="?")
-    enroll.add_argument("photos", nargs="*")
+    enroll.add_argument("subject", nargs="?", help="the subject; or a folder with one subfolder per subject")
+    enroll.add_argument("photos", nargs="*", help="the subject's photos, or a folder of them")
     enroll.add_argument("--append", action="store_true", help="add faces to an enrolled subject")
     enroll.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
     enroll.add_argument(
@@ -371,23 +564,26 @@ def add_commands(commands) -> None:
     add_model_options(enroll, fmr=False, model_required=False)
     enroll.set_defaults(func=command_enroll)
 
-    identify = commands.add_parser("identify", help="who is in this photo (open set: unknown below the threshold)")
+    identify = commands.add_parser("identify", help="who is in these photos (open set: unknown below the threshold)")
     identify.add_argument("gallery")
-    identify.add_argument("photo")
+    identify.add_argument("photos", nargs="+", metavar="photo", help="one or more photos (one model load)")
     identify.add_argument("-k", type=int, default=5, help="candidates per face (default 5)")
     add_model_options(identify)
     identify.set_defaults(func=command_identify)
 
     verify = commands.add_parser("verify", help="same person or not, at a false-match rate")
-    verify.add_argument("photo_a")
-    verify.add_argument("photo_b")
+    verify.add_argument(
+        "photos", nargs="+", metavar="photo", help="REFERENCE PHOTO [PHOTO ...]: each against REFERENCE"
+    )
     add_model_options(verify)
     verify.set_defaults(func=command_verify)
 
-    gallery = commands.add_parser("gallery", help="list a gallery's subjects, or delete one (every embedding)")
+    gallery = commands.add_parser(
+        "gallery", help="list a gallery's subjects (or one subject's faces), or delete one (every embedding)"
+    )
     gallery.add_argument("action", choices=["list", "delete"])
     gallery.add_argument("gallery")
-    gallery.add_argument("subject", nargs="?")
+    gallery.add_argument("subject", nargs="?", help="list: this subject's faces; delete: the subject to delete")
     gallery.add_argument("--json", action="store_true")
     gallery.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
     gallery.add_argument("--store", choices=STORES.names(), help="default: Milvus for a URI, else SQLite")

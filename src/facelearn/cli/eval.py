@@ -9,7 +9,9 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..io import write_text_atomic
+from .deploy import progress_bar
 from .eval_protocols import add_recognition_arguments, run_identification, run_ijb
+from .options import DETECTOR_HELP
 from .train import print_summary
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,20 @@ def architecture(args: argparse.Namespace) -> str | None:
     return args.deprecated_model
 
 
+def counted(pairs, bar):
+    """The pair set with each image read moving the bar on."""
+    from dataclasses import replace
+
+    def load(index: int):
+        image = pairs.load(index)
+        bar.update(1)
+        return image
+
+    return replace(pairs, load=load)
+
+
 def command_eval(args: argparse.Namespace) -> None:
+    from ..align.prepare import PrepareOptions
     from ..eval.embed import default_device, evaluate_pair_set
     from ..eval.sets import evaluation_sets
     from ..models.checkpoint import backbone_from_checkpoint
@@ -42,16 +57,20 @@ def command_eval(args: argparse.Namespace) -> None:
     backbone, image_size = backbone_from_checkpoint(args.checkpoint, architecture(args), args.embedding_size)
     sets = []
     if pair_sets_asked:
+        align = None if args.no_detect else PrepareOptions(detector=args.detector, weights=args.weights)
         sets = evaluation_sets(
-            image_size, args.bin, args.pairs, args.root, args.synthetic, args.folds, args.hard_split, args.stratify
-        )
+            image_size, args.bin, args.pairs, args.root, args.synthetic, args.folds, args.hard_split, args.stratify,
+            align,
+        )  # fmt: skip
     device = default_device()
     backbone.to(device)
     results = {}
     for pairs in sets:
-        result = evaluate_pair_set(
-            backbone, pairs, args.output, batch_size=args.batch_size, flip=not args.no_flip, device=device
-        )
+        with progress_bar(2 * pairs.num_pairs, pairs.name) as bar:
+            result = evaluate_pair_set(
+                backbone, counted(pairs, bar), args.output, batch_size=args.batch_size, flip=not args.no_flip,
+                device=device,
+            )  # fmt: skip
         results[pairs.name] = result.to_dict()
     if results:
         write_text_atomic(Path(args.output) / "metrics.json", json.dumps(results, indent=2))
@@ -77,7 +96,12 @@ def add_commands(commands) -> None:
     )
     evaluate.add_argument("--bin", nargs="+", help="insightface .bin verification files")
     evaluate.add_argument("--pairs", help="LFW-style pairs.txt")
-    evaluate.add_argument("--root", help="image root for --pairs")
+    evaluate.add_argument("--root", help="image root for --pairs: aligned faces, or whole photos (detected)")
+    evaluate.add_argument("--detector", default="retinaface", help=DETECTOR_HELP + " (for whole photos under --root)")
+    evaluate.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")
+    evaluate.add_argument(
+        "--no-detect", action="store_true", help="resize the images under --root as they are, even whole photos"
+    )
     evaluate.add_argument("--synthetic", type=int, metavar="N", help="N pairs of unseen synthetic identities")
     evaluate.add_argument("--folds", type=int, help="folds of the protocol (default 10, contiguous)")
     evaluate.add_argument(

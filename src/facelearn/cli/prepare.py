@@ -37,7 +37,9 @@ def command_weights(args: argparse.Namespace) -> None:
 
 def add_commands(commands) -> None:
     prepare = commands.add_parser("prepare", help="detect and align faces: identity folders, or pairs into a .bin")
-    prepare.add_argument("source", help="folder of identity folders (<source>/<identity>/<image>)")
+    prepare.add_argument(
+        "source", help="folder of identity folders (<source>/<identity>/<image>), or a flat folder of photos"
+    )
     prepare.add_argument("output", help="output folder, or the .bin file with --pairs")
     prepare.add_argument("--pairs", help="LFW-style pairs.txt over <source>: write an insightface .bin")
     prepare.add_argument("--crop", default="detect", choices=["detect", "center", "resize"])

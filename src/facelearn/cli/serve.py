@@ -64,10 +64,18 @@ def command_serve(args: argparse.Namespace) -> None:
     logging.getLogger("facelearn.serve").setLevel(logging.INFO)
     connection_class = guarded_connections(settings)
     print(
-        f"facelearn: serving {args.model} on http://{args.host}:{args.port} (page /, API /v1, docs /docs)", flush=True
+        f"facelearn: serving {args.model} on http://{args.host}:{args.port} (page /, API /v1, docs /docs; "
+        "/v1/ready answers 503 until the model is loaded)",
+        flush=True,
     )
-    uvicorn.run(
-        create_app(Service(settings, keys)),
+    server: uvicorn.Server | None = None
+
+    def stop_serving(_: Exception) -> None:  # a model or gallery that cannot load: exit with the reason
+        server.should_exit = True
+
+    service = Service(settings, keys, on_load_error=stop_serving)
+    config = uvicorn.Config(
+        create_app(service),
         host=args.host,
         port=args.port,
         http=connection_class,  # header-read deadline and a connection cap (slow-loris)
@@ -75,6 +83,10 @@ def command_serve(args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=int(args.timeout) + 1,
         log_level="info",
     )
+    server = uvicorn.Server(config)
+    server.run()
+    if service.load_error is not None:
+        raise ConfigError(f"facelearn serve stopped: the model or gallery cannot be loaded: {service.load_error}")
 
 
 def command_keys(args: argparse.Namespace) -> None:
@@ -112,6 +124,9 @@ def add_commands(commands) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--keys", help="the hashed API key file (keys are required whenever it holds any)")
     serve.add_argument("--fmr", type=float, default=1e-3, help="default false-match rate of decisions")
+    serve.add_argument(
+        "--threshold", type=float, help="a cosine threshold for a model without calibration (answers: fmr null)"
+    )
     serve.add_argument("--max-batch", type=int, default=32, help="most faces in one model call")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="longest a face waits for others to batch with")
     serve.add_argument("--no-batching", action="store_true", help="one model call per request")

@@ -94,8 +94,9 @@ def with_folds(pairs: PairSet, folds: int, stratify: bool = False) -> PairSet:
     return pairs
 
 
-def pairs_from_lfw(pairs_txt: str | Path, root: str | Path, name: str = "lfw", image_size: int = 112) -> PairSet:
-    """LFW-style pairs over ``root/<name>/<name>_<####>.jpg``; missing files fail here, not mid-run."""
+def pairs_from_lfw(pairs_txt: str | Path, root: str | Path, name: str = "lfw", image_size: int | None = 112) -> PairSet:
+    """LFW-style pairs over ``root/<name>/<name>_<####>.jpg``; missing files fail here, not mid-run.
+    ``image_size`` None: the photos as they are (to be detected and aligned), else resized to it."""
     root = Path(root)
     paths: list[Path] = []
     issame = []
@@ -105,6 +106,8 @@ def pairs_from_lfw(pairs_txt: str | Path, root: str | Path, name: str = "lfw", i
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise DataError(f"{len(missing)} images of {pairs_txt} are missing under {root}, e.g. {missing[0]}")
+    if image_size is None:
+        return PairSet(name, np.array(issame), lambda k: read_image(paths[k]))
     return PairSet(name, np.array(issame), lambda k: fit_size(read_image(paths[k]), image_size))
 
 

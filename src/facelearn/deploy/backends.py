@@ -178,18 +178,54 @@ def faces_per_second(embedder, batch: int = 16, repeats: int = 3) -> float:
 def fastest_embedder(backbone: torch.nn.Module, input_size: int, flip: bool = True, **options) -> Embedder:
     """Whichever registered backend embeds faster on this machine (ONNX Runtime only where installed and
     on a CPU). Measured, not assumed: on a CPU with native bf16 PyTorch bf16 channels_last tends to win;
-    on an AVX2-only CPU fp32 PyTorch and ONNX Runtime are close and the measurement decides."""
-    candidates = [TorchEmbedder.from_backbone(backbone, input_size, flip, **options)]
+    on an AVX2-only CPU fp32 PyTorch and ONNX Runtime are close and the measurement decides. The choice is
+    remembered per model and machine (:mod:`facelearn.deploy.backend_choice`): measured once, not at every load."""
+    from .backend_choice import remember, remembered
+
+    digest = weights_digest(backbone)
+    names = {"torch"}
     try:
         import onnxruntime  # noqa: F401
+
+        if torch.device(options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")).type == "cpu":
+            names.add("onnx")
     except ImportError:
-        return candidates[0]
-    if candidates[0].device.type == "cpu":
-        candidates.append(OnnxEmbedder.from_backbone(backbone, input_size, flip))
+        pass
+
+    def build(name: str) -> Embedder:  # the options are PyTorch's (device, precision): ONNX Runtime's defaults
+        if name == "onnx":
+            return kept_onnx_embedder(backbone, input_size, flip, digest)
+        return BACKENDS.get(name).from_backbone(backbone, input_size, flip, **options)
+
+    chosen = remembered(digest, names) if len(names) > 1 else "torch"
+    if chosen is not None:
+        log.info("embedding backend: %s (remembered for this model and machine)", chosen)
+        return build(chosen)
+    candidates = [build(name) for name in sorted(names, reverse=True)]  # torch, then onnx
     speeds = {candidate: faces_per_second(candidate) for candidate in candidates}
     chosen = max(speeds, key=speeds.get)
     log.info("embedding backend: %s", ", ".join(f"{c.name} {s:.0f} faces/s" for c, s in speeds.items()))
+    remember(digest, chosen.name, {c.name: s for c, s in speeds.items()})
     return chosen
+
+
+def kept_onnx_embedder(backbone: torch.nn.Module, input_size: int, flip: bool, digest: str) -> OnnxEmbedder:
+    """The backbone in ONNX Runtime, from the export kept under $FACELEARN_HOME when its weights are this
+    backbone's, else exported now (seconds) and kept."""
+    from .backend_choice import export_path, keep_export
+
+    path = export_path(digest, input_size, flip)
+    if path.is_file():
+        try:
+            embedder = OnnxEmbedder(path)
+            if embedder.model_digest == digest:
+                return embedder
+        except Exception as error:  # a damaged file is made again, never a failed load
+            log.warning("%s cannot be used (%s): exported again", path, error)
+    metadata = model_metadata(None, "", backbone, input_size, flip)
+    data = export_bytes(EmbeddingGraph(backbone, flip), input_size, metadata)
+    keep_export(path, data)
+    return OnnxEmbedder(data)
 
 
 def embedder_for(backbone: torch.nn.Module, input_size: int, backend: str = "auto", **options) -> Embedder:

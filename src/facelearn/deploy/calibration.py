@@ -50,7 +50,8 @@ def unsupported_message(fmrs: list[float], impostors: int, source: str) -> str:
     return (
         f"{needs} impostor pairs ({FALSE_MATCHES_NEEDED}/FMR: ten false matches to place the threshold); "
         f"{source or 'the pairs'} gave {impostors:,}. Nothing was stored: calibrate on more pairs "
-        "(--gallery DIR uses every pair of images of different people) or at a larger --fmr"
+        "(--photos DIR, identity folders of photos, uses every pair of photos of different people) or at a "
+        "larger --fmr"
     )
 
 
@@ -79,7 +80,7 @@ class Calibration:
                     raise DataError(
                         f"FMR {fmr:g} needs at least {point['impostors_needed']:,} impostor pairs to calibrate; "
                         f"{self.source} gave {self.num_impostor:,}. Calibrate on more pairs (facelearn calibrate "
-                        "--gallery DIR uses every pair of images of different people)"
+                        "--photos DIR uses every pair of photos of different people)"
                     )
                 return point["threshold"]
         calibrated = ", ".join(f"{p['fmr']:g}" for p in self.points)

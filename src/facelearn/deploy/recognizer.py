@@ -12,7 +12,13 @@ Photos go through the same detector and :func:`facelearn.align.align_face` as tr
 through the model's own detector and alignment where it brings them (``Recognizer.load("dlib")``);
 faces that are already aligned at the model's input size can be passed with ``aligned=True``.
 Decisions are taken at a named false-match rate from the model's calibration, never at a bare
-cosine. Every method may be called from several threads at once.
+cosine — except where the caller gives a model without calibration data an explicit
+``threshold``: then every answer says ``"fmr": None, "calibrated": False`` (an uncalibrated
+threshold, its error rates unknown). A photo in which no face is found is an error
+(:class:`NoFaceFound`) for ``identify`` and ``verify``, as it is over REST (422 ``no_face``);
+``enroll`` lists such photos and enrolls the rest; ``embed`` gives them NaN rows. Each face's answer
+carries its box, five landmarks, detection score and ``quality`` (None: not scored yet). Every method
+may be called from several threads at once.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import numpy as np
 
 from ..align import align_face, build_detector, choose_face
 from ..data.images import fit_size
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from .answers import face_fields
 from .calibration import DEFAULT_FMR, Calibration
 from .gallery import UnknownSubject, open_gallery
 from .inputs import as_rgb
@@ -32,10 +39,31 @@ from .loading import load_embedder
 from .subject_ids import lookup_id, subject_id
 
 
+class NoFaceFound(DataError):
+    """No face was found in a photo that a question is about (identify, verify)."""
+
+
 class Recognizer:
-    def __init__(self, embedder, detector=None, calibration: Calibration | None = None, gallery=None):
+    def __init__(
+        self,
+        embedder,
+        detector=None,
+        calibration: Calibration | None = None,
+        gallery=None,
+        threshold: float | None = None,
+    ):
+        """``threshold``: a cosine threshold for a model without calibration (answers then say it is
+        uncalibrated); refused for a calibrated model, whose thresholds come at named FMRs."""
         self.embedder, self.detector, self.calibration, self.gallery = embedder, detector, calibration, gallery
         self.input_size = embedder.input_size
+        if threshold is not None:
+            if calibration is not None:
+                raise ConfigError(
+                    "this model is calibrated: choose a false-match rate (fmr=, --fmr), not a bare threshold"
+                )
+            if not -1.0 <= threshold <= 1.0:
+                raise ConfigError(f"a threshold is a cosine score between -1 and 1, got {threshold:g}")
+        self.uncalibrated_threshold = threshold
         self.detector_lock = threading.Lock()  # the detectors keep per-call state: one image at a time
 
     @classmethod
@@ -49,6 +77,7 @@ class Recognizer:
         detector: str | None = "retinaface",
         weights: str | None = None,
         backend: str = "auto",
+        threshold: float | None = None,
         **backend_options,
     ) -> Recognizer:
         """From a named model (``"dlib"``), a facelearn checkpoint, a plain state_dict (arcface_torch ``model.pt``:
@@ -58,11 +87,13 @@ class Recognizer:
         ``backend`` for a checkpoint: a name in :data:`facelearn.deploy.backends.BACKENDS` (``torch``,
         ``onnx``: exported in memory) or ``auto`` — whichever embeds faster on this machine, measured at
         load. The checkpoint file is read once. A model with its own detector and alignment (dlib) always
-        uses them, whatever ``detector`` says (its aligned faces, ``aligned=True``, are its own chips)."""
+        uses them, whatever ``detector`` says (its aligned faces, ``aligned=True``, are its own chips).
+        ``threshold``: only for a model without calibration (see the class docstring)."""
         embedder, calibration = load_embedder(model, architecture, backend, **backend_options)
         own = getattr(embedder, "detector", None)
         detector = own or (build_detector(detector, weights) if detector else None)
-        recognizer = cls(embedder, detector, Calibration.from_dict(calibration) if calibration else None)
+        calibration = Calibration.from_dict(calibration) if calibration else None
+        recognizer = cls(embedder, detector, calibration, threshold=threshold)
         if gallery is not None:
             recognizer.open_gallery(gallery, store, index)
         return recognizer
@@ -118,6 +149,18 @@ class Recognizer:
             result[present] = self.embed_faces([chosen[i] for i in present], batch_size)[0]
         return result
 
+    def largest_face(self, image, aligned: bool = False, channel_order: str = "rgb") -> tuple[np.ndarray, dict]:
+        """The unit embedding of a photo's largest face (or of the aligned face) and its face fields
+        (:func:`face_fields`); :class:`NoFaceFound` when the photo has none."""
+        image = as_rgb(image, channel_order)
+        if aligned:
+            return self.embed_faces([self.check_aligned(image)], 1)[0][0], face_fields(None)
+        faces, found = self.aligned_faces(image)
+        if not faces:
+            raise NoFaceFound("no face found in the image")
+        chosen = choose_face(found, image.shape)
+        return self.embed_faces([faces[chosen]], 1)[0][0], face_fields(found, chosen)
+
     def check_aligned(self, face: np.ndarray) -> np.ndarray:
         face = np.asarray(face)
         if face.dtype != np.uint8 or face.ndim != 3 or face.shape[2] != 3:
@@ -134,12 +177,20 @@ class Recognizer:
 
     # ------------------------------------------------------------------ decisions
     def threshold(self, fmr: float = DEFAULT_FMR) -> float:
+        if self.uncalibrated_threshold is not None:
+            return self.uncalibrated_threshold
         if self.calibration is None:
             raise DataError(
                 "this model has no calibration, so no threshold has a known false-match rate: run "
-                "facelearn calibrate MODEL --pairs/--bin/--gallery first"
+                "facelearn calibrate MODEL --photos DIR (identity folders of photos) first, or give an explicit, "
+                "uncalibrated threshold (--threshold, threshold=)"
             )
         return self.calibration.threshold(fmr)
+
+    def decided_at(self, fmr: float) -> dict:
+        """What a decision was taken at: the FMR, or ``None`` and ``calibrated: False`` for a bare threshold."""
+        calibrated = self.uncalibrated_threshold is None
+        return {"fmr": fmr if calibrated else None, "calibrated": calibrated}
 
     def verify(self, a, b, fmr: float = DEFAULT_FMR, aligned: bool = False, channel_order: str = "rgb") -> dict:
         """Same person or not, at a false-match rate: score, decision, threshold, FMR, model."""
@@ -147,7 +198,7 @@ class Recognizer:
         first, second = self.embed([a, b], aligned, channel_order=channel_order)
         for name, embedding in (("first", first), ("second", second)):
             if np.isnan(embedding).any():
-                raise DataError(f"no face found in the {name} image")
+                raise NoFaceFound(f"no face found in the {name} image")
         return self.verdict(float(first @ second), fmr, threshold)
 
     def _require_gallery(self):
@@ -178,16 +229,18 @@ class Recognizer:
     def identify(
         self, image, k: int = 5, fmr: float = DEFAULT_FMR, aligned: bool = False, channel_order: str = "rgb"
     ) -> list[dict]:
-        """For every face in the photo (or the one aligned face): the k best subjects and the decision —
-        the best subject if it scores above the threshold at ``fmr``, else ``None`` (unknown)."""
+        """For every face in the photo, largest first (or the one aligned face): the k best subjects and the
+        decision — the best subject if it scores above the threshold at ``fmr``, else ``None`` (unknown) —
+        with the face's box, landmarks and detection score. :class:`NoFaceFound` when the photo has none."""
         image = as_rgb(image, channel_order)
         if aligned:
             return self.identify_faces([image], k, fmr)
         faces, found = self.aligned_faces(image)
-        results = self.identify_faces(faces, k, fmr) if faces else []
-        for result, box in zip(results, found.boxes, strict=True):
-            result["box"] = box.tolist()
-        return results
+        if not faces:
+            raise NoFaceFound("no face found in the image")
+        order = np.argsort(-found.areas(), kind="stable")
+        results = self.identify_faces([faces[i] for i in order], k, fmr)
+        return [{**result, **face_fields(found, i)} for result, i in zip(results, order, strict=True)]
 
     def identify_faces(self, faces: list[np.ndarray], k: int = 5, fmr: float = DEFAULT_FMR) -> list[dict]:
         """:meth:`identify` for a batch of aligned faces, one result each."""
@@ -195,25 +248,28 @@ class Recognizer:
         return self.search(embeddings, k, fmr)[0]
 
     def search(
-        self, embeddings: np.ndarray, k: int = 5, fmr: float = DEFAULT_FMR, boxes=None
+        self, embeddings: np.ndarray, k: int = 5, fmr: float = DEFAULT_FMR, faces: list[dict] | None = None
     ) -> tuple[list[dict], int]:
         """The open-set decision for each embedding against the gallery, and the gallery's size: the
-        k best subjects, and the best one if it scores above the threshold at ``fmr`` (else unknown)."""
+        k best subjects, and the best one if it scores above the threshold at ``fmr`` (else unknown).
+        ``faces``: each embedding's face fields (:func:`face_fields`), put into its answer."""
         gallery = self._require_gallery()
         threshold = self.threshold(fmr)
         size, found = len(gallery), gallery.search(embeddings, k)
-        boxes = boxes if boxes is not None else [None] * len(found)
-        return [self.decision(c, threshold, fmr, box) for c, box in zip(found, boxes, strict=True)], size
+        faces = faces if faces is not None else [face_fields(None)] * len(found)
+        return [self.decision(c, threshold, fmr, face) for c, face in zip(found, faces, strict=True)], size
 
-    def decision(self, candidates: list[tuple[str, float]], threshold: float, fmr: float, box=None) -> dict:
+    def decision(
+        self, candidates: list[tuple[str, float]], threshold: float, fmr: float, face: dict | None = None
+    ) -> dict:
         """One face's answer: its candidates, and the best one if it scores above the threshold (else None)."""
         best = candidates[0] if candidates and candidates[0][1] > threshold else None
         return {
-            "box": box,
+            **(face or face_fields(None)),
             "candidates": [{"subject": s, "score": score} for s, score in candidates],
             "subject": best[0] if best else None,  # None: unknown at this FMR
             "threshold": threshold,
-            "fmr": fmr,
+            **self.decided_at(fmr),
             "model": self.model_id,
         }
 
@@ -231,14 +287,27 @@ class Recognizer:
 
     def verdict(self, score: float, fmr: float, threshold: float | None = None) -> dict:
         threshold = self.threshold(fmr) if threshold is None else threshold
-        return {"score": score, "same": score > threshold, "threshold": threshold, "fmr": fmr, "model": self.model_id}
+        return {
+            "score": score,
+            "same": score > threshold,
+            "threshold": threshold,
+            **self.decided_at(fmr),
+            "model": self.model_id,
+        }
 
     def add(
-        self, subject: str, embeddings: np.ndarray, qualities=None, metadata: dict | None = None, append: bool = False
+        self,
+        subject: str,
+        embeddings: np.ndarray,
+        qualities=None,
+        metadata: dict | None = None,
+        append: bool = False,
+        sources: list[str] | None = None,
     ) -> int:
-        """Store a subject's embeddings (all or none); returns the subject's face count."""
+        """Store a subject's embeddings (all or none), with where each came from (``sources``, e.g. the file
+        name); returns the subject's face count."""
         gallery = self._require_gallery()
-        return gallery.enroll(subject_id(subject), embeddings, qualities, None, metadata, append)
+        return gallery.enroll(subject_id(subject), embeddings, qualities, sources, metadata, append)
 
     def subject(self, subject: str) -> dict:
         """An enrolled subject's entry (name, metadata, face count)."""

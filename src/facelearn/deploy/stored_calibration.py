@@ -1,7 +1,8 @@
 """Where ``facelearn calibrate`` gets its pairs and where it keeps the result.
 
-Pairs: an LFW-style ``pairs.txt`` over aligned faces, an insightface ``.bin``, or a folder of
-identity folders (every pair of two images: same person if same folder). The calibration is
+Pairs: an LFW-style ``pairs.txt`` over aligned faces, an insightface ``.bin``, a folder of
+identity folders of aligned faces, or of ordinary photos (``photos``: each detected and aligned
+as the model will see them in use; every pair of two images: same person if same folder). The calibration is
 stored in the model itself — a ``calibration`` entry of a facelearn checkpoint, or the
 ``facelearn.calibration`` metadata of an exported ONNX file — rewritten atomically; the weights
 are left byte for byte as they were.
@@ -20,15 +21,20 @@ from .calibration import Calibration
 MAX_GALLERY_IMAGES = 20_000  # every pair of 20k images is 200M scores
 
 
-def pair_scores_for_calibration(recognizer, pairs=None, root=None, bin_path=None, gallery=None):
-    """(scores, issame, source) of the one pair source given. A model with its own alignment (dlib) embeds
-    the photos through its own detector; pairs with a photo where it finds no face are left out, and said."""
+def pair_scores_for_calibration(recognizer, pairs=None, root=None, bin_path=None, gallery=None, photos=None):
+    """(scores, issame, source) of the one pair source given. Photos (``photos``, and every source for a model
+    with its own alignment, dlib) are detected and aligned by the recognizer; pairs with a photo where no face
+    is found are left out, and said."""
     from ..data.images import fit_size, read_image
     from ..data.pairs import pairs_from_bin, pairs_from_lfw
 
-    given = [name for name, value in (("--pairs", pairs), ("--bin", bin_path), ("--gallery", gallery)) if value]
+    sources = (("--photos", photos), ("--pairs", pairs), ("--bin", bin_path), ("--gallery", gallery))
+    given = [name for name, value in sources if value]
     if len(given) != 1:
-        raise ConfigError(f"calibrate on one source: --pairs (with --root), --bin or --gallery; got {given or 'none'}")
+        raise ConfigError(
+            f"calibrate on one source: --photos (identity folders of photos), --pairs (with --root), --bin or "
+            f"--gallery (identity folders of aligned faces); got {given or 'none'}"
+        )
     if bin_path and recognizer.aligns_photos:
         raise ConfigError(
             "this model finds and aligns faces itself: calibrate it on photos (--pairs with --root, or --gallery), "
@@ -36,14 +42,15 @@ def pair_scores_for_calibration(recognizer, pairs=None, root=None, bin_path=None
         )
 
     def embed(paths: list) -> np.ndarray:
-        if recognizer.aligns_photos:
-            return recognizer.embed([read_image(path) for path in paths])
+        if recognizer.aligns_photos or photos:
+            return detected_embeddings(recognizer, paths)
         return recognizer.embed([fit_size(read_image(p), recognizer.input_size) for p in paths], aligned=True)
 
-    if gallery:
+    if gallery or photos:
         from ..eval.recognition import identity_images
 
-        people = identity_images(gallery, "gallery")
+        gallery = gallery or photos
+        people = identity_images(gallery, "photos" if photos else "gallery")
         paths = [p for images in people.values() for p in images]
         if len(paths) > MAX_GALLERY_IMAGES:
             raise DataError(f"{gallery} holds {len(paths):,} images; calibrate on at most {MAX_GALLERY_IMAGES:,}")
@@ -73,6 +80,23 @@ def pair_scores_for_calibration(recognizer, pairs=None, root=None, bin_path=None
     embeddings = recognizer.embed(faces, aligned=True)
     scores = np.einsum("ij,ij->i", embeddings[0::2], embeddings[1::2])
     return scores, pair_set.issame, f"{pairs or bin_path} ({pair_set.num_pairs:,} pairs)"
+
+
+def detected_embeddings(recognizer, paths: list, chunk: int = 32) -> np.ndarray:
+    """The largest face of each photo, detected and aligned (NaN rows where none is found), a chunk of photos
+    decoded at a time, with a progress bar on a terminal."""
+    from tqdm import tqdm
+
+    from ..data.images import read_image
+
+    if recognizer.detector is None:
+        raise ConfigError("calibrating on photos needs a face detector (--detector, --weights)")
+    rows = []
+    with tqdm(total=len(paths), desc="detect, align, embed", unit="photo", disable=None, leave=False) as bar:
+        for start in range(0, len(paths), chunk):
+            rows.append(recognizer.embed([read_image(p) for p in paths[start : start + chunk]]))
+            bar.update(len(paths[start : start + chunk]))
+    return np.concatenate(rows)
 
 
 def without_faceless(scores: np.ndarray, issame: np.ndarray, source: str):

@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, the guard, one error envelope, the page, the metrics."""
+"""The FastAPI application: routes, the guard, one error envelope, the page, the docs, the metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .. import __version__
 from ..deploy.gallery import DuplicateSubject, UnknownSubject
 from ..errors import FacelearnError
 from .bodies import describe
+from .docs import add_docs
 from .guard import Guard
 from .problems import Problem
 from .routes import router
@@ -41,6 +42,8 @@ def create_app(service: Service) -> FastAPI:
         version=__version__,
         description="Face verification, identification and enrollment at a calibrated false-match rate.",
         lifespan=lifespan,
+        docs_url=None,  # served from this machine (docs.py), never from a CDN
+        redoc_url=None,
     )
     app.state.service = service
     app.include_router(router)
@@ -87,6 +90,8 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def page():
         return HTMLResponse((resources.files("facelearn") / "serve" / "page" / "index.html").read_text())
+
+    add_docs(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics():

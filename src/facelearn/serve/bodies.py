@@ -1,11 +1,13 @@
 """A request body as (parameters, images): JSON with base64 images, or a multipart form with files.
 
-Both forms carry the same fields; image fields are bytes afterwards, the other fields are checked
-against the route's parameter model. Both share one image-count limit. Multipart files are kept in
-memory (the body is already bounded by the request limit), never spooled to a temporary file on
-disk. JSON (the body, or a form's ``metadata`` field) is refused when nested deeper than
-``MAX_DEPTH`` — before it is parsed, so no recursion limit is ever reached — or when it holds
-NaN or Infinity, which are not JSON.
+Parameters (not images) may also come as query parameters (``?k=1&fmr=0.01``), as the OpenAPI
+document says; one given both in the query and in the body, or a query parameter the route does
+not take, is refused (never silently ignored). Both forms carry the same fields; image fields are
+bytes afterwards, the other fields are checked against the route's parameter model. Both share one
+image-count limit. Multipart files are kept in memory (the body is already bounded by the request
+limit), never spooled to a temporary file on disk. JSON (the body, or a form's ``metadata`` field)
+is refused when nested deeper than ``MAX_DEPTH`` — before it is parsed, so no recursion limit is
+ever reached — or when it holds NaN or Infinity, which are not JSON.
 """
 
 from __future__ import annotations
@@ -70,11 +72,29 @@ async def read_body(
             "unsupported_media_type",
             f"send application/json (base64 images) or multipart/form-data, not {kind or 'no content type'}",
         )
+    merge_query(request, fields, images)
     try:
         parsed = params.model_validate(fields)
     except ValidationError as error:
         raise Problem(422, "invalid_request", describe(error)) from None
     return parsed, found
+
+
+def merge_query(request: Request, fields: dict, images: dict[str, bool]) -> None:
+    """The query's parameters into ``fields``: each at most once, never an image, never also in the body."""
+    for name, value in request.query_params.multi_items():
+        if name in images:
+            raise Problem(400, "path_or_url", f"{name}: send the image in the body; a query value is never opened")
+        if name in fields:
+            raise Problem(422, "invalid_request", f"{name}: given twice (in the query and in the body, or repeated)")
+        if name != "metadata":
+            fields[name] = value
+            continue
+        try:
+            fields[name] = parse_json(value, "metadata")
+        except (ValueError, UnicodeDecodeError) as error:
+            detail = f" ({error})" if "not JSON" in str(error) else ""
+            raise Problem(422, "invalid_request", f"metadata: a JSON object{detail}") from None
 
 
 def too_many(count: int, limit: int) -> Problem:

@@ -70,7 +70,7 @@ class Guard:
 
     def check_key(self, scope) -> None:
         keys = self.service.keys
-        if not keys.required or scope["path"] in OPEN_PATHS:
+        if not keys.required or scope["path"] in OPEN_PATHS or scope["path"].startswith("/docs/"):
             return
         if not keys.refresh():
             raise Problem(503, "keys_unavailable", "the API key file cannot be read; the server log says why")

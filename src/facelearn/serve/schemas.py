@@ -50,8 +50,19 @@ class FacesParams(Options):
     single: bool = False
 
 
-class EmbeddedFace(BaseModel):
-    box: list[float] | None
+class FaceFields(BaseModel):
+    """Where a face is and how it was found; all null for a face sent aligned."""
+
+    box: list[float] | None = Field(description="x1, y1, x2, y2 in the photo's pixels")
+    landmarks: list[list[float]] | None = Field(
+        description="five points (x, y) in the photo: the eyes, the nose tip, the mouth corners (each pair left to "
+        "right in the image), ArcFace's order"
+    )
+    detection_score: float | None = Field(description="the detector's confidence")
+    quality: float | None = Field(description="the face's quality score (null: not scored)")
+
+
+class EmbeddedFace(FaceFields):
     embedding: list[float]
     norm: float = Field(description="the raw embedding norm (a quality score for MagFace-trained models)")
 
@@ -63,7 +74,8 @@ class EmbedAnswer(BaseModel):
 
 class Decision(BaseModel):
     threshold: float = Field(description="the cosine threshold of the model's calibration at this FMR")
-    fmr: float
+    fmr: float | None = Field(description="the false-match rate of the decision (null: an uncalibrated threshold)")
+    calibrated: bool = Field(True, description="false: the threshold was given, not calibrated")
     model: str
 
 
@@ -71,7 +83,8 @@ class VerifyAnswer(Decision):
     score: float
     same: bool
     subject: str | None
-    boxes: list[list[float] | None]
+    boxes: list[list[float] | None] = Field(description="each compared face's box (also in faces)")
+    faces: list[FaceFields]
 
 
 class Candidate(BaseModel):
@@ -79,8 +92,7 @@ class Candidate(BaseModel):
     score: float
 
 
-class IdentifiedFace(Decision):
-    box: list[float] | None
+class IdentifiedFace(Decision, FaceFields):
     candidates: list[Candidate]
     subject: str | None = Field(description="the best candidate above the threshold, or null: unknown")
 
@@ -126,7 +138,8 @@ class Ready(BaseModel):
 
 
 def request_body(params: type[BaseModel], images: dict[str, bool], required: tuple[str, ...]) -> dict:
-    """The OpenAPI request body of a route: the same fields as JSON (base64 images) or as a multipart form."""
+    """The OpenAPI request body of a route: the same fields as JSON (base64 images) or as a multipart form; and
+    its parameters as query parameters too (``bodies.merge_query``: each in one place only)."""
     base = params.model_json_schema()
     schemas = {}
     for kind, image in (
@@ -142,4 +155,16 @@ def request_body(params: type[BaseModel], images: dict[str, bool], required: tup
         if kind == "application/json":
             schema["additionalProperties"] = False
         schemas[kind] = {"schema": schema}
-    return {"requestBody": {"required": True, "content": schemas}}
+    query = [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": {k: v for k, v in schema.items() if k != "description"},
+            "description": schema.get("description", "")
+            + (" (a JSON object)" if name == "metadata" else "")
+            + "; or in the body, not both",
+        }
+        for name, schema in base.get("properties", {}).items()
+    ]
+    return {"requestBody": {"required": True, "content": schemas}, "parameters": query}

@@ -1,4 +1,5 @@
-"""What the routes share: the settings, the model and gallery (loaded in the background), the
+"""What the routes share: the settings, the model and gallery (loaded in the background: /v1/ready is 503
+until they are; a load that fails stops ``facelearn serve`` with its reason), the
 worker pool for decoding and detection, the batcher for the model, and the metrics.
 
 Decoding and detection run in a pool of threads, the model in its own thread behind the batcher,
@@ -16,8 +17,10 @@ from functools import partial
 
 import numpy as np
 
+from ..deploy.answers import face_fields
 from ..deploy.audit import AuditLog, default_audit_path
 from ..deploy.subject_ids import lookup_id
+from ..errors import describe_os_error
 from .batcher import EmbeddingBatcher
 from .browsers import BrowserPolicy
 from .keys import KeyStore
@@ -55,6 +58,7 @@ class ServeSettings:
     header_timeout_s: float = 10.0
     max_connections: int = 1000
     audit_log: str | None = None  # default: <gallery>.audit.log
+    threshold: float | None = None  # for a model without calibration: answers say "fmr": null, "calibrated": false
 
 
 def check_aligned_shape(image: np.ndarray, name: str, size: int) -> None:
@@ -71,12 +75,17 @@ def check_aligned_shape(image: np.ndarray, name: str, size: int) -> None:
 @dataclass
 class Face:
     face: np.ndarray  # aligned, at the model's input size
-    box: list[float] | None  # in the photo; None for a face sent aligned
+    fields: dict  # box, landmarks, detection score, quality (recognizer.face_fields); None each when sent aligned
+
+    @property
+    def box(self) -> list[float] | None:
+        return self.fields["box"]
 
 
 class Service:
-    def __init__(self, settings: ServeSettings, keys: KeyStore | None = None):
-        self.settings = settings
+    def __init__(self, settings: ServeSettings, keys: KeyStore | None = None, on_load_error=None):
+        """``on_load_error(error)``: called when the model or gallery cannot be loaded."""
+        self.settings, self.on_load_error, self.loading = settings, on_load_error, None
         self.keys = keys or KeyStore(settings.keys, must_exist=True)
         self.browsers = BrowserPolicy(settings.host, settings.allowed_hosts, settings.allowed_origins)
         self.audit = AuditLog(settings.audit_log or default_audit_path(settings.gallery))
@@ -88,6 +97,12 @@ class Service:
 
     # ------------------------------------------------------------------ life
     async def start(self) -> None:
+        """Begin loading the model and gallery in the background: the server answers at once, ``/v1/ready``
+        503 until the load is done. A load that fails calls ``on_load_error`` (``facelearn serve`` stops
+        and exits non-zero with the reason)."""
+        self.loading = asyncio.create_task(self.load())
+
+    async def load(self) -> None:
         from ..deploy.gallery_files import check_gallery_writable
         from ..deploy.recognizer import Recognizer
 
@@ -95,20 +110,28 @@ class Service:
         try:
             await asyncio.to_thread(check_gallery_writable, s.gallery)  # else ready, then every write a 500
             recognizer = await asyncio.to_thread(
-                Recognizer.load, s.model, s.architecture, s.gallery, s.store, s.index, s.detector, s.weights, s.backend
+                partial(
+                    Recognizer.load,
+                    s.model, s.architecture, s.gallery, s.store, s.index, s.detector, s.weights, s.backend,
+                    threshold=s.threshold,
+                )
+            )  # fmt: skip
+            self.batcher = EmbeddingBatcher(
+                partial(self._embed_all, recognizer), s.max_batch, s.max_wait_ms, self.metrics.batch
             )
-        except Exception as error:  # the service stays up and says why it is not ready
-            self.load_error = str(error)
-            log.error("facelearn serve: cannot load the model or gallery: %s", error)
+            await self.batcher.start()
+        except Exception as error:  # the reason goes to the log and the operator, never to a caller
+            self.load_error = describe_os_error(error) if isinstance(error, OSError) else str(error)
+            log.error("facelearn serve: cannot load the model or gallery: %s", self.load_error)
+            if self.on_load_error is not None:
+                self.on_load_error(error)
             return
-        self.batcher = EmbeddingBatcher(
-            partial(self._embed_all, recognizer), s.max_batch, s.max_wait_ms, self.metrics.batch
-        )
-        await self.batcher.start()
         self.recognizer = recognizer
         log.info("facelearn serve: ready (model %s, gallery %s)", recognizer.model_id, s.gallery)
 
     async def stop(self) -> None:
+        if self.loading is not None and not self.loading.done():
+            self.loading.cancel()  # a load still under way: its thread finishes on its own, unused
         if self.batcher is not None:
             await self.batcher.stop()
         if self.recognizer is not None and self.recognizer.gallery is not None:
@@ -161,16 +184,16 @@ class Service:
         image = await self.in_pool(decode_upload, data, name, self.settings.limits)
         if aligned:
             check_aligned_shape(image, name, recognizer.input_size)
-            return [Face(await self.in_pool(recognizer.check_aligned, image), None)]
+            return [Face(await self.in_pool(recognizer.check_aligned, image), face_fields(None))]
         if recognizer.detector is None:
             raise Problem(
                 422, "invalid_request", "this service has no face detector: send aligned faces (aligned=true)"
             )
         aligned_faces, found = await self.in_pool(recognizer.aligned_faces, image)
-        if not aligned_faces:
+        if not aligned_faces:  # as NoFaceFound in Python: a question about a photo without a face is an error
             raise Problem(422, "no_face", f"{name}: no face found")
         order = np.argsort(-found.areas(), kind="stable")  # largest first, as enrollment chooses
-        return [Face(aligned_faces[i], [round(float(v), 1) for v in found.boxes[i]]) for i in order]
+        return [Face(aligned_faces[i], face_fields(found, i)) for i in order]
 
     async def one_face(self, data: bytes, name: str, aligned: bool, single: bool) -> Face:
         faces = await self.faces(data, name, aligned)
@@ -204,7 +227,7 @@ class Service:
     async def embedded(self, faces: list[Face]) -> dict:
         embeddings, norms = await self.embed(faces)
         rows = zip(faces, embeddings, norms, strict=True)
-        faces = [{"box": f.box, "embedding": e.tolist(), "norm": float(n)} for f, e, n in rows]
+        faces = [{**f.fields, "embedding": e.tolist(), "norm": float(n)} for f, e, n in rows]
         return {"model": self.require().model_id, "faces": faces}
 
     async def verify(self, uploads: list[tuple[str, bytes]], params) -> dict:
@@ -218,13 +241,14 @@ class Service:
         else:
             subject = lookup_id(params.subject)
             verdict = await self.in_pool(recognizer.compare_with_subject, embeddings[0], subject, fmr)
-        return {**verdict, "subject": params.subject, "boxes": [f.box for f in faces]}
+        boxes, fields = [f.box for f in faces], [f.fields for f in faces]
+        return {**verdict, "subject": params.subject, "boxes": boxes, "faces": fields}
 
     async def identify(self, faces: list[Face], k: int, fmr: float | None) -> tuple[list[dict], int]:
         recognizer, fmr = self.require(), self.fmr(fmr)
         recognizer.threshold(fmr)
         embeddings, _ = await self.embed(faces)
-        return await self.in_pool(recognizer.search, embeddings, k, fmr, [f.box for f in faces])
+        return await self.in_pool(recognizer.search, embeddings, k, fmr, [f.fields for f in faces])
 
     async def enroll(self, subject: str, images: list[bytes], params, metadata: dict | None, append: bool) -> dict:
         """The largest face of each photo into the gallery; photos without a face are listed, not enrolled."""

@@ -72,6 +72,11 @@ class GalleryStore(ABC):
         """The ``source`` of every enrolled face that has one (what a rerun of bulk enroll skips)."""
         raise GalleryError(f"{type(self).__name__} cannot list where its faces came from: bulk enroll needs it")
 
+    def faces_of(self, subject: str) -> list[dict]:
+        """A subject's faces in the order they were added: ``[{"source", "quality"}]`` (None where the store
+        kept none). Raises :class:`UnknownSubject`."""
+        raise GalleryError(f"{type(self).__name__} cannot list a subject's faces")
+
     @abstractmethod
     def delete(self, subject: str) -> int:
         """Remove a subject and every embedding of it; returns the faces removed. Raises :class:`UnknownSubject`."""

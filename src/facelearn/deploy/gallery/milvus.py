@@ -157,6 +157,15 @@ class MilvusGallery(GalleryStore):
             found.setdefault(name, {"subject": name, "metadata": row["metadata"], "faces": 0})["faces"] += 1
         return [found[name] for name in sorted(found)]
 
+    def faces_of(self, subject: str) -> list[dict]:
+        fields = ["id", "source"] if self.has_sources else ["id"]
+        with self.lock:
+            rows = self.client.query(self.collection, filter=f"subject == {quoted(subject)}", output_fields=fields)
+        if not rows:
+            raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.uri}")
+        rows = sorted(rows, key=lambda row: row["id"])  # Milvus keeps no quality
+        return [{"source": row.get("source") or None, "quality": None} for row in rows]
+
     def search(
         self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None
     ) -> list[list[tuple[str, float]]]:

@@ -228,6 +228,16 @@ class SQLiteGallery(GalleryStore):
         with self.lock:
             return {row[0] for row in self.db.execute("SELECT source FROM faces WHERE source IS NOT NULL")}
 
+    def faces_of(self, subject: str) -> list[dict]:
+        with self.lock:
+            found = self.db.execute("SELECT id FROM subjects WHERE name = ?", (subject,)).fetchone()
+            if found is None:
+                raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.path}")
+            rows = self.db.execute(
+                "SELECT source, quality FROM faces WHERE subject_id = ? ORDER BY id", (found[0],)
+            ).fetchall()
+        return [{"source": source, "quality": quality} for source, quality in rows]
+
     def delete(self, subject: str) -> int:
         """Remove a subject and every embedding of it; returns how many faces were removed."""
         with self.lock:
