@@ -4,6 +4,8 @@
     recognizer.enroll("alice", ["alice1.jpg", "alice2.jpg"])
     recognizer.identify("visitor.jpg")                  # candidates, or "unknown" below the FMR threshold
     recognizer.verify(photo_a, photo_b, fmr=1e-3)       # score, decision, threshold, FMR, model
+    recognizer.faces("alice")                           # [{"face_id": "3", "quality": 21.0, "source": None}, …]
+    recognizer.delete_face("alice", "3")                # one bad photo out; the last face takes the subject
 
 An image is a path, encoded bytes, a PIL image or an (H, W, 3) uint8 array, RGB unless
 ``channel_order="bgr"`` (what ``cv2.imread`` returns): :func:`facelearn.deploy.inputs.as_rgb`.
@@ -26,7 +28,7 @@ from ..align import align_face, build_detector, choose_face
 from ..data.images import fit_size
 from ..errors import DataError
 from .calibration import DEFAULT_FMR, Calibration
-from .gallery import UnknownSubject, open_gallery
+from .gallery import UnknownSubject, face_number, open_gallery
 from .inputs import as_rgb
 from .loading import load_embedder
 from .subject_ids import lookup_id, subject_id
@@ -264,3 +266,23 @@ class Recognizer:
         removed = gallery.delete(subject)
         erased = gallery.checkpoint()
         return {"deleted": subject, "faces": removed, "erased": erased, "erasure": gallery.erasure}
+
+    def faces(self, subject: str) -> list[dict]:
+        """A subject's faces, in the order enrolled: ``[{"face_id", "quality", "source"}]``."""
+        return self._require_gallery().faces(lookup_id(subject))
+
+    def delete_face(self, subject: str, face_id: str | int) -> dict:
+        """Remove one face of a subject, erased from the store's files as :meth:`erase` does. Its last face
+        takes the subject with it (name and metadata): ``subject_deleted`` says so, ``faces`` is what is left."""
+        gallery = self._require_gallery()
+        subject, face = lookup_id(subject), str(face_number(face_id))
+        left = gallery.delete_face(subject, face)
+        erased = gallery.checkpoint()
+        return {
+            "subject": subject,
+            "deleted_face": face,
+            "faces": left,
+            "subject_deleted": left == 0,
+            "erased": erased,
+            "erasure": gallery.erasure,
+        }
