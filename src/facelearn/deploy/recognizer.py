@@ -28,7 +28,7 @@ from ..align import align_face, build_detector, choose_face
 from ..data.images import fit_size
 from ..errors import DataError
 from .calibration import DEFAULT_FMR, Calibration
-from .gallery import UnknownSubject, face_number, open_gallery
+from .gallery import UnknownSubject, open_gallery
 from .inputs import as_rgb
 from .loading import load_embedder
 from .subject_ids import lookup_id, subject_id
@@ -274,15 +274,4 @@ class Recognizer:
     def delete_face(self, subject: str, face_id: str | int) -> dict:
         """Remove one face of a subject, erased from the store's files as :meth:`erase` does. Its last face
         takes the subject with it (name and metadata): ``subject_deleted`` says so, ``faces`` is what is left."""
-        gallery = self._require_gallery()
-        subject, face = lookup_id(subject), str(face_number(face_id))
-        left = gallery.delete_face(subject, face)
-        erased = gallery.checkpoint()
-        return {
-            "subject": subject,
-            "deleted_face": face,
-            "faces": left,
-            "subject_deleted": left == 0,
-            "erased": erased,
-            "erasure": gallery.erasure,
-        }
+        return self._require_gallery().erase_face(lookup_id(subject), face_id)

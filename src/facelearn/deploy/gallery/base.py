@@ -105,6 +105,21 @@ class GalleryStore(ABC):
         the subject is deleted too. Raises :class:`UnknownSubject`, or :class:`UnknownFace` for an id that is
         not one of the subject's faces."""
 
+    def erase_face(self, subject: str, face_id: str | int) -> dict:
+        """:meth:`delete_face`, then :meth:`checkpoint`: the answer the API, the CLI and Python give
+        (``faces`` left, ``subject_deleted``, and ``erased``/``erasure`` as for a deleted subject)."""
+        face = str(face_number(face_id))
+        left = self.delete_face(subject, face)
+        erased = self.checkpoint()
+        return {
+            "subject": subject,
+            "deleted_face": face,
+            "faces": left,
+            "subject_deleted": left == 0,
+            "erased": erased,
+            "erasure": self.erasure,
+        }
+
     @abstractmethod
     def checkpoint(self) -> bool:
         """Make deletes final in the store's files (no copy of a deleted embedding left behind) without
