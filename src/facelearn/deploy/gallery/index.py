@@ -151,7 +151,7 @@ class ExactIndex(SubjectIndex):
         self._compact(keep)
 
     def memory_bytes(self) -> int:
-        return self.rows * (self.dim * 4 + 8 + 1)
+        return self.rows * (self.dim * 4 + 8 + 8 + 1)  # vector, subject, face id, alive
 
     def _best_faces(self, queries, m, usable):
         vectors = self.vectors[: self.rows]
@@ -206,7 +206,7 @@ class FaissIndex(SubjectIndex):
         self._compact(keep)
 
     def memory_bytes(self) -> int:
-        return len(self.faiss.serialize_index(self.index)) + self.rows * 9
+        return len(self.faiss.serialize_index(self.index)) + self.rows * 17
 
     def _best_faces(self, queries, m, usable):
         faiss = self.faiss
