@@ -219,7 +219,9 @@ def test_the_camera_takes_a_photo_to_identify_or_enroll_and_is_hidden_without_on
     assert browser.find_element(By.ID, "identify-result").text == f"camera-1.jpg taken ({width}×{height}); not sent yet"
     assert browser.find_element(By.ID, "camera").is_displayed() is False  # closed after the photo to identify
     sent = result_of(browser, "identify-go", "identify-result")
-    assert sent == "no_face: image: no face found"  # the photo reached the service and was decoded: a test pattern
+    # the photo reached the service and was decoded: Chromium's moving test pattern holds no face, though the
+    # detector now and then takes a frame of it for one
+    assert sent == "no_face: image: no face found" or sent.startswith("face 1: "), sent
 
     browser.find_element(By.ID, "enroll-camera").click()
     WebDriverWait(browser, 30).until(
