@@ -98,6 +98,13 @@ def reset_peak_memory(pid: int) -> None:
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium (Debian's chromium + chromium-driver) driven by Selenium."""
+    session = start_chromium()
+    yield session
+    session.quit()
+
+
+def start_chromium(*arguments: str):
+    """A headless Chromium session, with more command-line ``arguments`` (a fake camera, say)."""
     need("selenium", "dev")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service as DriverService
@@ -107,11 +114,9 @@ def browser():
         skip_unless_allowed("no browser: apt-get install chromium chromium-driver (.ci/run installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *arguments):
         options.add_argument(argument)
-    session = webdriver.Chrome(service=DriverService(executable_path=driver), options=options)
-    yield session
-    session.quit()
+    return webdriver.Chrome(service=DriverService(executable_path=driver), options=options)
 
 
 def log_size(served) -> int:

@@ -301,12 +301,12 @@ def print_enrolled(args: argparse.Namespace, results: list[dict], subjects) -> N
         )
 
 
-def audit(args: argparse.Namespace, action: str, subject: str, faces: int) -> None:
+def audit(args: argparse.Namespace, action: str, subject: str, faces: int, **details) -> None:
     """One record of a gallery change in the audit log (deploy/audit.py): the local user, via the CLI."""
     from ..deploy.audit import AuditLog, default_audit_path, local_user
 
     path = args.audit_log or default_audit_path(args.gallery)
-    AuditLog(path).record(action, subject, faces, local_user(), args.gallery, via="cli")
+    AuditLog(path).record(action, subject, faces, local_user(), args.gallery, via="cli", **details)
 
 
 def enroll_from_embeddings(args: argparse.Namespace) -> None:
@@ -450,7 +450,7 @@ def command_gallery(args: argparse.Namespace) -> None:
     from ..deploy.subject_ids import lookup_id
 
     check_gallery_exists(args.gallery)
-    if args.action == "delete":
+    if args.action in ("delete", "delete-face"):
         check_gallery_writable(args.gallery)
     with gallery_errors(args.gallery):
         gallery_command(args, open_gallery(args.gallery, None, None, args.store), lookup_id)
@@ -459,19 +459,21 @@ def command_gallery(args: argparse.Namespace) -> None:
 def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
     if args.action == "list" and args.subject:  # one subject's faces: where each came from, its quality
         subject = lookup_id(args.subject)
-        faces = gallery.faces_of(subject)
+        faces = gallery.faces(subject)
         if args.json:
             print(json.dumps({"subject": subject, "faces": faces}))
             return
         print(f"{subject}: {len(faces)} faces")
-        for number, face in enumerate(faces, start=1):
+        for face in faces:  # the id is what facelearn gallery delete-face takes
             quality = "-" if face["quality"] is None else f"{face['quality']:.3f}"
-            print(f"  {number}\tquality {quality}\t{face['source'] or '(source not recorded)'}")
+            print(f"  face {face['face_id']}\tquality {quality}\t{face['source'] or '(source not recorded)'}")
         return
     if args.action == "list":
         subjects = gallery.subjects()
         print(json.dumps(subjects) if args.json else "\n".join(f"{s['subject']}\t{s['faces']} faces" for s in subjects))
         return
+    if args.action == "delete-face":
+        return delete_face(args, gallery, lookup_id)
     if not args.subject:
         raise ConfigError("facelearn gallery delete needs the SUBJECT to delete")
     subject = lookup_id(args.subject)
@@ -484,6 +486,23 @@ def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
         if args.json
         else f"facelearn: deleted {subject!r} and its {removed} faces from {args.gallery}"
         + ("" if erased else f"; erasure from the files {gallery.erasure}")
+    )
+    gallery.close()
+
+
+def delete_face(args: argparse.Namespace, gallery, lookup_id) -> None:
+    """``facelearn gallery delete-face GALLERY SUBJECT FACE_ID``: one face out (its last takes the subject)."""
+    if not (args.subject and args.face_id):
+        raise ConfigError("facelearn gallery delete-face needs the SUBJECT and the FACE_ID of the face to delete")
+    answer = gallery.erase_face(lookup_id(args.subject), args.face_id)
+    subject, face, left = answer["subject"], answer["deleted_face"], answer["faces"]
+    audit(args, "delete_face", subject, 1, face=face, subject_deleted=answer["subject_deleted"])
+    what = f"{left} faces left" if left else "it was the last, so the subject is deleted too"
+    print(
+        json.dumps(answer)
+        if args.json
+        else f"facelearn: deleted face {face} of {subject!r} from {args.gallery}: {what}"
+        + ("" if answer["erased"] else f"; erasure from the files {answer['erasure']}")
     )
     gallery.close()
 
@@ -579,11 +598,12 @@ def add_commands(commands) -> None:
     verify.set_defaults(func=command_verify)
 
     gallery = commands.add_parser(
-        "gallery", help="list a gallery's subjects (or one subject's faces), or delete one (every embedding)"
+        "gallery", help="list a gallery's subjects (or one subject's faces), delete one (every embedding), or one face"
     )
-    gallery.add_argument("action", choices=["list", "delete"])
+    gallery.add_argument("action", choices=["list", "delete", "delete-face"])
     gallery.add_argument("gallery")
     gallery.add_argument("subject", nargs="?", help="list: this subject's faces; delete: the subject to delete")
+    gallery.add_argument("face_id", nargs="?", help="delete-face: the id of the face to delete")
     gallery.add_argument("--json", action="store_true")
     gallery.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
     gallery.add_argument("--store", choices=STORES.names(), help="default: Milvus for a URI, else SQLite")

@@ -7,8 +7,9 @@ beside an SQLite gallery (``--audit-log`` elsewhere), mode 0600::
     {"time": "2026-12-04T03:12:09.513Z", "action": "enroll", "subject": "alice", "faces": 5,
      "who": "key:frontdesk", "via": "api", "client": "127.0.0.1", "gallery": "people.db"}
 
-* ``action``: ``enroll`` (a new subject), ``add`` (faces added) or ``delete``; ``faces``: the faces
-  the call enrolled, added or removed.
+* ``action``: ``enroll`` (a new subject), ``add`` (faces added), ``delete`` or ``delete_face`` (one
+  face, named by ``face``, its id; ``subject_deleted: true`` when it was the subject's last face and
+  the subject went with it); ``faces``: the faces the call enrolled, added or removed.
 * ``who``: ``key:NAME`` (the API key's name), ``local:USER`` (the CLI's user), or ``anonymous``
   (a service without keys, on loopback); ``via``: ``api`` or ``cli``; ``client``: the caller's
   address (api).
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
-ACTIONS = ("enroll", "add", "delete")
+ACTIONS = ("enroll", "add", "delete", "delete_face")
 
 
 def default_audit_path(gallery: str | Path) -> Path:
@@ -53,7 +54,7 @@ class AuditLog:
         self.path, self.max_bytes, self.keep = Path(path), max_bytes, keep
 
     def record(self, action: str, subject: str, faces: int, who: str, gallery: str | Path, **where: str) -> dict:
-        """Append one record (``where``: ``via``, ``client``); returns it."""
+        """Append one record (``where``: ``via``, ``client``, ``face``, ``subject_deleted``); returns it."""
         if action not in ACTIONS:
             raise ValueError(f"an audit action is one of {ACTIONS}, not {action!r}")
         now = time.time()
@@ -63,7 +64,7 @@ class AuditLog:
             "subject": subject,
             "faces": int(faces),
             "who": who,
-            **{k: str(v) for k, v in where.items() if v is not None},
+            **{k: v if isinstance(v, bool) else str(v) for k, v in where.items() if v is not None},
             "gallery": str(gallery),
         }
         line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()

@@ -4,6 +4,8 @@
     recognizer.enroll("alice", ["alice1.jpg", "alice2.jpg"])
     recognizer.identify("visitor.jpg")                  # candidates, or "unknown" below the FMR threshold
     recognizer.verify(photo_a, photo_b, fmr=1e-3)       # score, decision, threshold, FMR, model
+    recognizer.faces("alice")                           # [{"face_id": "3", "quality": 21.0, "source": None}, …]
+    recognizer.delete_face("alice", "3")                # one bad photo out; the last face takes the subject
 
 An image is a path, encoded bytes, a PIL image or an (H, W, 3) uint8 array, RGB unless
 ``channel_order="bgr"`` (what ``cv2.imread`` returns): :func:`facelearn.deploy.inputs.as_rgb`.
@@ -333,3 +335,12 @@ class Recognizer:
         removed = gallery.delete(subject)
         erased = gallery.checkpoint()
         return {"deleted": subject, "faces": removed, "erased": erased, "erasure": gallery.erasure}
+
+    def faces(self, subject: str) -> list[dict]:
+        """A subject's faces, in the order enrolled: ``[{"face_id", "quality", "source"}]``."""
+        return self._require_gallery().faces(lookup_id(subject))
+
+    def delete_face(self, subject: str, face_id: str | int) -> dict:
+        """Remove one face of a subject, erased from the store's files as :meth:`erase` does. Its last face
+        takes the subject with it (name and metadata): ``subject_deleted`` says so, ``faces`` is what is left."""
+        return self._require_gallery().erase_face(lookup_id(subject), face_id)

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from ..deploy.gallery import DuplicateSubject, UnknownSubject
+from ..deploy.gallery import DuplicateSubject, UnknownFace, UnknownSubject
 from ..errors import FacelearnError
 from .bodies import describe
 from .docs import add_docs
@@ -56,6 +56,10 @@ def create_app(service: Service) -> FastAPI:
     @app.exception_handler(UnknownSubject)
     async def on_unknown_subject(_: Request, error: UnknownSubject):
         return problem_response(Problem(404, "unknown_subject", str(error)))
+
+    @app.exception_handler(UnknownFace)
+    async def on_unknown_face(_: Request, error: UnknownFace):
+        return problem_response(Problem(404, "unknown_face", f"{error} (GET /v1/subjects/{{id}}/faces lists them)"))
 
     @app.exception_handler(DuplicateSubject)
     async def on_duplicate_subject(_: Request, error: DuplicateSubject):

@@ -150,6 +150,25 @@ async def delete_subject(request: Request, subject: str, service: Service = SERV
     return answer
 
 
+@endpoint("GET", "/subjects/{subject}/faces", s.FaceList, errors=(404,))
+async def list_faces(subject: str, service: Service = SERVICE):
+    """A subject's faces in the order enrolled: each one's id (to delete it), quality and source."""
+    subject = lookup_id(subject)
+    return {"subject": subject, "faces": await service.enrolled_faces(subject)}
+
+
+@endpoint("DELETE", "/subjects/{subject}/faces/{face_id}", s.FaceDeleted, errors=(404,))
+async def delete_face(request: Request, subject: str, face_id: str, service: Service = SERVICE):
+    """Remove one face (a bad photo) of a subject, erased as a deleted subject is. Its last face takes the
+    subject with it (name and metadata): ``subject_deleted`` says so."""
+    answer = await service.delete_face(subject, face_id)
+    gone = answer["subject_deleted"]
+    await service.record(
+        request, "delete_face", answer["subject"], 1, face=answer["deleted_face"], subject_deleted=gone
+    )
+    return answer
+
+
 @router.get("/health", response_model=s.Health)
 async def health():
     """Liveness: the process answers."""

@@ -118,6 +118,26 @@ class Enrolled(BaseModel):
     no_face: list[int] = Field(description="indices of the images in which no face was found (not enrolled)")
 
 
+class EnrolledFace(BaseModel):
+    face_id: str = Field(description="the face's id (text): stable while it is enrolled, never given to another face")
+    quality: float | None = Field(description="the quality the store kept for the face (null: none kept)")
+    source: str | None = Field(description="where the face came from, where the store kept it (bulk enroll)")
+
+
+class FaceList(BaseModel):
+    subject: str
+    faces: list[EnrolledFace] = Field(description="in the order enrolled")
+
+
+class FaceDeleted(BaseModel):
+    subject: str
+    deleted_face: str
+    faces: int = Field(description="the subject's faces left")
+    subject_deleted: bool = Field(description="true: it was the subject's last face; the subject is deleted with it")
+    erased: bool  # as for a deleted subject
+    erasure: str
+
+
 class Deleted(BaseModel):
     deleted: str
     faces: int

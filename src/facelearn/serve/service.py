@@ -205,14 +205,25 @@ class Service:
             )
         return faces[0]
 
-    async def record(self, request, action: str, subject: str, faces: int) -> None:
-        """One audit record of a gallery change: the key's name (or anonymous), the caller's address."""
+    async def record(self, request, action: str, subject: str, faces: int, **details) -> None:
+        """One audit record of a gallery change: the key's name (or anonymous), the caller's address, and
+        ``details`` (a face's id)."""
         key = request.scope.get("facelearn.key")
         who = f"key:{key}" if key else "anonymous"
         client = request.client.host if request.client else None
         try:
             await self.in_pool(
-                partial(self.audit.record, action, subject, faces, who, self.settings.gallery, via="api", client=client)
+                partial(
+                    self.audit.record,
+                    action,
+                    subject,
+                    faces,
+                    who,
+                    self.settings.gallery,
+                    via="api",
+                    client=client,
+                    **details,
+                )  # fmt: skip
             )
         except OSError as error:  # the change is made; say loudly that its record is missing
             log.error("facelearn serve: AUDIT RECORD NOT WRITTEN (%s %s, %d faces): %s", action, subject, faces, error)
@@ -280,6 +291,12 @@ class Service:
 
     async def delete(self, subject: str) -> dict:
         return await self.write(self.require().erase, subject)
+
+    async def enrolled_faces(self, subject: str) -> list[dict]:
+        return await self.in_pool(self.require().faces, subject)
+
+    async def delete_face(self, subject: str, face_id: str) -> dict:
+        return await self.write(self.require().delete_face, subject, face_id)
 
     async def ready(self) -> dict:
         recognizer = self.require()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...registry import Registry
-from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownSubject
+from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownFace, UnknownSubject, face_number
 
 STORES: Registry[GalleryStore] = Registry("gallery store")
 URI_PREFIXES = {"milvus": ("http://", "https://", "tcp://")}  # a location that names its store
@@ -33,4 +33,14 @@ def open_gallery(
 
 from . import milvus, sqlite  # noqa: E402,F401  (register the stores)
 
-__all__ = ["STORES", "DuplicateSubject", "GalleryError", "GalleryStore", "UnknownSubject", "open_gallery", "store_for"]
+__all__ = [
+    "STORES",
+    "DuplicateSubject",
+    "GalleryError",
+    "GalleryStore",
+    "UnknownFace",
+    "UnknownSubject",
+    "face_number",
+    "open_gallery",
+    "store_for",
+]

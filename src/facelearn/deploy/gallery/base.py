@@ -1,7 +1,13 @@
 """What every gallery store does, and the errors it raises: the contract the Recognizer and the service use.
 
 A store keeps subjects (a name, metadata, and the embeddings of their faces) made by one model, and
-answers searches: per query, the best subjects, each scoring its best face. A new store is one file
+answers searches: per query, the best subjects, each scoring its best face.
+
+Every face has an id, a string that names it for as long as it is enrolled and is never given to
+another face afterwards (SQLite: the face's row number, never reused; Milvus: its primary key — a
+64-bit number, too large for a JavaScript number, hence text). A subject is its faces: deleting its
+last face deletes the subject, its name and metadata with it (Milvus could not keep a subject
+without a face, and a name left behind is personal data nobody asked to keep). A new store is one file
 with a subclass registered in :data:`facelearn.deploy.gallery.STORES` and one test.
 """
 
@@ -24,6 +30,18 @@ class DuplicateSubject(GalleryError):
 
 class UnknownSubject(GalleryError):
     """A subject that is not in the gallery."""
+
+
+class UnknownFace(GalleryError):
+    """A face id that is not one of the subject's faces."""
+
+
+def face_number(face_id: str | int) -> int:
+    """A face id as the number the stores keep, or :class:`UnknownFace` for text that names no face."""
+    text = str(face_id).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise UnknownFace(f"{str(face_id)[:40]!r} is not a face id (a face id is a number, as listed with the faces)")
+    return int(text)
 
 
 class GalleryStore(ABC):
@@ -72,14 +90,35 @@ class GalleryStore(ABC):
         """The ``source`` of every enrolled face that has one (what a rerun of bulk enroll skips)."""
         raise GalleryError(f"{type(self).__name__} cannot list where its faces came from: bulk enroll needs it")
 
-    def faces_of(self, subject: str) -> list[dict]:
-        """A subject's faces in the order they were added: ``[{"source", "quality"}]`` (None where the store
-        kept none). Raises :class:`UnknownSubject`."""
-        raise GalleryError(f"{type(self).__name__} cannot list a subject's faces")
-
     @abstractmethod
     def delete(self, subject: str) -> int:
         """Remove a subject and every embedding of it; returns the faces removed. Raises :class:`UnknownSubject`."""
+
+    @abstractmethod
+    def faces(self, subject: str) -> list[dict]:
+        """``[{"face_id", "quality", "source"}]`` of a subject's faces in the order enrolled (quality and
+        source None where the store has none). Raises :class:`UnknownSubject`."""
+
+    @abstractmethod
+    def delete_face(self, subject: str, face_id: str) -> int:
+        """Remove one face of a subject; returns the faces it has left — 0: the subject was its last face, and
+        the subject is deleted too. Raises :class:`UnknownSubject`, or :class:`UnknownFace` for an id that is
+        not one of the subject's faces."""
+
+    def erase_face(self, subject: str, face_id: str | int) -> dict:
+        """:meth:`delete_face`, then :meth:`checkpoint`: the answer the API, the CLI and Python give
+        (``faces`` left, ``subject_deleted``, and ``erased``/``erasure`` as for a deleted subject)."""
+        face = str(face_number(face_id))
+        left = self.delete_face(subject, face)
+        erased = self.checkpoint()
+        return {
+            "subject": subject,
+            "deleted_face": face,
+            "faces": left,
+            "subject_deleted": left == 0,
+            "erased": erased,
+            "erasure": self.erasure,
+        }
 
     @abstractmethod
     def checkpoint(self) -> bool:

@@ -1,4 +1,4 @@
-"""In-memory face indexes: unit rows, each with its subject; search returns the best subjects.
+"""In-memory face indexes: unit rows, each with its subject and face id; search returns the best subjects.
 
 A subject scores its best face, so the top-k subjects come from the best faces in descending
 order (the first face of each new subject): an index only has to give its m best faces per
@@ -10,6 +10,9 @@ query, and m grows (×4) only when those hold fewer than k subjects.
   float16 codes, 1 KB a 512-d face), ``"HNSW32"`` or ``"IVF1024,Flat"`` (approximate). Deleted
   faces are removed (flat and IVF codes) or masked out of every search (HNSW, which cannot remove;
   the gallery rebuilds it when reopened).
+
+A subject is removed with all its rows (:meth:`~SubjectIndex.remove`), one face by its id
+(:meth:`~SubjectIndex.remove_face`); the gallery's face ids are given with the rows (−1: none).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class SubjectIndex:
         self.dim = dim
         self.rows = 0
         self.subject_of_row = np.empty(0, np.int64)
+        self.face_of_row = np.empty(0, np.int64)  # the gallery's face id of each row, −1 when not given
         self.alive = np.empty(0, bool)
         self.names: list[str] = []  # subject number → name
         self.numbers: dict[str, int] = {}
@@ -42,13 +46,17 @@ class SubjectIndex:
             raise DataError("embeddings must be finite and non-zero (a NaN or empty embedding was given)")
         return embeddings / norms
 
-    def _append_subjects(self, subjects: list[str]) -> None:
+    def _append_subjects(self, subjects: list[str], face_ids=None) -> None:
         for name in subjects:
             if name not in self.numbers:
                 self.numbers[name] = len(self.names)
                 self.names.append(name)
         numbers = np.array([self.numbers[n] for n in subjects], np.int64)
         self.subject_of_row = np.concatenate([self.subject_of_row[: self.rows], numbers])
+        ids = np.full(len(subjects), -1, np.int64) if face_ids is None else np.asarray(face_ids, np.int64)
+        if len(ids) != len(subjects):
+            raise DataError(f"{len(ids)} face ids for {len(subjects)} faces")
+        self.face_of_row = np.concatenate([self.face_of_row[: self.rows], ids])
         self.alive = np.concatenate([self.alive[: self.rows], np.ones(len(subjects), bool)])
         self.rows += len(subjects)
 
@@ -64,16 +72,28 @@ class SubjectIndex:
     def subject_names(self) -> list[str]:
         return list(self.numbers)
 
-    def _forget(self, subject: str, keep: np.ndarray | None) -> None:
-        """Drop the subject; ``keep``: the rows that stay (compaction), or None to mask its rows dead."""
-        if keep is None:
-            self.alive[self.rows_of(subject)] = False
-        else:
-            kept = int(keep.sum())
-            self.subject_of_row[:kept] = self.subject_of_row[: self.rows][keep]
-            self.alive[:kept] = self.alive[: self.rows][keep]
-            self.rows = kept
+    def remove(self, subject: str) -> None:
+        """Every row of the subject, and the subject."""
+        if subject not in self.numbers:
+            return
+        self._remove_rows(self.rows_of(subject))
         del self.numbers[subject]
+
+    def remove_face(self, face_id: int) -> None:
+        """The row of one face (its subject stays, with its other faces)."""
+        rows = np.flatnonzero((self.face_of_row[: self.rows] == face_id) & self.alive[: self.rows])
+        if len(rows):
+            self._remove_rows(rows)
+
+    def _remove_rows(self, rows: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _compact(self, keep: np.ndarray) -> None:
+        """Keep only the rows ``keep`` marks, in order."""
+        kept = int(keep.sum())
+        for per_row in (self.subject_of_row, self.face_of_row, self.alive):
+            per_row[:kept] = per_row[: self.rows][keep]
+        self.rows = kept
 
     def search(self, queries: np.ndarray, k: int = 5, allowed: set[str] | None = None) -> list[list[tuple[str, float]]]:
         queries = self.check(queries)
@@ -112,7 +132,7 @@ class ExactIndex(SubjectIndex):
         super().__init__(dim)
         self.vectors = np.empty((0, dim), np.float32)
 
-    def add(self, subjects: list[str], embeddings: np.ndarray) -> None:
+    def add(self, subjects: list[str], embeddings: np.ndarray, face_ids=None) -> None:
         embeddings = self.check(embeddings) if len(subjects) else np.empty((0, self.dim), np.float32)
         start = self.rows
         if start + len(embeddings) > len(self.vectors):  # grow by doubling: amortised O(1) per face
@@ -120,20 +140,18 @@ class ExactIndex(SubjectIndex):
             grown[:start] = self.vectors[:start]
             self.vectors = grown
         self.vectors[start : start + len(embeddings)] = embeddings
-        self._append_subjects(subjects)
+        self._append_subjects(subjects, face_ids)
 
-    def remove(self, subject: str) -> None:
-        if subject not in self.numbers:
-            return
+    def _remove_rows(self, rows: np.ndarray) -> None:
         keep = np.ones(self.rows, bool)
-        keep[self.rows_of(subject)] = False
-        kept, rows = int(keep.sum()), self.rows
-        self.vectors[:kept] = self.vectors[:rows][keep]
-        self.vectors[kept:rows] = 0  # no copy of a deleted face stays in memory
-        self._forget(subject, keep)
+        keep[rows] = False
+        kept, count = int(keep.sum()), self.rows
+        self.vectors[:kept] = self.vectors[:count][keep]
+        self.vectors[kept:count] = 0  # no copy of a deleted face stays in memory
+        self._compact(keep)
 
     def memory_bytes(self) -> int:
-        return self.rows * (self.dim * 4 + 8 + 1)
+        return self.rows * (self.dim * 4 + 8 + 8 + 1)  # vector, subject, face id, alive
 
     def _best_faces(self, queries, m, usable):
         vectors = self.vectors[: self.rows]
@@ -169,29 +187,26 @@ class FaissIndex(SubjectIndex):
         if not self.index.is_trained:
             self.index.train(self.check(sample))
 
-    def add(self, subjects: list[str], embeddings: np.ndarray) -> None:
+    def add(self, subjects: list[str], embeddings: np.ndarray, face_ids=None) -> None:
         if not len(subjects):
             return
         embeddings = self.check(embeddings)
         if not self.index.is_trained:
             raise DataError(f"index {self.kind!r} must be trained on a sample before faces are added")
         self.index.add(embeddings)
-        self._append_subjects(subjects)
+        self._append_subjects(subjects, face_ids)
 
-    def remove(self, subject: str) -> None:
-        if subject not in self.numbers:
-            return
-        rows = self.rows_of(subject)
+    def _remove_rows(self, rows: np.ndarray) -> None:
         if not self.removable:
-            self._forget(subject, None)  # masked out of every search until the gallery is reopened
+            self.alive[rows] = False  # masked out of every search until the gallery is reopened
             return
         self.index.remove_ids(self.faiss.IDSelectorBatch(rows.astype(np.int64)))
         keep = np.ones(self.rows, bool)
         keep[rows] = False
-        self._forget(subject, keep)
+        self._compact(keep)
 
     def memory_bytes(self) -> int:
-        return len(self.faiss.serialize_index(self.index)) + self.rows * 9
+        return len(self.faiss.serialize_index(self.index)) + self.rows * 17
 
     def _best_faces(self, queries, m, usable):
         faiss = self.faiss

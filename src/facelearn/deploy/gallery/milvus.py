@@ -5,7 +5,9 @@ file; ``MilvusGallery("http://milvus:19530", …)`` talks to a Milvus server or 
 collection per model, named after the model's identity (``facelearn_<model id>``): a gallery
 that holds another model's collection is refused, naming it. A subject's faces go in one insert
 (all or none); search groups faces by subject (a subject scores its best face); delete removes
-every face of the subject. Same interface as :class:`SQLiteGallery`.
+every face of the subject. A face's id is its row's primary key (Milvus makes it, unique for the
+collection's life, in every collection since the first); a subject exists while it has a face.
+Qualities are not kept. Same interface as :class:`SQLiteGallery`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 import numpy as np
 
 from . import STORES
-from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownSubject
+from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownFace, UnknownSubject, face_number
 from .index import ExactIndex  # only its input check
 
 MAX_SUBJECT = 512
@@ -137,6 +139,28 @@ class MilvusGallery(GalleryStore):
             self.client.delete(self.collection, filter=f"subject == {quoted(subject)}")
             return len(faces)
 
+    def faces(self, subject: str) -> list[dict]:
+        fields = ["id", "source"] if self.has_sources else ["id"]
+        with self.lock:
+            rows = self.client.query(self.collection, filter=f"subject == {quoted(subject)}", output_fields=fields)
+        if not rows:
+            raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.uri}")
+        return [
+            {"face_id": str(row["id"]), "quality": None, "source": row.get("source") or None}
+            for row in sorted(rows, key=lambda row: row["id"])
+        ]
+
+    def delete_face(self, subject: str, face_id: str) -> int:
+        face = face_number(face_id)
+        with self.lock:
+            faces = [row["id"] for row in self._faces(subject)]
+            if not faces:
+                raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.uri}")
+            if face not in faces:
+                raise UnknownFace(f"face {face} is not one of the faces of {subject!r} in {self.uri}")
+            self.client.delete(self.collection, ids=[face])
+            return len(faces) - 1
+
     def checkpoint(self) -> bool:
         """Flush what was written; Milvus drops deleted rows from its segments when it compacts them, on
         its own schedule, so the erasure is never known to be done here."""
@@ -156,15 +180,6 @@ class MilvusGallery(GalleryStore):
             name = row["subject"]
             found.setdefault(name, {"subject": name, "metadata": row["metadata"], "faces": 0})["faces"] += 1
         return [found[name] for name in sorted(found)]
-
-    def faces_of(self, subject: str) -> list[dict]:
-        fields = ["id", "source"] if self.has_sources else ["id"]
-        with self.lock:
-            rows = self.client.query(self.collection, filter=f"subject == {quoted(subject)}", output_fields=fields)
-        if not rows:
-            raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.uri}")
-        rows = sorted(rows, key=lambda row: row["id"])  # Milvus keeps no quality
-        return [{"source": row.get("source") or None, "quality": None} for row in rows]
 
     def search(
         self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None

@@ -4,7 +4,11 @@
   embeddings, and the identity of the model that made them. A gallery opened with another model
   (or embedding size) is refused with both names.
 * Enroll is one transaction: all faces of a call or none (a kill mid-enroll leaves no half subject).
-* Delete removes the subject and every embedding in one transaction; ``secure_delete`` overwrites
+* A face's id is its row number (``faces.id``), which galleries made before ids were shown already
+  have. New faces get numbers past both the largest in the table and the last one given (kept in
+  ``meta`` as ``last_face_id``), so a deleted face's id is never given to another face; a gallery
+  made before that key existed may have given out again the ids of faces deleted then.
+* Delete removes the subject (or one face) and its embeddings in one transaction; ``secure_delete`` overwrites
   the freed pages, and :meth:`checkpoint` folds the WAL into the file and truncates it, after which
   the vectors' bytes are nowhere in the database files.
 * The commit and the erasure are separate steps. A write commits without waiting for readers (WAL);
@@ -28,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import STORES
-from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownSubject
+from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownFace, UnknownSubject, face_number
 from .index import build_index
 
 log = logging.getLogger("facelearn.gallery")
@@ -107,18 +111,27 @@ class SQLiteGallery(GalleryStore):
         if version == self.version:
             return
         rows = self.db.execute(
-            "SELECT s.name, f.embedding FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY s.id, f.id"
+            "SELECT s.name, f.id, f.embedding FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY s.id, f.id"
         ).fetchall()
         subjects = self.db.execute("SELECT name, metadata FROM subjects").fetchall()
         self.metadata = {name: json.loads(meta) for name, meta in subjects}
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), self.dim)
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim)
         self.index = build_index(self.dim, self.index_kind)
-        self.index.add([r[0] for r in rows], vectors)
+        self.index.add([r[0] for r in rows], vectors, [r[1] for r in rows])
         self.version = version
 
     def _data_version(self) -> int:
         """Changes when *another* connection commits (never for this one's own commits)."""
         return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _new_face_ids(self, count: int) -> list[int]:
+        """Ids for ``count`` new faces (inside a write transaction): past every id in the table and every id
+        given before, so that a deleted face's id never names another face."""
+        largest = self.db.execute("SELECT coalesce(max(id), 0) FROM faces").fetchone()[0]
+        given = self.db.execute("SELECT value FROM meta WHERE key = 'last_face_id'").fetchone()
+        first = max(largest, int(given[0]) if given else 0) + 1
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('last_face_id', ?)", (str(first + count - 1),))
+        return list(range(first, first + count))
 
     def _after_write(self, update) -> None:
         """Apply this connection's own change to the index, or rebuild if someone else also wrote."""
@@ -156,11 +169,12 @@ class SQLiteGallery(GalleryStore):
                         "INSERT INTO subjects (name, metadata) VALUES (?, ?)", (subject, json.dumps(metadata or {}))
                     )
                     row = (cursor.lastrowid,)
+                ids = self._new_face_ids(len(embeddings))
                 self.db.executemany(
-                    "INSERT INTO faces (subject_id, embedding, quality, source) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO faces (id, subject_id, embedding, quality, source) VALUES (?, ?, ?, ?, ?)",
                     [
-                        (row[0], e.astype(np.float32).tobytes(), q, s)
-                        for e, q, s in zip(embeddings, qualities, sources, strict=True)
+                        (i, row[0], e.astype(np.float32).tobytes(), q, s)
+                        for i, e, q, s in zip(ids, embeddings, qualities, sources, strict=True)
                     ],
                 )
                 self.db.execute("COMMIT")
@@ -170,7 +184,7 @@ class SQLiteGallery(GalleryStore):
                 raise
 
             def update():
-                self.index.add([subject] * len(embeddings), embeddings)
+                self.index.add([subject] * len(embeddings), embeddings, ids)
                 self.metadata.setdefault(subject, metadata or {})
 
             self._after_write(update)
@@ -203,11 +217,12 @@ class SQLiteGallery(GalleryStore):
                             "INSERT INTO subjects (name, metadata) VALUES (?, '{}')", (name,)
                         ).lastrowid
                     )
+                ids = self._new_face_ids(len(embeddings))
                 self.db.executemany(
-                    "INSERT INTO faces (subject_id, embedding, quality, source) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO faces (id, subject_id, embedding, quality, source) VALUES (?, ?, ?, ?, ?)",
                     [
-                        (numbers[n], e.tobytes(), q, s)
-                        for n, e, q, s in zip(subjects, embeddings, qualities, sources, strict=True)
+                        (i, numbers[n], e.tobytes(), q, s)
+                        for i, n, e, q, s in zip(ids, subjects, embeddings, qualities, sources, strict=True)
                     ],
                 )
                 self.db.execute("COMMIT")
@@ -217,7 +232,7 @@ class SQLiteGallery(GalleryStore):
                 raise
 
             def update():
-                self.index.add(list(subjects), embeddings)
+                self.index.add(list(subjects), embeddings, ids)
                 for name in numbers:
                     self.metadata.setdefault(name, {})
 
@@ -227,16 +242,6 @@ class SQLiteGallery(GalleryStore):
     def sources(self) -> set[str]:
         with self.lock:
             return {row[0] for row in self.db.execute("SELECT source FROM faces WHERE source IS NOT NULL")}
-
-    def faces_of(self, subject: str) -> list[dict]:
-        with self.lock:
-            found = self.db.execute("SELECT id FROM subjects WHERE name = ?", (subject,)).fetchone()
-            if found is None:
-                raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.path}")
-            rows = self.db.execute(
-                "SELECT source, quality FROM faces WHERE subject_id = ? ORDER BY id", (found[0],)
-            ).fetchall()
-        return [{"source": source, "quality": quality} for source, quality in rows]
 
     def delete(self, subject: str) -> int:
         """Remove a subject and every embedding of it; returns how many faces were removed."""
@@ -255,6 +260,42 @@ class SQLiteGallery(GalleryStore):
 
             self._after_write(update)
             return removed
+
+    def faces(self, subject: str) -> list[dict]:
+        with self.lock:
+            number = self._subject_number(subject)
+            rows = self.db.execute(
+                "SELECT id, quality, source FROM faces WHERE subject_id = ? ORDER BY id", (number,)
+            ).fetchall()
+        return [{"face_id": str(i), "quality": quality, "source": source} for i, quality, source in rows]
+
+    def _subject_number(self, subject: str) -> int:
+        row = self.db.execute("SELECT id FROM subjects WHERE name = ?", (subject,)).fetchone()
+        if row is None:
+            raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.path}")
+        return row[0]
+
+    def delete_face(self, subject: str, face_id: str) -> int:
+        """Remove one face (and the subject with its last face) in one transaction; returns the faces left."""
+        face = face_number(face_id)
+        with self.lock:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                number = self._subject_number(subject)
+                if not self.db.execute("DELETE FROM faces WHERE id = ? AND subject_id = ?", (face, number)).rowcount:
+                    raise UnknownFace(f"face {face} is not one of the faces of {subject!r} in {self.path}")
+                left = self.db.execute("SELECT count(*) FROM faces WHERE subject_id = ?", (number,)).fetchone()[0]
+                if not left:
+                    self.db.execute("DELETE FROM subjects WHERE id = ?", (number,))
+
+            def update():
+                self.index.remove_face(face)
+                if not left:
+                    self.index.remove(subject)
+                    self.metadata.pop(subject, None)
+
+            self._after_write(update)
+            return left
 
     def checkpoint(self) -> bool:
         """Fold the WAL into the database file and truncate it (after a delete: no copy left behind), without
