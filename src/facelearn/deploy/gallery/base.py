@@ -1,7 +1,10 @@
 """What every gallery store does, and the errors it raises: the contract the Recognizer and the service use.
 
 A store keeps subjects (a name, metadata, and the embeddings of their faces) made by one model, and
-answers searches: per query, the best subjects, each scoring its best face. A new store is one file
+answers searches: per query, the best subjects, each scoring its best face (``fusion="best"``) or
+its template, the quality-weighted mean of its faces (``fusion="mean"``, :mod:`facelearn.deploy.fusion`).
+It also keeps the gallery's identification calibration (thresholds at named FPIRs for its size:
+:mod:`facelearn.deploy.open_set`), since that depends on the gallery and not only on the model. A new store is one file
 with a subclass registered in :data:`facelearn.deploy.gallery.STORES` and one test.
 """
 
@@ -93,10 +96,25 @@ class GalleryStore(ABC):
 
     @abstractmethod
     def search(
-        self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 5,
+        where: dict | None = None,
+        subject: str | None = None,
+        fusion: str = "best",
     ) -> list[list[tuple[str, float]]]:
         """Per query the ``k`` best ``(subject, score)``, optionally only subjects whose metadata has every
-        ``where`` key with that value, or only ``subject``."""
+        ``where`` key with that value, or only ``subject``; a subject scores its best face (``fusion="best"``)
+        or its template (``"mean"``)."""
+
+    def identification_calibration(self) -> dict | None:
+        """The stored identification calibration (:class:`facelearn.deploy.open_set.OpenSetCalibration`'s
+        dict), or None."""
+        return None
+
+    def store_identification_calibration(self, calibration: dict) -> None:
+        """Replace the stored identification calibration, in one write."""
+        raise GalleryError(f"{type(self).__name__} cannot keep an identification calibration")
 
     @abstractmethod
     def __len__(self) -> int:

@@ -15,6 +15,11 @@
 * The index (a float32 matrix, rows grouped by subject) is rebuilt on open and whenever another
   connection has changed the file (``PRAGMA data_version``), so several processes can share one
   gallery without searching stale data. Searches never re-read the database.
+* Beside it, one template per subject (:mod:`facelearn.deploy.fusion`), derived from the faces and
+  updated with them, in memory only: a deleted subject's template goes with its faces.
+* The identification calibration is a row of the ``meta`` table: in the gallery's own file, so it is
+  written in one transaction, copied and backed up with the people it was measured on, and never
+  read for a gallery it was not measured on.
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fusion import Template, check_fusion
 from . import STORES
 from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownSubject
-from .index import build_index
+from .index import ExactIndex, build_index
 
 log = logging.getLogger("facelearn.gallery")
+CALIBRATION_KEY = "identification_calibration"
 BUSY_TIMEOUT_S = 30  # how long a write waits for another connection's write
 ERASE_RETRY_S = 1.0  # how often a pending erasure is tried again while a reader holds an older snapshot
 ERASURE_PENDING = (
@@ -75,6 +82,8 @@ class SQLiteGallery(GalleryStore):
         self.erasure_pending, self.retry, self.closed = False, None, False
         self._claim_model()
         self.index = build_index(self.dim, index)
+        self.templates: dict[str, Template] = {}
+        self.template_index = ExactIndex(self.dim)
         self.version = None
         self._refresh()
         wal = Path(f"{self.path}-wal")
@@ -107,14 +116,37 @@ class SQLiteGallery(GalleryStore):
         if version == self.version:
             return
         rows = self.db.execute(
-            "SELECT s.name, f.embedding FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY s.id, f.id"
+            "SELECT s.name, f.embedding, f.quality FROM faces f JOIN subjects s ON s.id = f.subject_id "
+            "ORDER BY s.id, f.id"
         ).fetchall()
         subjects = self.db.execute("SELECT name, metadata FROM subjects").fetchall()
         self.metadata = {name: json.loads(meta) for name, meta in subjects}
         vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), self.dim)
         self.index = build_index(self.dim, self.index_kind)
         self.index.add([r[0] for r in rows], vectors)
+        self.templates, self.template_index = {}, ExactIndex(self.dim)
+        starts = [i for i in range(len(rows)) if i == 0 or rows[i][0] != rows[i - 1][0]]  # rows come by subject
+        for start, end in zip(starts, starts[1:] + [len(rows)], strict=False):  # none: no rows
+            self.templates[rows[start][0]] = Template.of(vectors[start:end], [r[2] for r in rows[start:end]])
+        self._index_templates(list(self.templates))
         self.version = version
+
+    def _index_templates(self, names: list[str]) -> None:
+        """Put the templates of ``names`` (new or changed) into the template index."""
+        for name in names:
+            self.template_index.remove(name)
+        if names:
+            self.template_index.add(names, np.stack([self.templates[n].vector for n in names]))
+
+    def _extend_templates(self, subjects: list[str], embeddings: np.ndarray, qualities: list) -> None:
+        rows: dict[str, list[int]] = {}
+        for row, name in enumerate(subjects):
+            rows.setdefault(name, []).append(row)
+        for name, taken in rows.items():
+            faces, weights = embeddings[taken], [qualities[i] for i in taken]
+            known = self.templates.get(name)
+            self.templates[name] = known.extended(faces, weights) if known else Template.of(faces, weights)
+        self._index_templates(list(rows))
 
     def _data_version(self) -> int:
         """Changes when *another* connection commits (never for this one's own commits)."""
@@ -171,6 +203,7 @@ class SQLiteGallery(GalleryStore):
 
             def update():
                 self.index.add([subject] * len(embeddings), embeddings)
+                self._extend_templates([subject] * len(embeddings), embeddings, qualities)
                 self.metadata.setdefault(subject, metadata or {})
 
             self._after_write(update)
@@ -218,6 +251,7 @@ class SQLiteGallery(GalleryStore):
 
             def update():
                 self.index.add(list(subjects), embeddings)
+                self._extend_templates(list(subjects), embeddings, qualities)
                 for name in numbers:
                     self.metadata.setdefault(name, {})
 
@@ -241,6 +275,8 @@ class SQLiteGallery(GalleryStore):
 
             def update():
                 self.index.remove(subject)
+                self.template_index.remove(subject)
+                self.templates.pop(subject, None)
                 self.metadata.pop(subject, None)
 
             self._after_write(update)
@@ -289,10 +325,17 @@ class SQLiteGallery(GalleryStore):
         return [{"subject": name, "metadata": json.loads(meta), "faces": count} for name, meta, count in rows]
 
     def search(
-        self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 5,
+        where: dict | None = None,
+        subject: str | None = None,
+        fusion: str = "best",
     ) -> list[list[tuple[str, float]]]:
-        """Per query, the ``k`` best subjects (a subject scores its best face), optionally only those whose
-        metadata has every ``where`` key with that value, or only ``subject``."""
+        """Per query, the ``k`` best subjects (a subject scores its best face, or its template with
+        ``fusion="mean"``), optionally only those whose metadata has every ``where`` key with that value,
+        or only ``subject``."""
+        check_fusion(fusion)
         with self.lock:
             self._refresh()
             allowed = None  # metadata is kept in memory with the index: no database read per search
@@ -300,12 +343,24 @@ class SQLiteGallery(GalleryStore):
                 allowed = {n for n, m in self.metadata.items() if all(m.get(a) == b for a, b in where.items())}
             if subject is not None:
                 allowed = {subject} & (allowed if allowed is not None else set(self.metadata))
-            return self.index.search(queries, k, allowed)
+            index = self.template_index if fusion == "mean" else self.index
+            return index.search(queries, k, allowed)
 
     def __len__(self) -> int:
         with self.lock:
             self._refresh()
             return len(self.index.subject_names())
+
+    def identification_calibration(self) -> dict | None:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (CALIBRATION_KEY,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def store_identification_calibration(self, calibration: dict) -> None:
+        with self.lock:
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (CALIBRATION_KEY, json.dumps(calibration))
+            )
 
     def close(self) -> None:
         with self.lock:
