@@ -1,4 +1,5 @@
-"""The deployment commands: export, calibrate, enroll, identify, verify, gallery. Parse → library call → print."""
+"""The deployment commands: export, calibrate, enroll, verify, gallery (identify: identification.py). Parse →
+library call → print."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..deploy.gallery import STORES
 from ..errors import ConfigError, DataError
+from . import identification
 from .options import DETECTOR_HELP
 
 MODEL_HELP = (
@@ -239,28 +241,6 @@ def enroll_from_embeddings(args: argparse.Namespace) -> None:
     )
 
 
-def command_identify(args: argparse.Namespace) -> None:
-    from ..deploy.gallery_files import check_gallery_exists, gallery_errors
-
-    photo = read_photos([args.photo])[0]
-    recognizer = open_recognizer(args, gallery=False)
-    recognizer.threshold(args.fmr)  # a model without calibration says so first
-    check_gallery_exists(args.gallery)  # never create an empty gallery that answers "unknown" to everyone
-    with gallery_errors(args.gallery):
-        recognizer.open_gallery(args.gallery, getattr(args, "store", None), getattr(args, "index", "exact"))
-        results = recognizer.identify(photo, k=args.k, fmr=args.fmr, aligned=args.aligned)
-    if args.json:
-        print(json.dumps(results))
-        return
-    if not results:
-        print(f"facelearn: no face found in {args.photo}")
-    for number, face in enumerate(results, start=1):
-        decision = face["subject"] if face["subject"] is not None else "unknown"
-        print(f"face {number}: {decision}  (threshold {face['threshold']:.4f} at FMR {face['fmr']:g})")
-        for candidate in face["candidates"]:
-            print(f"  {candidate['subject']:<30} {candidate['score']:.4f}")
-
-
 def command_verify(args: argparse.Namespace) -> None:
     recognizer = open_recognizer(args, gallery=False)
     first, second = read_photos([args.photo_a, args.photo_b])
@@ -371,12 +351,7 @@ def add_commands(commands) -> None:
     add_model_options(enroll, fmr=False, model_required=False)
     enroll.set_defaults(func=command_enroll)
 
-    identify = commands.add_parser("identify", help="who is in this photo (open set: unknown below the threshold)")
-    identify.add_argument("gallery")
-    identify.add_argument("photo")
-    identify.add_argument("-k", type=int, default=5, help="candidates per face (default 5)")
-    add_model_options(identify)
-    identify.set_defaults(func=command_identify)
+    identification.add_commands(commands, add_model_options)
 
     verify = commands.add_parser("verify", help="same person or not, at a false-match rate")
     verify.add_argument("photo_a")
