@@ -148,7 +148,7 @@ def calibrated_gallery(
         test_faces = np.stack([p[1] for name in test_people for p in people[name]])
         try:
             recognizer.calibrate_identification_embeddings(
-                calibration_faces, len(calibration_people), (1e-2, 1e-3), fusion
+                calibration_faces, len(calibration_people), (1e-2, 1e-3), fusion, f"{what}: calibration strangers"
             )
             strict_error = None
         except UnsupportedFPIR as error:
@@ -187,7 +187,8 @@ def calibrated_gallery(
     }
     print(
         f"{what:<34} {fusion:<5} N={size:>5}  threshold {point['threshold']:.4f}  calibration FPIR "
-        f"{point['realised_fpir']:.4f} [{low:.4f}, {high:.4f}]  held-out FPIR {realised:.4f} ({alarms}/{len(test_faces)})"
+        f"{point['realised_fpir']:.4f} [{low:.4f}, {high:.4f}]  held-out FPIR {realised:.4f} "
+        f"({alarms}/{len(test_faces)})"
         f"  {'within' if row['within_interval'] else 'OUTSIDE'}  TPIR {100 * (row['tpir'] or 0):.1f}%"
     )
     return row
