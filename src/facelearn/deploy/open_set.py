@@ -92,6 +92,34 @@ class OpenSetCalibration:
         return cls(**data)
 
 
+def held_out_interval(alarms: int, searches: int, held_out: int, level: float = 0.95) -> tuple[float, float]:
+    """Where the FPIR realised on ``held_out`` new non-mated searches should fall (central ``level`` interval),
+    for a threshold that ``alarms`` of ``searches`` calibration searches exceeded.
+
+    The threshold is the (k+1)-th best of n scores, so its true FPIR is Beta(k+1, n−k) distributed, and the
+    alarms among m new searches beta-binomial(m, k+1, n−k): both the calibration's and the held-out
+    sample's uncertainty (searches taken as independent)."""
+    a, b = alarms + 1, searches - alarms
+    log_beta = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    x = np.arange(held_out + 1)
+    log_pmf = np.array(
+        [
+            math.lgamma(held_out + 1)
+            - math.lgamma(i + 1)
+            - math.lgamma(held_out - i + 1)
+            + math.lgamma(i + a)
+            + math.lgamma(held_out - i + b)
+            - math.lgamma(held_out + a + b)
+            - log_beta
+            for i in x
+        ]
+    )
+    cdf = np.cumsum(np.exp(log_pmf))
+    tail = (1 - level) / 2
+    low, high = int(np.searchsorted(cdf, tail)), int(np.searchsorted(cdf, 1 - tail))
+    return low / held_out, min(high, held_out) / held_out
+
+
 def unsupported_message(fpirs, searches: int, people: int, source: str) -> str:
     needs = "; ".join(f"FPIR {fpir:g} needs at least {searches_needed(fpir):,}" for fpir in fpirs)
     return (
