@@ -128,3 +128,21 @@ def test_the_calibration_is_kept_in_the_gallery_itself(tmp_path, store):
     reopened = open_gallery(path, "m", DIM, store)
     assert reopened.identification_calibration()["points"][0]["threshold"] == calibration.points[0]["threshold"]
     reopened.close()
+
+
+def test_the_held_out_interval_covers_new_strangers_as_often_as_it_says():
+    """Simulated strangers: a threshold set on 1,000 searches at FPIR 1e-2, then 700 new searches. The
+    held-out FPIR falls in the predicted 95 % interval about 95 % of the time (the interval is discrete,
+    so a little more); the calibration's own Wilson interval, which ignores the new sample's noise, less."""
+    from facelearn.deploy.open_set import held_out_interval
+
+    rng, trials, inside, inside_wilson = np.random.default_rng(0), 400, 0, 0
+    low, high = held_out_interval(10, 1000, 700)
+    wilson_low, wilson_high = wilson_interval(10, 1000)
+    for _ in range(trials):
+        threshold = np.sort(rng.normal(size=1000))[::-1][10]
+        realised = np.mean(rng.normal(size=700) > threshold)
+        inside += low <= realised <= high
+        inside_wilson += wilson_low <= realised <= wilson_high
+    assert 0.92 <= inside / trials <= 0.995
+    assert inside_wilson < inside
