@@ -33,6 +33,7 @@ MAX_SOURCE = 2048
 MAX_SETTING = 65_535
 TEMPLATES, SETTINGS = "__templates", "__settings"  # suffixes of the collections beside the faces
 CALIBRATION_KEY = "identification_calibration"
+UPSERT_ROWS = 500
 
 
 def quoted(value: str) -> str:
@@ -132,17 +133,22 @@ class MilvusGallery(GalleryStore):
                 faces.setdefault(row["subject"], []).append(row["embedding"])
                 metadata.setdefault(row["subject"], row["metadata"])
         pages.close()
-        for subject, embeddings in faces.items():
-            self._put_template(subject, Template.of(np.asarray(embeddings, np.float32)), metadata[subject])
+        templates = {subject: Template.of(np.asarray(rows, np.float32)) for subject, rows in faces.items()}
+        self._put_templates(templates, metadata)
 
-    def _put_template(self, subject: str, template: Template, metadata: dict | None) -> None:
-        row = {
-            "subject": subject,
-            "embedding": template.vector.tolist(),
-            "metadata": metadata or {},
-            "state": template.to_dict(),
-        }
-        self.client.upsert(self.templates, [row])
+    def _put_templates(self, templates: dict[str, Template], metadata: dict[str, dict]) -> None:
+        """Upserted in requests of :data:`UPSERT_ROWS`."""
+        rows = [
+            {
+                "subject": subject,
+                "embedding": template.vector.tolist(),
+                "metadata": metadata.get(subject) or {},
+                "state": template.to_dict(),
+            }
+            for subject, template in templates.items()
+        ]
+        for start in range(0, len(rows), UPSERT_ROWS):  # a template's state is two vectors of JSON: keep requests small
+            self.client.upsert(self.templates, rows[start : start + UPSERT_ROWS])
 
     def _extend_templates(self, subjects: list[str], embeddings: np.ndarray, qualities, metadata=None) -> None:
         rows: dict[str, list[int]] = {}
@@ -153,13 +159,15 @@ class MilvusGallery(GalleryStore):
             self.templates, filter=f"subject in [{names}]", output_fields=["subject", "state", "metadata"]
         )
         known = {row["subject"]: row for row in stored}
+        templates, metadatas = {}, {}
         for name, taken in rows.items():
             faces, weights = embeddings[taken], [qualities[i] for i in taken] if qualities else None
             if name in known:
-                template = Template.from_dict(known[name]["state"]).extended(faces, weights)
-                self._put_template(name, template, known[name]["metadata"])
+                templates[name] = Template.from_dict(known[name]["state"]).extended(faces, weights)
+                metadatas[name] = known[name]["metadata"]
             else:
-                self._put_template(name, Template.of(faces, weights), metadata)
+                templates[name], metadatas[name] = Template.of(faces, weights), metadata
+        self._put_templates(templates, metadatas)
 
     def _row(self, subject: str, embedding: np.ndarray, metadata: dict | None, source: str | None) -> dict:
         row = {"subject": subject, "embedding": embedding.tolist(), "metadata": metadata or {}}
