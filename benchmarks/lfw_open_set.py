@@ -120,9 +120,13 @@ def lfw_identification_protocol(people: dict, runs: Path) -> tuple[list[str], li
     if not test.is_dir():
         return None
     names = sorted(p.name for p in test.iterdir())
-    several = [name for name in names if len(people.get(name, [])) >= 2]
+    several = [name for name in names if len(list((test / name).iterdir())) >= 2]  # photos, as that script counts
     enrolled = several[0::2]
-    return enrolled, [name for name in names if name not in set(enrolled) and name in people]
+    faceless = [name for name in enrolled if name not in people]  # dlib found no face in any of their photos
+    if faceless:
+        print(f"{len(faceless)} of the {len(enrolled)} enrolled have no photo with a dlib face: left out")
+    others = [name for name in names if name not in set(enrolled) and name in people]
+    return [name for name in enrolled if name in people], others
 
 
 def calibrated_gallery(
