@@ -54,7 +54,8 @@ def read_faces(folder: str) -> dict[str, list[tuple[str, np.ndarray, float]]]:
     """person → [(photo key, unit embedding, quality)] in photo-key order, one face a photo (the central one)."""
     import pyarrow.dataset as ds
 
-    table = ds.dataset(folder, format="parquet").to_table(
+    shards = [str(path) for path in sorted(Path(folder).glob("part-*.parquet"))]
+    table = ds.dataset(shards, format="parquet").to_table(
         columns=["photo_key", "subject", "status", "box", "quality", "embedding"]
     )
     rows = table.filter(ds.field("status") == "ok").to_pydict()
