@@ -8,12 +8,15 @@ import json
 from ..errors import ConfigError
 
 
-def open_gallery_recognizer(args: argparse.Namespace):
-    """The model, and the gallery opened for it (never creating one: an empty gallery answers unknown to all)."""
+def open_gallery_recognizer(args: argparse.Namespace, fmr: float | None = None):
+    """The model, and the gallery opened for it (never creating one: an empty gallery answers unknown to all).
+    ``fmr``: a model without a 1:1 calibration says so first."""
     from ..deploy.gallery_files import check_gallery_exists
     from .deploy import open_recognizer
 
     recognizer = open_recognizer(args, gallery=False)
+    if fmr is not None:
+        recognizer.threshold(fmr)
     check_gallery_exists(args.gallery)
     recognizer.open_gallery(args.gallery, args.store, args.index)
     return recognizer
@@ -28,7 +31,7 @@ def command_identify(args: argparse.Namespace) -> None:
     photos = read_photos(args.photos)
     fmr = None if args.fpir is not None else args.fmr
     with gallery_errors(args.gallery):
-        recognizer = open_gallery_recognizer(args)
+        recognizer = open_gallery_recognizer(args, fmr)
         recognizer.identification_rule(fmr, args.fpir, args.fusion)  # no calibration: said before any photo is embedded
         image = photos if args.as_one_person else photos[0]
         found = recognizer.identify(
