@@ -9,8 +9,8 @@ How a subject scores against a probe (``fusion``):
 
 The weights ``qᵢ`` are the qualities stored with the faces when every face of the subject has a
 positive one, else equal weights (a weight from one scale mixed with a default would be
-arbitrary). The default is ``"mean"``, chosen by measurement: docs/deploy.md, "Several photos per
-person" (benchmarks/lfw_open_set.py).
+arbitrary). The default is ``"mean"``, chosen by measurement: docs/identification.md (on LFW-a
+with dlib, from two enrolled photos on the template is ahead on rank-1 and on TPIR at FPIR 1e-2).
 
 A template is kept as its running sums (weighted and unweighted) and face count, so a store
 updates it exactly when faces are appended, and drops it with its subject.
