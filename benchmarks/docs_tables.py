@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tables import bulk, deploy, experiments, results, speed
+from tables import bulk, deploy, experiments, open_set, results, speed
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -49,6 +49,8 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "embed_allocator": (("embed_throughput_bf16_glibc.json", "embed_throughput_bf16.json"), deploy.embed_allocator),
     "gallery_search": (("gallery_search.json",), deploy.gallery_search),
     "distractor_scaling": (("distractor_scaling.json",), deploy.distractor_scaling),
+    "enrolled_photos": (("lfw_open_set.json",), open_set.enrolled_photos),
+    "open_set_fpir": (("lfw_open_set.json",), open_set.open_set_fpir),
     "serve_load_aligned": (("serve_load.json",), deploy.serve_load_aligned),
     "serve_load_photo": (("serve_load.json",), deploy.serve_load_photo),
     "vs_arcface_torch": (("vs_arcface_torch.json",), speed.vs_arcface_torch),

@@ -153,3 +153,17 @@ def lfw_photos(root, count: int, per_person: int = 2):
             (root / person.name / photo.name).symlink_to(photo)
             made += 1
     return root
+
+
+def lfw_strangers(root, taken: set[str], count: int):
+    """One photo each of ``count`` LFW-a people (in name order) not in ``taken``, as ``root/<person>/<photo>``
+    (links): non-mated searches for a gallery that holds the people in ``taken``."""
+    from conftest import shared_path
+
+    lfw = shared_path("data", "lfw_a", "lfw")
+    people = [p for p in sorted(lfw.iterdir()) if p.is_dir() and p.name not in taken][:count]
+    for person in people:
+        (root / person.name).mkdir(parents=True)
+        photo = sorted(person.iterdir())[0]
+        (root / person.name / photo.name).symlink_to(photo)
+    return root

@@ -49,9 +49,11 @@ class EmbedOptions:
     max_bytes: int | None = None  # a larger photo file is reported as too_large (None: MAX_BYTES)
 
     def recognizer(self, detector: bool = True):
+        from ..deploy.loading import is_named_model
         from ..deploy.recognizer import Recognizer
 
-        torch_backend = self.backend == "torch" and not str(self.model).endswith(".onnx")
+        own = is_named_model(self.model) or str(self.model).endswith(".onnx")  # dlib, ONNX: no torch precision
+        torch_backend = self.backend == "torch" and not own
         return Recognizer.load(
             self.model,
             self.architecture,

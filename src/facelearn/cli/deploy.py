@@ -1,4 +1,5 @@
-"""The deployment commands: export, calibrate, enroll, identify, verify, gallery. Parse → library call → print."""
+"""The deployment commands: export, calibrate, enroll, verify, gallery (identify: identification.py). Parse →
+library call → print."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..deploy.gallery import STORES
 from ..errors import ConfigError, DataError
+from . import identification
 from .options import BACKEND_HELP, DETECTOR_HELP
 
 MODEL_HELP = (
@@ -332,25 +334,6 @@ def enroll_from_embeddings(args: argparse.Namespace) -> None:
     )
 
 
-def command_identify(args: argparse.Namespace) -> None:
-    from ..deploy.gallery_files import check_gallery_exists, gallery_errors
-    from ..deploy.photo_folders import check_photo
-
-    photos = [check_photo(photo) for photo in args.photos]  # before the model loads: a bad path fails at once
-    recognizer = open_recognizer(args, gallery=False)
-    recognizer.threshold(args.fmr)  # a model without calibration says so first
-    check_gallery_exists(args.gallery)  # never create an empty gallery that answers "unknown" to everyone
-    with gallery_errors(args.gallery), progress_bar(len(photos), "identify") as bar:
-        recognizer.open_gallery(args.gallery, getattr(args, "store", None), getattr(args, "index", "exact"))
-        unanswered = 0
-        for photo in photos:
-            answer = answer_for(photo, recognizer.identify, k=args.k, fmr=args.fmr, aligned=args.aligned)
-            print_identified(args, photo, answer)
-            unanswered += "error" in answer
-            bar.update(1)
-    check_answered(unanswered, len(photos))
-
-
 def check_answered(unanswered: int, photos: int) -> None:
     """Exit 2 when a photo had no answer (each said where its answer would be); the others were answered."""
     if unanswered:
@@ -380,22 +363,6 @@ def decided_at(answer: dict) -> str:
     if not answer.get("calibrated", True):
         return f"uncalibrated threshold {answer['threshold']:.4f}"
     return f"threshold {answer['threshold']:.4f} at FMR {answer['fmr']:g}"
-
-
-def print_identified(args: argparse.Namespace, photo: Path, result: dict) -> None:
-    if args.json:
-        body = {"faces": result["answer"]} if "answer" in result else {"error": result["error"]}
-        print(json.dumps({"photo": str(photo), **body}))
-        return
-    if "error" in result:
-        print(f"{photo}: {result['error']}")
-        return
-    print(f"{photo}:")
-    for number, face in enumerate(result["answer"], start=1):
-        decision = face["subject"] if face["subject"] is not None else "unknown"
-        print(f"  face {number}: {decision}  {describe_box(face)}; {decided_at(face)}")
-        for candidate in face["candidates"]:
-            print(f"    {candidate['subject']:<30} {candidate['score']:.4f}")
 
 
 def command_verify(args: argparse.Namespace) -> None:
@@ -583,12 +550,7 @@ def add_commands(commands) -> None:
     add_model_options(enroll, fmr=False, model_required=False)
     enroll.set_defaults(func=command_enroll)
 
-    identify = commands.add_parser("identify", help="who is in these photos (open set: unknown below the threshold)")
-    identify.add_argument("gallery")
-    identify.add_argument("photos", nargs="+", metavar="photo", help="one or more photos (one model load)")
-    identify.add_argument("-k", type=int, default=5, help="candidates per face (default 5)")
-    add_model_options(identify)
-    identify.set_defaults(func=command_identify)
+    identification.add_commands(commands, add_model_options)
 
     verify = commands.add_parser("verify", help="same person or not, at a false-match rate")
     verify.add_argument(

@@ -3,6 +3,9 @@
     recognizer = Recognizer.load("runs/lfw/mbf_detect/best.pt", gallery="people.db")
     recognizer.enroll("alice", ["alice1.jpg", "alice2.jpg"])
     recognizer.identify("visitor.jpg")                  # candidates, or "unknown" below the FMR threshold
+    recognizer.calibrate_identification(strangers)      # the gallery's thresholds at FPIR 1e-2, 1e-3 for its size
+    recognizer.identify("visitor.jpg", fpir=1e-2)       # … "unknown" at a false-positive identification rate
+    recognizer.identify(frames, as_one_person=True)     # a burst of one person: one fused probe
     recognizer.verify(photo_a, photo_b, fmr=1e-3)       # score, decision, threshold, FMR, model
     recognizer.faces("alice")                           # [{"face_id": "3", "quality": 21.0, "source": None}, …]
     recognizer.delete_face("alice", "3")                # one bad photo out; the last face takes the subject
@@ -13,14 +16,15 @@ An image is a path, encoded bytes, a PIL image or an (H, W, 3) uint8 array, RGB 
 Photos go through the same detector and :func:`facelearn.align.align_face` as training data, or
 through the model's own detector and alignment where it brings them (``Recognizer.load("dlib")``);
 faces that are already aligned at the model's input size can be passed with ``aligned=True``.
-Decisions are taken at a named false-match rate from the model's calibration, never at a bare
-cosine — except where the caller gives a model without calibration data an explicit
+Decisions are taken at a named false-match rate from the model's calibration, or at a named
+false-positive identification rate from the gallery's own (:mod:`facelearn.deploy.open_set`), never
+at a bare cosine — except where the caller gives a model without calibration data an explicit
 ``threshold``: then every answer says ``"fmr": None, "calibrated": False`` (an uncalibrated
-threshold, its error rates unknown). A photo in which no face is found is an error
-(:class:`NoFaceFound`) for ``identify`` and ``verify``, as it is over REST (422 ``no_face``);
-``enroll`` lists such photos and enrolls the rest; ``embed`` gives them NaN rows. Each face's answer
-carries its box, five landmarks, detection score and ``quality`` (None: not scored yet). Every method
-may be called from several threads at once.
+threshold, its error rates unknown). Every identification answer says which rate, fusion and
+gallery size it holds for. A photo in which no face is found is an error (:class:`NoFaceFound`) for
+``identify`` and ``verify``, as it is over REST (422 ``no_face``); ``enroll`` lists such photos and
+enrolls the rest; ``embed`` gives them NaN rows. Each face's answer carries its box, five landmarks,
+detection score and ``quality``. Every method may be called from several threads at once.
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ from ..data.images import fit_size
 from ..errors import ConfigError, DataError
 from .answers import face_fields
 from .calibration import DEFAULT_FMR, Calibration
+from .fusion import DEFAULT_FUSION, check_fusion, fuse
 from .gallery import UnknownSubject, open_gallery
 from .inputs import as_rgb
 from .loading import load_embedder
+from .open_set import FPIRS, OpenSetCalibration, UnsupportedFPIR, calibrate_open_set, check_fpirs, searches_needed
+from .open_set import unsupported_message as unsupported_fpir
 from .subject_ids import lookup_id, subject_id
 
 
@@ -229,51 +236,195 @@ class Recognizer:
         return {"subject": subject, "faces": faces, "no_face": [int(i) for i in np.flatnonzero(~usable)]}
 
     def identify(
-        self, image, k: int = 5, fmr: float = DEFAULT_FMR, aligned: bool = False, channel_order: str = "rgb"
+        self,
+        image,
+        k: int = 5,
+        fmr: float = DEFAULT_FMR,
+        aligned: bool = False,
+        channel_order: str = "rgb",
+        fpir: float | None = None,
+        fusion: str | None = None,
+        as_one_person: bool = False,
     ) -> list[dict]:
         """For every face in the photo, largest first (or the one aligned face): the k best subjects and the
-        decision — the best subject if it scores above the threshold at ``fmr``, else ``None`` (unknown) —
-        with the face's box, landmarks and detection score. :class:`NoFaceFound` when the photo has none."""
+        decision — the best subject if it scores above the threshold at ``fmr`` (or at ``fpir``, from the
+        gallery's identification calibration), else ``None`` (unknown) — with the face's box, landmarks and
+        detection score. :class:`NoFaceFound` when the photo has none.
+
+        ``as_one_person``: ``image`` is a list of images of one person (a burst, video frames); the
+        largest face of each is embedded, they are fused into one probe (:func:`facelearn.deploy.fusion.fuse`,
+        equal weights) and one answer comes back, with ``images`` (how many were used) and ``no_face``."""
+        if as_one_person:
+            return [self.identify_person(image, k, fmr, aligned, channel_order, fpir, fusion)]
         image = as_rgb(image, channel_order)
         if aligned:
-            return self.identify_faces([image], k, fmr)
+            return self.identify_faces([image], k, fmr, fpir, fusion)
         faces, found = self.aligned_faces(image)
         if not faces:
             raise NoFaceFound("no face found in the image")
         order = np.argsort(-found.areas(), kind="stable")
-        results = self.identify_faces([faces[i] for i in order], k, fmr)
+        results = self.identify_faces([faces[i] for i in order], k, fmr, fpir, fusion)
         return [{**result, **face_fields(found, i)} for result, i in zip(results, order, strict=True)]
 
-    def identify_faces(self, faces: list[np.ndarray], k: int = 5, fmr: float = DEFAULT_FMR) -> list[dict]:
+    def identify_person(self, images: list, k, fmr, aligned, channel_order, fpir, fusion) -> dict:
+        if isinstance(images, (str, Path, bytes, np.ndarray)) or not len(images):
+            raise DataError("as_one_person takes a list of images of one person (a burst, video frames)")
+        embeddings = self.embed(list(images), aligned, channel_order=channel_order)
+        usable = ~np.isnan(embeddings).any(1)
+        if not usable.any():
+            raise DataError(f"no face found in any of the {len(images)} images: nothing to identify")
+        (answer,), _ = self.search(fuse(embeddings[usable])[None], k, fmr, None, fpir, fusion)
+        return {**answer, "images": int(usable.sum()), "no_face": [int(i) for i in np.flatnonzero(~usable)]}
+
+    def identify_faces(
+        self,
+        faces: list[np.ndarray],
+        k: int = 5,
+        fmr: float = DEFAULT_FMR,
+        fpir: float | None = None,
+        fusion: str | None = None,
+    ) -> list[dict]:
         """:meth:`identify` for a batch of aligned faces, one result each."""
         embeddings = self.embed_faces([self.check_aligned(face) for face in faces], 64)[0]
-        return self.search(embeddings, k, fmr)[0]
+        return self.search(embeddings, k, fmr, None, fpir, fusion)[0]
 
     def search(
-        self, embeddings: np.ndarray, k: int = 5, fmr: float = DEFAULT_FMR, faces: list[dict] | None = None
+        self,
+        embeddings: np.ndarray,
+        k: int = 5,
+        fmr: float = DEFAULT_FMR,
+        faces: list[dict] | None = None,
+        fpir: float | None = None,
+        fusion: str | None = None,
     ) -> tuple[list[dict], int]:
         """The open-set decision for each embedding against the gallery, and the gallery's size: the
-        k best subjects, and the best one if it scores above the threshold at ``fmr`` (else unknown).
-        ``faces``: each embedding's face fields (:func:`face_fields`), put into its answer."""
-        gallery = self._require_gallery()
-        threshold = self.threshold(fmr)
-        size, found = len(gallery), gallery.search(embeddings, k)
+        k best subjects, and the best one if it scores above the threshold (at ``fpir`` when given, else
+        at ``fmr``; else unknown). ``faces``: each embedding's face fields (:func:`face_fields`), put into
+        its answer."""
+        rule = self.identification_rule(fmr, fpir, fusion)
+        found = self._require_gallery().search(embeddings, k, fusion=rule["fusion"]) if len(embeddings) else []
         faces = faces if faces is not None else [face_fields(None)] * len(found)
-        return [self.decision(c, threshold, fmr, face) for c, face in zip(found, faces, strict=True)], size
+        return [self.decision(c, rule, face) for c, face in zip(found, faces, strict=True)], rule["gallery_size"]
 
-    def decision(
-        self, candidates: list[tuple[str, float]], threshold: float, fmr: float, face: dict | None = None
-    ) -> dict:
-        """One face's answer: its candidates, and the best one if it scores above the threshold (else None)."""
-        best = candidates[0] if candidates and candidates[0][1] > threshold else None
+    def identification_rule(self, fmr: float | None, fpir: float | None, fusion: str | None) -> dict:
+        """What an identification answer's threshold holds for: ``threshold``, ``fmr`` or ``fpir``, ``fusion``,
+        ``gallery_size`` (now), ``calibrated_gallery_size`` and ``warning`` (None unless the gallery has grown
+        past what its FPIR calibration holds for)."""
+        rule = self.decision_rule(fmr, fpir, fusion)
+        rule["gallery_size"] = size = len(self._require_gallery())
+        calibration = rule.pop("calibration")
+        rule["warning"] = calibration.warning(size) if calibration else None
+        return rule
+
+    def decision_rule(self, fmr: float | None, fpir: float | None, fusion: str | None) -> dict:
+        """The threshold and what it holds for: at ``fpir`` from the gallery's identification calibration
+        (with the fusion it was measured with), else at ``fmr`` from the model's 1:1 calibration (best face:
+        that threshold was measured on pairs of single faces)."""
+        if fpir is None:
+            if check_fusion(fusion or "best") != "best":
+                raise DataError(
+                    "a fused template's scores have no 1:1 (FMR) threshold: identify at an FPIR (fpir=, after "
+                    "facelearn calibrate-gallery) or with fusion 'best'"
+                )
+            fmr = DEFAULT_FMR if fmr is None else fmr
+            return {
+                "threshold": self.threshold(fmr),
+                **self.decided_at(fmr),
+                "fpir": None,
+                "fusion": "best",
+                "calibrated_gallery_size": None,
+                "calibration": None,
+            }
+        stored = self._require_gallery().identification_calibration()
+        if stored is None:
+            raise DataError(
+                "this gallery has no identification calibration, so no threshold has a known FPIR: run facelearn "
+                "calibrate-gallery GALLERY --model MODEL --strangers DIR (photos of people who are not enrolled)"
+            )
+        calibration = OpenSetCalibration.from_dict(stored)
+        if fusion is not None and check_fusion(fusion) != calibration.fusion:
+            raise DataError(
+                f"this gallery's identification threshold was calibrated with fusion {calibration.fusion!r}: "
+                f"identify with it, or calibrate again with --fusion {fusion}"
+            )
+        return {
+            "threshold": calibration.threshold(fpir),
+            "fmr": None,
+            "calibrated": True,
+            "fpir": fpir,
+            "fusion": calibration.fusion,
+            "calibrated_gallery_size": calibration.gallery_size,
+            "calibration": calibration,
+        }
+
+    def decision(self, candidates: list[tuple[str, float]], rule: dict, face: dict | None = None) -> dict:
+        """One face's answer: its candidates, the best one if it scores above the threshold (else None), and
+        what the threshold holds for (FMR or FPIR, fusion, gallery size, and a warning when stale)."""
+        best = candidates[0] if candidates and candidates[0][1] > rule["threshold"] else None
         return {
             **(face or face_fields(None)),
             "candidates": [{"subject": s, "score": score} for s, score in candidates],
-            "subject": best[0] if best else None,  # None: unknown at this FMR
-            "threshold": threshold,
-            **self.decided_at(fmr),
+            "subject": best[0] if best else None,  # None: unknown at this FMR / FPIR
+            "threshold": rule["threshold"],
+            "fmr": rule["fmr"],
+            "calibrated": rule["calibrated"],
+            "fpir": rule["fpir"],
+            "fusion": rule["fusion"],
+            "gallery_size": rule["gallery_size"],
+            "calibrated_gallery_size": rule["calibrated_gallery_size"],
+            "warning": rule["warning"],
             "model": self.model_id,
         }
+
+    def calibrate_identification(
+        self,
+        strangers: dict[str, list],
+        fpirs=FPIRS,
+        fusion: str = DEFAULT_FUSION,
+        aligned: bool = False,
+        source: str = "",
+    ) -> OpenSetCalibration:
+        """Thresholds at ``fpirs`` for this gallery at its size, from non-mated searches: every photo of
+        ``strangers`` (name → images of people who are not enrolled) searched against it; stored in the
+        gallery. An FPIR the photos cannot support is :class:`UnsupportedFPIR`, checked before any photo is
+        embedded and again after faceless photos are left out; nothing is stored then."""
+        gallery = self._require_gallery()
+        fpirs, fusion = check_fpirs(fpirs), check_fusion(fusion)
+        source = source or f"{sum(map(len, strangers.values())):,} photos of {len(strangers):,} people"
+        count = sum(len(images) for images in strangers.values())
+        short = [fpir for fpir in fpirs if count < searches_needed(fpir)]
+        if short:
+            raise UnsupportedFPIR(unsupported_fpir(short, count, len(strangers), source))
+        enrolled = {entry["subject"] for entry in gallery.subjects()}
+        clash = sorted(name for name in strangers if lookup_id(name) in enrolled)
+        if clash:
+            raise DataError(
+                f"{len(clash)} of the strangers are enrolled (first: {clash[0]!r}): non-mated searches must be of "
+                "people not in the gallery; leave them out"
+            )
+        people = [name for name, images in strangers.items() for _ in images]
+        images = [image for listed in strangers.values() for image in listed]
+        chunks = [self.embed(images[start : start + 64], aligned) for start in range(0, len(images), 64)]
+        embeddings = np.concatenate(chunks)
+        usable = ~np.isnan(embeddings).any(1)
+        if not usable.all():
+            source += f"; {int((~usable).sum()):,} photos without a face left out"
+        searched = {people[i] for i in np.flatnonzero(usable)}
+        return self.calibrate_identification_embeddings(embeddings[usable], len(searched), fpirs, fusion, source)
+
+    def calibrate_identification_embeddings(
+        self, embeddings: np.ndarray, people: int, fpirs=FPIRS, fusion: str = DEFAULT_FUSION, source: str = ""
+    ) -> OpenSetCalibration:
+        """:meth:`calibrate_identification` from the strangers' embeddings (one search each)."""
+        gallery = self._require_gallery()
+        size = len(gallery)
+        if size == 0:
+            raise DataError("the gallery is empty: enroll people before calibrating its identification threshold")
+        found = gallery.search(embeddings, 1, fusion=check_fusion(fusion)) if len(embeddings) else []
+        best = np.array([hits[0][1] for hits in found], np.float64)
+        calibration = calibrate_open_set(best, fpirs, size, self.model_id, fusion, source, people)
+        gallery.store_identification_calibration(calibration.to_dict())
+        return calibration
 
     def compare(self, first: np.ndarray, second: np.ndarray, fmr: float = DEFAULT_FMR) -> dict:
         """Two unit embeddings: same person or not at ``fmr``."""

@@ -106,10 +106,15 @@ async def verify(body: Body = VERIFY.parsed, service: Service = SERVICE):
 @endpoint("POST", "/identify", s.IdentifyAnswer, IDENTIFY, IMAGE_ERRORS)
 async def identify(body: Body = IDENTIFY.parsed, service: Service = SERVICE):
     """Every face of a photo: the k best subjects, and the best one if it passes the threshold at the
-    FMR — else null (unknown). An empty gallery answers unknown with gallery_size 0."""
-    faces = await service.faces(body.image("image"), "image", body.params.aligned)
-    decisions, size = await service.identify(faces, body.params.k, body.params.fmr)
-    return {"faces": decisions, "gallery_size": size}
+    FMR, or at the FPIR for the gallery's size (fpir) — else null (unknown). The answer says which rate,
+    the gallery's size now and when calibrated, and warns when the gallery has outgrown its FPIR
+    threshold. An empty gallery answers unknown with gallery_size 0."""
+    p = body.params
+    if p.fmr is not None and p.fpir is not None:
+        raise Problem(422, "invalid_request", "give fmr or fpir, not both: a decision holds at one rate")
+    await service.identification_rule(p.fmr, p.fpir)  # an unsupported rate is refused before decoding
+    faces = await service.faces(body.image("image"), "image", p.aligned)
+    return await service.identify(faces, p.k, p.fmr, p.fpir)
 
 
 @endpoint("POST", "/subjects", s.Enrolled, NEW_SUBJECT, (*IMAGE_ERRORS, 409), status_code=201)

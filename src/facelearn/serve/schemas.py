@@ -38,6 +38,13 @@ class VerifyParams(Options):
 class IdentifyParams(Options):
     k: int = Field(5, ge=1, le=100, description="candidates per face")
     fmr: float | None = Fmr
+    fpir: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="decide at this false-positive identification rate, from the gallery's own calibration for "
+        "its size (facelearn calibrate-gallery) instead of the 1:1 FMR",
+    )
 
 
 class SubjectParams(Options):
@@ -74,9 +81,19 @@ class EmbedAnswer(BaseModel):
 
 class Decision(BaseModel):
     threshold: float = Field(description="the cosine threshold of the model's calibration at this FMR")
-    fmr: float | None = Field(description="the false-match rate of the decision (null: an uncalibrated threshold)")
+    fmr: float | None = Field(
+        description="the 1:1 false-match rate of the threshold (null: an uncalibrated threshold, or decided at an FPIR)"
+    )
     calibrated: bool = Field(True, description="false: the threshold was given, not calibrated")
     model: str
+
+
+class OpenSetRule(BaseModel):
+    fpir: float | None = Field(description="the false-positive identification rate of the threshold (null: at FMR)")
+    fusion: str = Field(description="how a subject scored: best (its best face) or mean (its template)")
+    gallery_size: int = Field(description="subjects enrolled now")
+    calibrated_gallery_size: int | None = Field(description="subjects enrolled when the FPIR threshold was measured")
+    warning: str | None = Field(description="set when the gallery has grown past what its FPIR threshold holds for")
 
 
 class VerifyAnswer(Decision):
@@ -92,14 +109,14 @@ class Candidate(BaseModel):
     score: float
 
 
-class IdentifiedFace(Decision, FaceFields):
+class IdentifiedFace(Decision, OpenSetRule, FaceFields):
     candidates: list[Candidate]
     subject: str | None = Field(description="the best candidate above the threshold, or null: unknown")
 
 
-class IdentifyAnswer(BaseModel):
+class IdentifyAnswer(OpenSetRule):
     faces: list[IdentifiedFace]
-    gallery_size: int
+    fmr: float | None
 
 
 class Subject(BaseModel):

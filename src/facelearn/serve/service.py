@@ -255,11 +255,24 @@ class Service:
         boxes, fields = [f.box for f in faces], [f.fields for f in faces]
         return {**verdict, "subject": params.subject, "boxes": boxes, "faces": fields}
 
-    async def identify(self, faces: list[Face], k: int, fmr: float | None) -> tuple[list[dict], int]:
-        recognizer, fmr = self.require(), self.fmr(fmr)
-        recognizer.threshold(fmr)
-        embeddings, _ = await self.embed(faces)
-        return await self.in_pool(recognizer.search, embeddings, k, fmr, [f.fields for f in faces])
+    async def identification_rule(self, fmr: float | None, fpir: float | None) -> dict:
+        """The threshold and what it holds for (FMR, or FPIR for the gallery's size); an FMR or FPIR the
+        calibrations cannot support is refused before any decoding."""
+        fmr = self.fmr(fmr) if fpir is None else None
+        return await self.in_pool(self.require().identification_rule, fmr, fpir, None)
+
+    async def identify(self, faces: list[Face], k: int, fmr: float | None, fpir: float | None = None) -> dict:
+        """The answer: each face's decision, and what the threshold holds for (``fpir``, ``gallery_size``,
+        ``calibrated_gallery_size``, ``warning``)."""
+        recognizer = self.require()
+        rule = await self.identification_rule(fmr, fpir)
+        decisions = []
+        if faces:
+            embeddings, _ = await self.embed(faces)
+            fmr = rule["fmr"]
+            decisions, _ = await self.in_pool(recognizer.search, embeddings, k, fmr, [f.fields for f in faces], fpir)
+        keys = ("fmr", "fpir", "fusion", "gallery_size", "calibrated_gallery_size", "warning")
+        return {"faces": decisions, **{key: rule[key] for key in keys}}
 
     async def enroll(self, subject: str, images: list[bytes], params, metadata: dict | None, append: bool) -> dict:
         """The largest face of each photo into the gallery; photos without a face are listed, not enrolled."""

@@ -1,13 +1,17 @@
 """What every gallery store does, and the errors it raises: the contract the Recognizer and the service use.
 
 A store keeps subjects (a name, metadata, and the embeddings of their faces) made by one model, and
-answers searches: per query, the best subjects, each scoring its best face.
+answers searches: per query, the best subjects, each scoring its best face (``fusion="best"``) or
+its template, the quality-weighted mean of its faces (``fusion="mean"``, :mod:`facelearn.deploy.fusion`).
+It also keeps the gallery's identification calibration (thresholds at named FPIRs for its size:
+:mod:`facelearn.deploy.open_set`), since that depends on the gallery and not only on the model.
 
 Every face has an id, a string that names it for as long as it is enrolled and is never given to
 another face afterwards (SQLite: the face's row number, never reused; Milvus: its primary key — a
 64-bit number, too large for a JavaScript number, hence text). A subject is its faces: deleting its
 last face deletes the subject, its name and metadata with it (Milvus could not keep a subject
-without a face, and a name left behind is personal data nobody asked to keep). A new store is one file
+without a face, and a name left behind is personal data nobody asked to keep); deleting one face
+makes the subject's template again from the faces kept. A new store is one file
 with a subclass registered in :data:`facelearn.deploy.gallery.STORES` and one test.
 """
 
@@ -137,10 +141,25 @@ class GalleryStore(ABC):
 
     @abstractmethod
     def search(
-        self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 5,
+        where: dict | None = None,
+        subject: str | None = None,
+        fusion: str = "best",
     ) -> list[list[tuple[str, float]]]:
         """Per query the ``k`` best ``(subject, score)``, optionally only subjects whose metadata has every
-        ``where`` key with that value, or only ``subject``."""
+        ``where`` key with that value, or only ``subject``; a subject scores its best face (``fusion="best"``)
+        or its template (``"mean"``)."""
+
+    def identification_calibration(self) -> dict | None:
+        """The stored identification calibration (:class:`facelearn.deploy.open_set.OpenSetCalibration`'s
+        dict), or None."""
+        return None
+
+    def store_identification_calibration(self, calibration: dict) -> None:
+        """Replace the stored identification calibration, in one write."""
+        raise GalleryError(f"{type(self).__name__} cannot keep an identification calibration")
 
     @abstractmethod
     def __len__(self) -> int:

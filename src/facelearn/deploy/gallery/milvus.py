@@ -8,6 +8,14 @@ that holds another model's collection is refused, naming it. A subject's faces g
 every face of the subject. A face's id is its row's primary key (Milvus makes it, unique for the
 collection's life, in every collection since the first); a subject exists while it has a face.
 Qualities are not kept. Same interface as :class:`SQLiteGallery`.
+
+Two small collections sit beside the faces: ``<collection>__templates``, one row per subject (its
+template and the running sums it comes from, :mod:`facelearn.deploy.fusion`), upserted after each
+insert of its faces and deleted *before* them (a kill in between leaves faces without a template,
+never a template of a deleted subject; deleting one face deletes the template, then the face, then
+makes the template again from the faces kept); and ``<collection>__settings``, which keeps the
+gallery's identification calibration (a server has no folder to put a file beside). A gallery made
+before templates gets them built from its faces, with equal weights, when it is first opened.
 """
 
 from __future__ import annotations
@@ -18,12 +26,17 @@ import threading
 
 import numpy as np
 
+from ..fusion import Template, check_fusion
 from . import STORES
 from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownFace, UnknownSubject, face_number
 from .index import ExactIndex  # only its input check
 
 MAX_SUBJECT = 512
 MAX_SOURCE = 2048
+MAX_SETTING = 65_535
+TEMPLATES, SETTINGS = "__templates", "__settings"  # suffixes of the collections beside the faces
+CALIBRATION_KEY = "identification_calibration"
+UPSERT_ROWS = 500
 
 
 def quoted(value: str) -> str:
@@ -44,7 +57,11 @@ class MilvusGallery(GalleryStore):
         self.lock = threading.RLock()
         try:
             self.client = MilvusClient(self.uri, timeout=timeout)
-            existing = [c for c in self.client.list_collections() if c.startswith("facelearn_")]
+            existing = [
+                c
+                for c in self.client.list_collections()
+                if c.startswith("facelearn_") and not c.endswith((TEMPLATES, SETTINGS))
+            ]
         except MilvusException as error:
             raise GalleryError(f"cannot reach the Milvus gallery at {self.uri}: {error.message}") from None
         if model_id is None:  # an existing gallery, opened for listing and deleting
@@ -80,6 +97,80 @@ class MilvusGallery(GalleryStore):
             self.client.load_collection(self.collection)  # after an unclean stop it is left released
         fields = self.client.describe_collection(self.collection)["fields"]
         self.has_sources = any(f["name"] == "source" for f in fields)  # collections made before sources lack it
+        self.templates, self.settings = self.collection + TEMPLATES, self.collection + SETTINGS
+        self._open_side_collections(DataType, MilvusClient)
+
+    def _open_side_collections(self, DataType, MilvusClient) -> None:
+        existing = set(self.client.list_collections())
+        if self.settings not in existing:
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("key", DataType.VARCHAR, max_length=64, is_primary=True)
+            schema.add_field("value", DataType.VARCHAR, max_length=MAX_SETTING)
+            schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs a vector in every collection
+            index = self.client.prepare_index_params()
+            index.add_index("unused", index_type="FLAT", metric_type="L2")
+            self.client.create_collection(self.settings, schema=schema, index_params=index)
+        if self.templates in existing:
+            self.client.load_collection(self.settings)
+            self.client.load_collection(self.templates)
+            return
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("subject", DataType.VARCHAR, max_length=MAX_SUBJECT, is_primary=True)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_field("state", DataType.JSON)  # Template.to_dict(): the sums an append extends
+        index = self.client.prepare_index_params()
+        index.add_index("embedding", index_type="FLAT", metric_type="IP")
+        self.client.create_collection(self.templates, schema=schema, index_params=index)
+        self._build_templates()
+
+    def _build_templates(self) -> None:
+        """Templates of a gallery made before them, from its faces (equal weights: it kept no qualities)."""
+        faces: dict[str, list] = {}
+        metadata: dict[str, dict] = {}
+        pages = self.client.query_iterator(
+            self.collection, batch_size=10_000, filter="id >= 0", output_fields=["subject", "embedding", "metadata"]
+        )
+        while rows := pages.next():
+            for row in rows:
+                faces.setdefault(row["subject"], []).append(row["embedding"])
+                metadata.setdefault(row["subject"], row["metadata"])
+        pages.close()
+        templates = {subject: Template.of(np.asarray(rows, np.float32)) for subject, rows in faces.items()}
+        self._put_templates(templates, metadata)
+
+    def _put_templates(self, templates: dict[str, Template], metadata: dict[str, dict]) -> None:
+        """Upserted in requests of :data:`UPSERT_ROWS`."""
+        rows = [
+            {
+                "subject": subject,
+                "embedding": template.vector.tolist(),
+                "metadata": metadata.get(subject) or {},
+                "state": template.to_dict(),
+            }
+            for subject, template in templates.items()
+        ]
+        for start in range(0, len(rows), UPSERT_ROWS):  # a template's state is two vectors of JSON: keep requests small
+            self.client.upsert(self.templates, rows[start : start + UPSERT_ROWS])
+
+    def _extend_templates(self, subjects: list[str], embeddings: np.ndarray, qualities, metadata=None) -> None:
+        rows: dict[str, list[int]] = {}
+        for row, name in enumerate(subjects):
+            rows.setdefault(name, []).append(row)
+        names = ", ".join(quoted(name) for name in rows)
+        stored = self.client.query(
+            self.templates, filter=f"subject in [{names}]", output_fields=["subject", "state", "metadata"]
+        )
+        known = {row["subject"]: row for row in stored}
+        templates, metadatas = {}, {}
+        for name, taken in rows.items():
+            faces, weights = embeddings[taken], [qualities[i] for i in taken] if qualities else None
+            if name in known:
+                templates[name] = Template.from_dict(known[name]["state"]).extended(faces, weights)
+                metadatas[name] = known[name]["metadata"]
+            else:
+                templates[name], metadatas[name] = Template.of(faces, weights), metadata
+        self._put_templates(templates, metadatas)
 
     def _row(self, subject: str, embedding: np.ndarray, metadata: dict | None, source: str | None) -> dict:
         row = {"subject": subject, "embedding": embedding.tolist(), "metadata": metadata or {}}
@@ -103,6 +194,7 @@ class MilvusGallery(GalleryStore):
             sources = sources or [None] * len(embeddings)
             rows = [self._row(subject, e, metadata, s) for e, s in zip(embeddings, sources, strict=True)]
             self.client.insert(self.collection, rows)  # one request: all faces or none
+            self._extend_templates([subject] * len(embeddings), embeddings, qualities, metadata)
             return len(existing) + len(rows)
 
     def add_faces(self, subjects, embeddings, qualities=None, sources=None) -> int:
@@ -114,6 +206,7 @@ class MilvusGallery(GalleryStore):
         rows = [self._row(n, e, None, s) for n, e, s in zip(subjects, embeddings, sources, strict=True)]
         with self.lock:
             self.client.insert(self.collection, rows)
+            self._extend_templates(list(subjects), embeddings, qualities)
         return len(rows)
 
     def sources(self) -> set[str]:
@@ -136,6 +229,7 @@ class MilvusGallery(GalleryStore):
             faces = self._faces(subject)
             if not faces:
                 raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.uri}")
+            self.client.delete(self.templates, filter=f"subject == {quoted(subject)}")  # first: never left over
             self.client.delete(self.collection, filter=f"subject == {quoted(subject)}")
             return len(faces)
 
@@ -158,7 +252,14 @@ class MilvusGallery(GalleryStore):
                 raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.uri}")
             if face not in faces:
                 raise UnknownFace(f"face {face} is not one of the faces of {subject!r} in {self.uri}")
+            self.client.delete(self.templates, filter=f"subject == {quoted(subject)}")  # first: never left over
             self.client.delete(self.collection, ids=[face])
+            kept = self.client.query(
+                self.collection, filter=f"subject == {quoted(subject)}", output_fields=["embedding", "metadata"]
+            )
+            if kept:  # made again from the faces kept (equal weights: no qualities here)
+                template = Template.of(np.asarray([row["embedding"] for row in kept], np.float32))
+                self._put_templates({subject: template}, {subject: kept[0]["metadata"]})
             return len(faces) - 1
 
     def checkpoint(self) -> bool:
@@ -166,6 +267,7 @@ class MilvusGallery(GalleryStore):
         its own schedule, so the erasure is never known to be done here."""
         with self.lock:
             self.client.flush(self.collection)
+            self.client.flush(self.templates)
         return False
 
     @property
@@ -182,26 +284,45 @@ class MilvusGallery(GalleryStore):
         return [found[name] for name in sorted(found)]
 
     def search(
-        self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 5,
+        where: dict | None = None,
+        subject: str | None = None,
+        fusion: str = "best",
     ) -> list[list[tuple[str, float]]]:
         queries = self.checker.check(queries)
+        fused = check_fusion(fusion) == "mean"
         terms = [f"metadata[{quoted(key)}] == {json.dumps(value)}" for key, value in (where or {}).items()]
         if subject is not None:
             terms.append(f"subject == {quoted(subject)}")
         condition = " and ".join(terms)
         with self.lock:
+            grouping = {} if fused else {"group_by_field": "subject"}  # one template per subject already
             hits = self.client.search(
-                self.collection,
+                self.templates if fused else self.collection,
                 data=queries.tolist(),
                 limit=k,
                 output_fields=["subject"],
-                group_by_field="subject",
                 filter=condition,
+                **grouping,
             )
         return [[(hit["entity"]["subject"], float(hit["distance"])) for hit in row] for row in hits]
 
     def __len__(self) -> int:
         return len(self.subjects())
+
+    def identification_calibration(self) -> dict | None:
+        with self.lock:
+            rows = self.client.query(self.settings, filter=f"key == {quoted(CALIBRATION_KEY)}", output_fields=["value"])
+        return json.loads(rows[0]["value"]) if rows else None
+
+    def store_identification_calibration(self, calibration: dict) -> None:
+        value = json.dumps(calibration)
+        if len(value) > MAX_SETTING:
+            raise GalleryError(f"the identification calibration is {len(value):,} bytes; Milvus keeps {MAX_SETTING:,}")
+        with self.lock:
+            self.client.upsert(self.settings, [{"key": CALIBRATION_KEY, "value": value, "unused": [0.0, 0.0]}])
 
     def close(self) -> None:
         with self.lock:

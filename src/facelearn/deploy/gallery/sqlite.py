@@ -19,6 +19,11 @@
 * The index (a float32 matrix, rows grouped by subject) is rebuilt on open and whenever another
   connection has changed the file (``PRAGMA data_version``), so several processes can share one
   gallery without searching stale data. Searches never re-read the database.
+* Beside it, one template per subject (:mod:`facelearn.deploy.fusion`), derived from the faces and
+  updated with them, in memory only: a deleted subject's template goes with its faces.
+* The identification calibration is a row of the ``meta`` table: in the gallery's own file, so it is
+  written in one transaction, copied and backed up with the people it was measured on, and never
+  read for a gallery it was not measured on.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fusion import Template, check_fusion
 from . import STORES
 from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownFace, UnknownSubject, face_number
-from .index import build_index
+from .index import ExactIndex, build_index
 
 log = logging.getLogger("facelearn.gallery")
+CALIBRATION_KEY = "identification_calibration"
 BUSY_TIMEOUT_S = 30  # how long a write waits for another connection's write
 ERASE_RETRY_S = 1.0  # how often a pending erasure is tried again while a reader holds an older snapshot
 ERASURE_PENDING = (
@@ -79,6 +86,8 @@ class SQLiteGallery(GalleryStore):
         self.erasure_pending, self.retry, self.closed = False, None, False
         self._claim_model()
         self.index = build_index(self.dim, index)
+        self.templates: dict[str, Template] = {}
+        self.template_index = ExactIndex(self.dim)
         self.version = None
         self._refresh()
         wal = Path(f"{self.path}-wal")
@@ -111,14 +120,37 @@ class SQLiteGallery(GalleryStore):
         if version == self.version:
             return
         rows = self.db.execute(
-            "SELECT s.name, f.id, f.embedding FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY s.id, f.id"
+            "SELECT s.name, f.id, f.embedding, f.quality FROM faces f JOIN subjects s ON s.id = f.subject_id "
+            "ORDER BY s.id, f.id"
         ).fetchall()
         subjects = self.db.execute("SELECT name, metadata FROM subjects").fetchall()
         self.metadata = {name: json.loads(meta) for name, meta in subjects}
         vectors = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim)
         self.index = build_index(self.dim, self.index_kind)
         self.index.add([r[0] for r in rows], vectors, [r[1] for r in rows])
+        self.templates, self.template_index = {}, ExactIndex(self.dim)
+        starts = [i for i in range(len(rows)) if i == 0 or rows[i][0] != rows[i - 1][0]]  # rows come by subject
+        for start, end in zip(starts, starts[1:] + [len(rows)], strict=False):  # none: no rows
+            self.templates[rows[start][0]] = Template.of(vectors[start:end], [r[3] for r in rows[start:end]])
+        self._index_templates(list(self.templates))
         self.version = version
+
+    def _index_templates(self, names: list[str]) -> None:
+        """Put the templates of ``names`` (new or changed) into the template index."""
+        for name in names:
+            self.template_index.remove(name)
+        if names:
+            self.template_index.add(names, np.stack([self.templates[n].vector for n in names]))
+
+    def _extend_templates(self, subjects: list[str], embeddings: np.ndarray, qualities: list) -> None:
+        rows: dict[str, list[int]] = {}
+        for row, name in enumerate(subjects):
+            rows.setdefault(name, []).append(row)
+        for name, taken in rows.items():
+            faces, weights = embeddings[taken], [qualities[i] for i in taken]
+            known = self.templates.get(name)
+            self.templates[name] = known.extended(faces, weights) if known else Template.of(faces, weights)
+        self._index_templates(list(rows))
 
     def _data_version(self) -> int:
         """Changes when *another* connection commits (never for this one's own commits)."""
@@ -185,6 +217,7 @@ class SQLiteGallery(GalleryStore):
 
             def update():
                 self.index.add([subject] * len(embeddings), embeddings, ids)
+                self._extend_templates([subject] * len(embeddings), embeddings, qualities)
                 self.metadata.setdefault(subject, metadata or {})
 
             self._after_write(update)
@@ -233,6 +266,7 @@ class SQLiteGallery(GalleryStore):
 
             def update():
                 self.index.add(list(subjects), embeddings, ids)
+                self._extend_templates(list(subjects), embeddings, qualities)
                 for name in numbers:
                     self.metadata.setdefault(name, {})
 
@@ -256,6 +290,8 @@ class SQLiteGallery(GalleryStore):
 
             def update():
                 self.index.remove(subject)
+                self.template_index.remove(subject)
+                self.templates.pop(subject, None)
                 self.metadata.pop(subject, None)
 
             self._after_write(update)
@@ -284,14 +320,23 @@ class SQLiteGallery(GalleryStore):
                 number = self._subject_number(subject)
                 if not self.db.execute("DELETE FROM faces WHERE id = ? AND subject_id = ?", (face, number)).rowcount:
                     raise UnknownFace(f"face {face} is not one of the faces of {subject!r} in {self.path}")
-                left = self.db.execute("SELECT count(*) FROM faces WHERE subject_id = ?", (number,)).fetchone()[0]
+                kept = self.db.execute(
+                    "SELECT embedding, quality FROM faces WHERE subject_id = ? ORDER BY id", (number,)
+                ).fetchall()
+                left = len(kept)
                 if not left:
                     self.db.execute("DELETE FROM subjects WHERE id = ?", (number,))
 
             def update():
                 self.index.remove_face(face)
-                if not left:
+                if left:  # the template is made again from the faces kept: nothing of the deleted one stays
+                    vectors = np.frombuffer(b"".join(r[0] for r in kept), np.float32).reshape(left, self.dim)
+                    self.templates[subject] = Template.of(vectors, [r[1] for r in kept])
+                    self._index_templates([subject])
+                else:
                     self.index.remove(subject)
+                    self.template_index.remove(subject)
+                    self.templates.pop(subject, None)
                     self.metadata.pop(subject, None)
 
             self._after_write(update)
@@ -340,10 +385,17 @@ class SQLiteGallery(GalleryStore):
         return [{"subject": name, "metadata": json.loads(meta), "faces": count} for name, meta, count in rows]
 
     def search(
-        self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 5,
+        where: dict | None = None,
+        subject: str | None = None,
+        fusion: str = "best",
     ) -> list[list[tuple[str, float]]]:
-        """Per query, the ``k`` best subjects (a subject scores its best face), optionally only those whose
-        metadata has every ``where`` key with that value, or only ``subject``."""
+        """Per query, the ``k`` best subjects (a subject scores its best face, or its template with
+        ``fusion="mean"``), optionally only those whose metadata has every ``where`` key with that value,
+        or only ``subject``."""
+        check_fusion(fusion)
         with self.lock:
             self._refresh()
             allowed = None  # metadata is kept in memory with the index: no database read per search
@@ -351,12 +403,24 @@ class SQLiteGallery(GalleryStore):
                 allowed = {n for n, m in self.metadata.items() if all(m.get(a) == b for a, b in where.items())}
             if subject is not None:
                 allowed = {subject} & (allowed if allowed is not None else set(self.metadata))
-            return self.index.search(queries, k, allowed)
+            index = self.template_index if fusion == "mean" else self.index
+            return index.search(queries, k, allowed)
 
     def __len__(self) -> int:
         with self.lock:
             self._refresh()
             return len(self.index.subject_names())
+
+    def identification_calibration(self) -> dict | None:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (CALIBRATION_KEY,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def store_identification_calibration(self, calibration: dict) -> None:
+        with self.lock:
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (CALIBRATION_KEY, json.dumps(calibration))
+            )
 
     def close(self) -> None:
         with self.lock:
