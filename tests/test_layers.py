@@ -47,29 +47,42 @@ def test_a_new_gallery_store_is_one_class_and_one_registration(tmp_path):
     @STORES.register("in_memory_test")
     class InMemoryGallery(GalleryStore):
         def __init__(self, location, model_id, dim, index="exact"):
-            self.model_id, self.dim, self.faces = model_id, dim, {}
+            self.model_id, self.dim, self.stored = model_id, dim, {}
 
         def enroll(self, subject, embeddings, qualities=None, sources=None, metadata=None, append=False):
-            self.faces.setdefault(subject, []).extend(np.asarray(embeddings, np.float32))
-            return len(self.faces[subject])
+            self.stored.setdefault(subject, []).extend(np.asarray(embeddings, np.float32))
+            return len(self.stored[subject])
 
         def delete(self, subject):
-            if subject not in self.faces:
+            if subject not in self.stored:
                 raise UnknownSubject(subject)
-            return len(self.faces.pop(subject))
+            return len(self.stored.pop(subject))
+
+        def faces(self, subject):
+            if subject not in self.stored:
+                raise UnknownSubject(subject)
+            return [{"face_id": str(i), "quality": None, "source": None} for i in range(len(self.stored[subject]))]
+
+        def delete_face(self, subject, face_id):
+            self.faces(subject)
+            del self.stored[subject][int(face_id)]
+            if not self.stored[subject]:
+                del self.stored[subject]
+                return 0
+            return len(self.stored[subject])
 
         def checkpoint(self):
             pass
 
         def subjects(self):
-            return [{"subject": s, "metadata": {}, "faces": len(f)} for s, f in sorted(self.faces.items())]
+            return [{"subject": s, "metadata": {}, "faces": len(f)} for s, f in sorted(self.stored.items())]
 
         def search(self, queries, k=5, where=None, subject=None):
-            scored = [(s, float(max(np.stack(f) @ q))) for q in queries for s, f in self.faces.items()]
+            scored = [(s, float(max(np.stack(f) @ q))) for q in queries for s, f in self.stored.items()]
             return [sorted(scored, key=lambda x: -x[1])[:k]]
 
         def __len__(self):
-            return len(self.faces)
+            return len(self.stored)
 
         def close(self):
             pass
