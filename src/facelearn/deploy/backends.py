@@ -35,6 +35,7 @@ class Embedder(ABC):
     input_size: int  # square faces of this many pixels
     embedding_size: int
     model_digest: str  # sha256 of the weights: the model's identity in a gallery
+    norm_quality = None  # a NormQuality where the raw norm is a quality score (MagFace, AdaFace): deploy/quality.py
 
     @classmethod
     @abstractmethod
