@@ -11,7 +11,7 @@ import numpy as np
 
 from ..deploy.gallery import STORES
 from ..errors import ConfigError, DataError
-from .options import DETECTOR_HELP
+from .options import DETECTOR_HELP, add_quality_options
 
 MODEL_HELP = (
     "a named model (dlib), a facelearn checkpoint, a plain state_dict (arcface_torch model.pt) or an .onnx "
@@ -163,8 +163,10 @@ def command_calibrate(args: argparse.Namespace) -> None:
 
 
 def open_recognizer(args: argparse.Namespace, gallery: bool = True):
+    from ..deploy.quality import QualityGate
     from ..deploy.recognizer import Recognizer
 
+    gate = QualityGate(args.min_quality, args.min_eye_distance) if hasattr(args, "min_quality") else None
     return Recognizer.load(
         args.model,
         args.architecture,
@@ -173,6 +175,8 @@ def open_recognizer(args: argparse.Namespace, gallery: bool = True):
         index=getattr(args, "index", "exact"),
         detector=None if args.aligned else args.detector,
         weights=args.weights,
+        quality=args.quality,
+        gate=gate,
     )
 
 
@@ -186,6 +190,7 @@ def read_photos(paths: list[str]) -> list[np.ndarray]:
 
 def command_enroll(args: argparse.Namespace) -> None:
     from ..deploy.gallery_files import check_gallery_writable, gallery_errors
+    from ..deploy.quality import QualityRefused, refusal_message
     from ..deploy.subject_ids import subject_id
 
     if args.from_embeddings:
@@ -196,16 +201,30 @@ def command_enroll(args: argparse.Namespace) -> None:
     photos = read_photos(args.photos)  # before the model loads: a bad photo fails at once
     check_gallery_writable(args.gallery)
     recognizer = open_recognizer(args)
-    with gallery_errors(args.gallery):
-        result = recognizer.enroll(subject, photos, aligned=args.aligned, append=args.append)
-    audit(args, "add" if args.append else "enroll", subject, len(photos) - len(result["no_face"]))
+    try:
+        with gallery_errors(args.gallery):
+            result = recognizer.enroll(subject, photos, aligned=args.aligned, append=args.append)
+    except QualityRefused as refusal:  # nothing enrolled: every photo named with its reasons
+        raise DataError(refusal_message(subject, refusal.refused, refusal.no_face, lambda i: args.photos[i])) from None
+    audit(args, "add" if args.append else "enroll", subject, len(result["enrolled"]))
+    for key in ("refused", "enrolled"):
+        for entry in result[key]:
+            entry["photo"] = args.photos[entry["photo"]]
     result["no_face"] = [args.photos[i] for i in result["no_face"]]
     if args.json:
         print(json.dumps(result))
         return
     print(f"facelearn: enrolled {subject!r} in {args.gallery}: {result['faces']} faces")
+    for entry in result["enrolled"]:
+        print(f"  enrolled: {entry['photo']} (quality {quality_text(entry['quality'])})")
     for path in result["no_face"]:
         print(f"  no face found, not enrolled: {path}")
+    for entry in result["refused"]:
+        print(f"  refused: {entry['photo']}: {', '.join(entry['reasons'])} (quality {quality_text(entry['quality'])})")
+
+
+def quality_text(quality: float | None) -> str:
+    return "n/a" if quality is None else f"{quality:.2f}"
 
 
 def audit(args: argparse.Namespace, action: str, subject: str, faces: int) -> None:
@@ -256,7 +275,10 @@ def command_identify(args: argparse.Namespace) -> None:
         print(f"facelearn: no face found in {args.photo}")
     for number, face in enumerate(results, start=1):
         decision = face["subject"] if face["subject"] is not None else "unknown"
-        print(f"face {number}: {decision}  (threshold {face['threshold']:.4f} at FMR {face['fmr']:g})")
+        print(
+            f"face {number}: {decision}  (threshold {face['threshold']:.4f} at FMR {face['fmr']:g}, "
+            f"quality {quality_text(face['quality'])})"
+        )
         for candidate in face["candidates"]:
             print(f"  {candidate['subject']:<30} {candidate['score']:.4f}")
 
@@ -271,7 +293,8 @@ def command_verify(args: argparse.Namespace) -> None:
     verdict = "same person" if result["same"] else "different people"
     print(
         f"facelearn: {verdict}: score {result['score']:.4f}, threshold {result['threshold']:.4f} "
-        f"at FMR {result['fmr']:g} (model {result['model']})"
+        f"at FMR {result['fmr']:g} (model {result['model']}); qualities "
+        + " and ".join(quality_text(q) for q in result["qualities"])
     )
 
 
@@ -290,7 +313,11 @@ def command_gallery(args: argparse.Namespace) -> None:
 def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
     if args.action == "list":
         subjects = gallery.subjects()
-        print(json.dumps(subjects) if args.json else "\n".join(f"{s['subject']}\t{s['faces']} faces" for s in subjects))
+        lines = [
+            f"{s['subject']}\t{s['faces']} faces\tquality " + " ".join(quality_text(q) for q in s.get("qualities", []))
+            for s in subjects
+        ]
+        print(json.dumps(subjects) if args.json else "\n".join(lines))
         return
     if not args.subject:
         raise ConfigError("facelearn gallery delete needs the SUBJECT to delete")
@@ -369,6 +396,7 @@ def add_commands(commands) -> None:
     enroll.add_argument("--faces", default="largest", choices=["largest", "all"], help="with --from-embeddings")
     enroll.add_argument("--batch", type=int, default=10_000, help="with --from-embeddings: faces per write")
     add_model_options(enroll, fmr=False, model_required=False)
+    add_quality_options(enroll)
     enroll.set_defaults(func=command_enroll)
 
     identify = commands.add_parser("identify", help="who is in this photo (open set: unknown below the threshold)")
@@ -376,12 +404,14 @@ def add_commands(commands) -> None:
     identify.add_argument("photo")
     identify.add_argument("-k", type=int, default=5, help="candidates per face (default 5)")
     add_model_options(identify)
+    add_quality_options(identify, gate=False)
     identify.set_defaults(func=command_identify)
 
     verify = commands.add_parser("verify", help="same person or not, at a false-match rate")
     verify.add_argument("photo_a")
     verify.add_argument("photo_b")
     add_model_options(verify)
+    add_quality_options(verify, gate=False)
     verify.set_defaults(func=command_verify)
 
     gallery = commands.add_parser("gallery", help="list a gallery's subjects, or delete one (every embedding)")

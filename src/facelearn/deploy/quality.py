@@ -272,8 +272,8 @@ class QualityRefused(DataError):
         self.refused, self.no_face = refused, no_face
 
 
-def refusal_message(subject: str, refused: list[dict], no_face: list) -> str:
-    """One line: nothing enrolled for ``subject``, and every photo's reason."""
-    parts = [f"{r['photo']}: {', '.join(r['reasons'])} (quality {r['quality']:.2f})" for r in refused]
-    parts += [f"{photo}: no face found" for photo in no_face]
+def refusal_message(subject: str, refused: list[dict], no_face: list, label=lambda photo: f"image {photo}") -> str:
+    """One line: nothing enrolled for ``subject``, and every photo's reason (``label`` names a photo)."""
+    parts = [f"{label(r['photo'])}: {', '.join(r['reasons'])} (quality {r['quality']:.2f})" for r in refused]
+    parts += [f"{label(photo)}: no face found" for photo in no_face]
     return f"no face of {subject!r} passes the enroll gate, nothing enrolled — " + "; ".join(parts)

@@ -155,13 +155,16 @@ class Recognizer:
             embeddings, norms = self.embed_faces(faces, batch_size)
             result[present] = embeddings
             scored = self.quality.score(
-                faces, embeddings, norms, [points[i] for i in present], [images[i] for i in present],
+                faces,
+                embeddings,
+                norms,
+                [points[i] for i in present],
+                [images[i] for i in present],
                 [boxes[i] for i in present],
             )
             for i, quality in zip(present, scored, strict=True):
                 qualities[i] = quality
         return result, qualities
-
 
     def check_aligned(self, face: np.ndarray) -> np.ndarray:
         face = np.asarray(face)

@@ -18,6 +18,15 @@ SubjectId = Annotated[
     AfterValidator(subject_id),  # the one rule (deploy/subject_ids.py): normalised, refused with its reason
 ]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Quality = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=1,
+        description="the face's quality in [0, 1] (the norm of a MagFace/AdaFace model, else facelearn's estimate: "
+        "stability under small perturbations × sharpness × frontality); null where unavailable",
+    ),
+]
 
 
 class Options(BaseModel):
@@ -54,6 +63,7 @@ class EmbeddedFace(BaseModel):
     box: list[float] | None
     embedding: list[float]
     norm: float = Field(description="the raw embedding norm (a quality score for MagFace-trained models)")
+    quality: Quality
 
 
 class EmbedAnswer(BaseModel):
@@ -72,6 +82,7 @@ class VerifyAnswer(Decision):
     same: bool
     subject: str | None
     boxes: list[list[float] | None]
+    qualities: list[Quality] = Field(description="each compared face's quality, in the order of boxes")
 
 
 class Candidate(BaseModel):
@@ -83,6 +94,7 @@ class IdentifiedFace(Decision):
     box: list[float] | None
     candidates: list[Candidate]
     subject: str | None = Field(description="the best candidate above the threshold, or null: unknown")
+    quality: Quality
 
 
 class IdentifyAnswer(BaseModel):
@@ -94,16 +106,30 @@ class Subject(BaseModel):
     subject: str
     faces: int
     metadata: dict
+    qualities: list[Quality] = Field(description="each enrolled face's quality (null where none was kept)")
 
 
 class SubjectList(BaseModel):
     subjects: list[Subject]
 
 
+class Refused(BaseModel):
+    photo: int = Field(description="the image's index, as no_face has it")
+    reasons: list[str] = Field(description='e.g. "blurred", "too small: 18 px between the eyes", "profile"')
+    quality: Quality
+
+
+class EnrolledFace(BaseModel):
+    photo: int
+    quality: Quality
+
+
 class Enrolled(BaseModel):
     subject: str
     faces: int = Field(description="the subject's faces in the gallery after this call")
     no_face: list[int] = Field(description="indices of the images in which no face was found (not enrolled)")
+    refused: list[Refused] = Field(description="faces below the enroll gate (not enrolled), with the reasons")
+    enrolled: list[EnrolledFace] = Field(description="the faces enrolled by this call, with their quality")
 
 
 class Deleted(BaseModel):

@@ -286,7 +286,15 @@ class SQLiteGallery(GalleryStore):
                 "SELECT s.name, s.metadata, COUNT(f.id) FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id "
                 "GROUP BY s.id ORDER BY s.name"
             ).fetchall()
-        return [{"subject": name, "metadata": json.loads(meta), "faces": count} for name, meta, count in rows]
+            qualities: dict[str, list] = {}
+            for name, quality in self.db.execute(
+                "SELECT s.name, f.quality FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id"
+            ):
+                qualities.setdefault(name, []).append(quality)
+        return [
+            {"subject": name, "metadata": json.loads(meta), "faces": count, "qualities": qualities.get(name, [])}
+            for name, meta, count in rows
+        ]
 
     def search(
         self, queries: np.ndarray, k: int = 5, where: dict | None = None, subject: str | None = None
