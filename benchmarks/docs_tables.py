@@ -49,6 +49,7 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "embed_allocator": (("embed_throughput_bf16_glibc.json", "embed_throughput_bf16.json"), deploy.embed_allocator),
     "gallery_search": (("gallery_search.json",), deploy.gallery_search),
     "distractor_scaling": (("distractor_scaling.json",), deploy.distractor_scaling),
+    "quality_reject": (("quality_reject.json",), deploy.quality_reject),
     "serve_load_aligned": (("serve_load.json",), deploy.serve_load_aligned),
     "serve_load_photo": (("serve_load.json",), deploy.serve_load_photo),
     "vs_arcface_torch": (("vs_arcface_torch.json",), speed.vs_arcface_torch),

@@ -34,7 +34,7 @@ from common import RESULTS, write_result
 
 from facelearn.data.images import read_image
 from facelearn.data.pairs import read_lfw_pairs
-from facelearn.deploy.quality import frontality, sharpness
+from facelearn.deploy.quality import estimate, frontality, sharpness
 from facelearn.deploy.recognizer import Recognizer
 from facelearn.eval.quality import area_under, error_versus_discard, random_discard, threshold_at_fmr
 
@@ -102,9 +102,10 @@ def save(cache: Path, done: dict) -> None:
     staging.replace(cache)
 
 
-def evaluate(results: dict, index: dict, pairs: list[tuple[str, str]], issame: np.ndarray) -> dict:
+def evaluate(results: dict, index: dict, pairs: list[tuple[str, str]], issame: np.ndarray, method: str) -> dict:
     a = np.array([index[x] for x, _ in pairs])
     b = np.array([index[y] for _, y in pairs])
+    yaw = [None if np.isnan(v) else v for v in results["yaw"]]
     both = results["found"][a] & results["found"][b]
     a, b, issame = a[both], b[both], issame[both]
     scores = np.sum(results["embedding"][a] * results["embedding"][b], axis=1)
@@ -113,17 +114,22 @@ def evaluate(results: dict, index: dict, pairs: list[tuple[str, str]], issame: n
     def pair(values: np.ndarray) -> np.ndarray:
         return np.minimum(values[a], values[b])
 
+    quality = results["quality"]
+    if method == "estimate":  # from the cached parts, with the library's formula of today
+        parts = zip(results["stability"], results["blur"], yaw, strict=True)
+        quality = np.array([estimate(*part) for part in parts])
     rankings = {
-        "quality": pair(results["quality"]),
+        "quality": pair(quality),
         "stability": pair(results["stability"]),
         "sharpness": pair(np.array([sharpness(v) for v in results["blur"]])),
-        "frontality": pair(np.array([frontality(v) for v in results["yaw"]])),
+        "frontality": pair(np.array([frontality(v) for v in yaw])),
         "eye_distance": pair(results["eye_distance"]),
     }
     curves = {name: error_versus_discard(scores, issame, q, threshold, FRACTIONS) for name, q in rankings.items()}
     draws = random_discard(scores, issame, threshold, FRACTIONS)
     at = {f: int(np.argmin(np.abs(FRACTIONS - f))) for f in (0.1, 0.2)}
-    percentiles = np.percentile(results["quality"][results["found"]], [5, 10, 20, 50])
+    percentiles = np.percentile(quality[results["found"]], [5, 10, 20, 50])
+    pair_quality = np.sort(rankings["quality"])
     row = {
         "pairs": int(len(issame)),
         "pairs_without_a_face": int((~both).sum()),
@@ -143,6 +149,7 @@ def evaluate(results: dict, index: dict, pairs: list[tuple[str, str]], issame: n
         row[f"fnmr_quality_{int(100 * f)}%"] = float(curves["quality"][k])
         row[f"fnmr_random_{int(100 * f)}%"] = float(draws.mean(0)[k])
         row[f"quality_beats_random_{int(100 * f)}%"] = bool(curves["quality"][k] < draws.mean(0)[k])
+        row[f"quality_discarding_{int(100 * f)}%"] = float(pair_quality[int(round(f * len(pair_quality)))])
     return row
 
 
@@ -211,10 +218,11 @@ def main() -> None:
         }  # fmt: skip
         for set_name, ((pairs, issame), choose) in sets.items():
             photos = sorted({p for pair in pairs for p in pair})
-            file = cache / f"{recognizer.model_id}_{set_name.split()[0]}.npz"  # per photo: any subset reads it
+            file = cache / f"{recognizer.model_id}_{detector or 'own'}_{set_name.split()[0]}.npz"  # any subset reads it
             began = time.process_time()
             results = photo_results(recognizer, photos, choose, file)
-            row = evaluate(results, {p: k for k, p in enumerate(photos)}, pairs, issame)
+            method = recognizer.quality.method
+            row = evaluate(results, {p: k for k, p in enumerate(photos)}, pairs, issame, method)
             rows.append(
                 {
                     "model": name,

@@ -60,7 +60,7 @@ def test_enroll_identify_delete_round_trip_from_the_command_line(trained, tmp_pa
     for person in range(5):
         photos = [str(tmp_path / "people" / f"person{person}" / f"{i}.png") for i in range(5)]
         enrolled = run_json(capsys, ["enroll", gallery, f"person{person}", *photos, *options])
-        assert enrolled == {"subject": f"person{person}", "faces": 5, "no_face": []}
+        assert enrolled["faces"] == 5 and enrolled["no_face"] == [] == enrolled["refused"]
     sixth = {p: str(tmp_path / "people" / f"person{p}" / "5.png") for p in range(5)}
     for person, photo in sixth.items():
         (found,) = run_json(capsys, ["identify", gallery, photo, *options])
@@ -75,7 +75,7 @@ def test_enroll_identify_delete_round_trip_from_the_command_line(trained, tmp_pa
     listed = run_json(capsys, ["gallery", "list", gallery, "--json"])
     assert [s["subject"] for s in listed] == ["person0", "person1", "person3", "person4"]
     verdict = run_json(capsys, ["verify", sixth[0], str(tmp_path / "people" / "person0" / "0.png"), *options])
-    assert set(verdict) == {"score", "same", "threshold", "fmr", "model"}
+    assert set(verdict) == {"score", "same", "threshold", "fmr", "model", "qualities"}
 
 
 def test_deployment_commands_say_what_is_wrong(trained, tmp_path, capsys):
@@ -109,7 +109,8 @@ def test_round_trip_on_real_lfw_photos(lfw_people, tmp_path, capsys):
     gallery = str(tmp_path / "lfw.db")
     for person, photos in lfw_people.enrolled.items():
         enrolled = run_json(capsys, ["enroll", gallery, person, *map(str, photos), *options])
-        assert enrolled == {"subject": person, "faces": 5, "no_face": []}
+        assert enrolled["subject"] == person and enrolled["faces"] == 5
+        assert enrolled["no_face"] == [] == enrolled["refused"]
     found = {
         person: largest(run_json(capsys, ["identify", gallery, str(probe), *options]))
         for person, probe in lfw_people.probes.items()

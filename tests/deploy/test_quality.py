@@ -69,7 +69,8 @@ def test_the_gate_says_why_in_words():
     assert gate.reasons(FaceQuality(0.8, 0.3, 0.1, 17.6)) == ["too small: 18 px between the eyes"]
     assert gate.reasons(FaceQuality(0.1, 0.8, 0.1, 60.0)) == ["blurred"]
     assert gate.reasons(FaceQuality(0.1, 0.3, 0.95, 60.0)) == ["profile"]
-    assert gate.reasons(FaceQuality(0.1, 0.8, 0.95, 20.0)) == ["too small: 20 px between the eyes", "blurred", "profile"]
+    everything = ["too small: 20 px between the eyes", "blurred", "profile"]
+    assert gate.reasons(FaceQuality(0.1, 0.8, 0.95, 20.0)) == everything
     assert gate.reasons(FaceQuality(0.21, 0.3, 0.1, 60.0)) == ["low quality: 0.21 < 0.30"]
     assert gate.reasons(FaceQuality(0.1, 0.3, None, None)) == ["low quality: 0.10 < 0.30"]  # an aligned face
     with pytest.raises(ConfigError, match="min_quality"):

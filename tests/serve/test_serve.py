@@ -56,7 +56,10 @@ def test_enroll_identify_verify_delete_over_http(server, lfw_people):
         assert empty["gallery_size"] == 0 and all(f["subject"] is None for f in empty["faces"])
         for person, photos in lfw_people.enrolled.items():
             answer = http.post("/v1/subjects", data={"subject": person}, files=files(photos))
-            assert answer.status_code == 201 and answer.json() == {"subject": person, "faces": 5, "no_face": []}
+            body = answer.json()
+            assert answer.status_code == 201 and body["faces"] == 5 and body["no_face"] == [] == body["refused"]
+            assert [e["photo"] for e in body["enrolled"]] == list(range(5))
+            assert all(0 <= e["quality"] <= 1 for e in body["enrolled"])
         assert error_of(http.post("/v1/subjects", data={"subject": person}, files=files(photos))) == (
             409,
             "duplicate_subject",
@@ -84,10 +87,17 @@ def test_enroll_identify_verify_delete_over_http(server, lfw_people):
             "model",
             "subject",
             "boxes",
+            "qualities",
         }
         added = http.post(f"/v1/subjects/{person}/faces", files=files([probe])).json()
-        assert added == {"subject": person, "faces": 6, "no_face": []}
-        assert http.get(f"/v1/subjects/{person}").json()["faces"] == 6
+        assert {k: added[k] for k in ("subject", "faces", "no_face", "refused")} == {
+            "subject": person,
+            "faces": 6,
+            "no_face": [],
+            "refused": [],
+        }
+        entry = http.get(f"/v1/subjects/{person}").json()
+        assert entry["faces"] == 6 and len(entry["qualities"]) == 6 and all(0 <= q <= 1 for q in entry["qualities"])
         assert [s["subject"] for s in http.get("/v1/subjects").json()["subjects"]] == sorted(lfw_people.enrolled)
         deleted = {"deleted": person, "faces": 6, "erased": True, "erasure": "done"}
         assert http.delete(f"/v1/subjects/{person}").json() == deleted
@@ -220,3 +230,33 @@ def test_no_image_or_embedding_reaches_the_log(server, lfw_people):
         ]
     log = server.log.read_text()
     assert f"{embedding[0]:.6f}"[:8] not in log and "base64" not in log and "JFIF" not in log
+
+
+def test_quality_and_refusals_in_the_answers(server, lfw_people):
+    """Every face carries its quality; a face below the gate is refused with its reasons (too small here: a
+    photo shrunk into a canvas), the rest enrolled; all refused is a 422 naming every image's reasons."""
+    import cv2
+
+    photo = lfw_people.enrolled[next(iter(lfw_people.enrolled))][0]
+    canvas = np.full((250, 250, 3), 128, np.uint8)
+    canvas[80:170, 80:170] = cv2.resize(read_image(photo), (90, 90), interpolation=cv2.INTER_AREA)
+    tiny = ("images", ("tiny.png", encode_image(canvas, ".png"), "image/png"))
+    with server.client() as http:
+        embedded = http.post("/v1/embed", files=files([photo], "image")).json()["faces"]
+        assert all(0 <= face["quality"] <= 1 for face in embedded)
+        identified = http.post("/v1/identify", files=files([photo], "image")).json()["faces"]
+        assert all(0 <= face["quality"] <= 1 for face in identified)
+        answer = http.post("/v1/subjects", data={"subject": "gated"}, files=[*files([photo]), tiny])
+        body = answer.json()
+        assert answer.status_code == 201 and body["faces"] == 1 and body["no_face"] == []
+        assert body["enrolled"][0]["photo"] == 0 and 0 <= body["enrolled"][0]["quality"] <= 1
+        (refused,) = body["refused"]
+        assert refused["photo"] == 1 and refused["reasons"][0].startswith("too small: ")
+        assert 0 <= refused["quality"] <= 1
+        assert http.get("/v1/subjects/gated").json()["qualities"] == [body["enrolled"][0]["quality"]]
+        nothing = http.post("/v1/subjects", data={"subject": "refused"}, files=[tiny, tiny])
+        assert error_of(nothing) == (422, "refused")
+        message = nothing.json()["error"]["message"]
+        assert "nothing enrolled" in message and "images[0]: too small" in message and "images[1]: too small" in message
+        assert error_of(http.get("/v1/subjects/refused")) == (404, "unknown_subject")
+        http.delete("/v1/subjects/gated")
