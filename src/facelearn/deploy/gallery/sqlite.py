@@ -290,7 +290,8 @@ class SQLiteGallery(GalleryStore):
             for name, quality in self.db.execute(
                 "SELECT s.name, f.quality FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id"
             ):
-                qualities.setdefault(name, []).append(quality)
+                # before quality scores the column held raw embedding norms: those are no quality, shown as None
+                qualities.setdefault(name, []).append(quality if quality is None or 0 <= quality <= 1 else None)
         return [
             {"subject": name, "metadata": json.loads(meta), "faces": count, "qualities": qualities.get(name, [])}
             for name, meta, count in rows
