@@ -51,6 +51,7 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "distractor_scaling": (("distractor_scaling.json",), deploy.distractor_scaling),
     "enrolled_photos": (("lfw_open_set.json",), open_set.enrolled_photos),
     "open_set_fpir": (("lfw_open_set.json",), open_set.open_set_fpir),
+    "quality_reject": (("quality_reject.json",), deploy.quality_reject),
     "serve_load_aligned": (("serve_load.json",), deploy.serve_load_aligned),
     "serve_load_photo": (("serve_load.json",), deploy.serve_load_photo),
     "vs_arcface_torch": (("vs_arcface_torch.json",), speed.vs_arcface_torch),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .format import bold, count, fixed, memory, table
+from .format import bold, count, fixed, memory, pct, table
 
 MODELS = {"mobilefacenet": "MobileFaceNet", "iresnet50": "iResNet-50"}
 FIRST_MODEL_NOTE = {"mobilefacenet": " (width 2)"}
@@ -149,3 +149,30 @@ def serve_load_aligned(result: dict) -> str:
 
 def serve_load_photo(result: dict) -> str:
     return serve_load(result, "photo")
+
+
+def quality_reject(result: dict) -> str:
+    """results/quality_reject.json: FNMR at FMR 1e-3 (fixed threshold) after discarding the lowest-quality 10 / 20 %
+    of the pairs, by quality and at random, and the area under each curve (0–50 % discarded); better in bold."""
+    rows = []
+    for r in result["rows"]:
+        cells = []
+        for at in (10, 20):
+            ours, random = r[f"fnmr_quality_{at}%"], r[f"fnmr_random_{at}%"]
+            cells += [bold(pct(ours), ours < random), pct(random)]
+        ours, random = r["auc"]["quality"], r["auc_random"]
+        rows.append(
+            [
+                r["model"],
+                r["method"],
+                r["set"],
+                f"{count(r['genuine'])} / {count(r['impostor'])}",
+                pct(r["fnmr_all_pairs"]),
+                *cells,
+                f"{bold(fixed(ours, 4), ours < random)} / {fixed(random, 4)}",
+                fixed(r["auc"]["stability"], 4) if r["method"] == "estimate" else "—",
+            ]
+        )
+    header = ["model", "quality", "pairs", "genuine / impostor", "FNMR, all pairs"]
+    header += ["10 % by quality", "10 % at random", "20 % by quality", "20 % at random"]
+    return table([*header, "area: quality / random", "area: stability alone"], rows)

@@ -56,7 +56,10 @@ def test_enroll_identify_verify_delete_over_http(server, lfw_people):
         assert empty["gallery_size"] == 0 and all(f["subject"] is None for f in empty["faces"])
         for person, photos in lfw_people.enrolled.items():
             answer = http.post("/v1/subjects", data={"subject": person}, files=files(photos))
-            assert answer.status_code == 201 and answer.json() == {"subject": person, "faces": 5, "no_face": []}
+            body = answer.json()
+            assert answer.status_code == 201 and body["faces"] == 5 and body["no_face"] == [] == body["refused"]
+            assert [e["photo"] for e in body["enrolled"]] == list(range(5))
+            assert all(0 <= e["quality"] <= 1 for e in body["enrolled"])
         assert error_of(http.post("/v1/subjects", data={"subject": person}, files=files(photos))) == (
             409,
             "duplicate_subject",
@@ -77,11 +80,19 @@ def test_enroll_identify_verify_delete_over_http(server, lfw_people):
         assert same["fmr"] == 0.01 and same["subject"] == person and same["same"] == (same["score"] > same["threshold"])
         pair = files([probe], "image_a") + files([lfw_people.enrolled[person][0]], "image_b")
         verdict = http.post("/v1/verify", files=pair).json()
-        assert set(verdict) == {"score", "same", "threshold", "fmr", "calibrated", "model", "subject", "boxes", "faces"}
-        assert [face["box"] for face in verdict["faces"]] == verdict["boxes"] and verdict["calibrated"] is True
+        keys = {"score", "same", "threshold", "fmr", "calibrated", "model", "subject", "boxes", "faces", "qualities"}
+        assert set(verdict) == keys and verdict["calibrated"] is True
+        assert [face["box"] for face in verdict["faces"]] == verdict["boxes"]
+        assert [face["quality"] for face in verdict["faces"]] == verdict["qualities"]
         added = http.post(f"/v1/subjects/{person}/faces", files=files([probe])).json()
-        assert added == {"subject": person, "faces": 6, "no_face": []}
-        assert http.get(f"/v1/subjects/{person}").json()["faces"] == 6
+        assert {k: added[k] for k in ("subject", "faces", "no_face", "refused")} == {
+            "subject": person,
+            "faces": 6,
+            "no_face": [],
+            "refused": [],
+        }
+        entry = http.get(f"/v1/subjects/{person}").json()
+        assert entry["faces"] == 6 and len(entry["qualities"]) == 6 and all(0 <= q <= 1 for q in entry["qualities"])
         assert [s["subject"] for s in http.get("/v1/subjects").json()["subjects"]] == sorted(lfw_people.enrolled)
         deleted = {"deleted": person, "faces": 6, "erased": True, "erasure": "done"}
         assert http.delete(f"/v1/subjects/{person}").json() == deleted
@@ -238,7 +249,7 @@ def test_every_face_answer_carries_box_landmarks_detection_score_and_quality(ser
     for face in (identified[0], embedded[0]):
         x1, y1, x2, y2 = face["box"]
         assert len(face["landmarks"]) == 5 and all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in face["landmarks"])
-        assert 0.5 < face["detection_score"] <= 1 and face["quality"] is None
+        assert 0.5 < face["detection_score"] <= 1 and 0 <= face["quality"] <= 1
     assert identified[0]["box"] == embedded[0]["box"]
 
 
@@ -267,3 +278,33 @@ def test_the_docs_page_needs_no_network(server):
         assert "/openapi.json" in http.get("/docs/start.js").text
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert http.get("/redoc").status_code == 404  # ReDoc would need a CDN: /openapi.json serves other viewers
+
+
+def test_quality_and_refusals_in_the_answers(server, lfw_people):
+    """Every face carries its quality; a face below the gate is refused with its reasons (too small here: a
+    photo shrunk into a canvas), the rest enrolled; all refused is a 422 naming every image's reasons."""
+    import cv2
+
+    photo = lfw_people.enrolled[next(iter(lfw_people.enrolled))][0]
+    canvas = np.full((250, 250, 3), 128, np.uint8)
+    canvas[80:170, 80:170] = cv2.resize(read_image(photo), (90, 90), interpolation=cv2.INTER_AREA)
+    tiny = ("images", ("tiny.png", encode_image(canvas, ".png"), "image/png"))
+    with server.client() as http:
+        embedded = http.post("/v1/embed", files=files([photo], "image")).json()["faces"]
+        assert all(0 <= face["quality"] <= 1 for face in embedded)
+        identified = http.post("/v1/identify", files=files([photo], "image")).json()["faces"]
+        assert all(0 <= face["quality"] <= 1 for face in identified)
+        answer = http.post("/v1/subjects", data={"subject": "gated"}, files=[*files([photo]), tiny])
+        body = answer.json()
+        assert answer.status_code == 201 and body["faces"] == 1 and body["no_face"] == []
+        assert body["enrolled"][0]["photo"] == 0 and 0 <= body["enrolled"][0]["quality"] <= 1
+        (refused,) = body["refused"]
+        assert refused["photo"] == 1 and refused["reasons"][0].startswith("too small: ")
+        assert 0 <= refused["quality"] <= 1
+        assert http.get("/v1/subjects/gated").json()["qualities"] == [body["enrolled"][0]["quality"]]
+        nothing = http.post("/v1/subjects", data={"subject": "refused"}, files=[tiny, tiny])
+        assert error_of(nothing) == (422, "refused")
+        message = nothing.json()["error"]["message"]
+        assert "nothing enrolled" in message and "images[0]: too small" in message and "images[1]: too small" in message
+        assert error_of(http.get("/v1/subjects/refused")) == (404, "unknown_subject")
+        http.delete("/v1/subjects/gated")

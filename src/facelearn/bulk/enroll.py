@@ -121,7 +121,7 @@ def add(target, table: pa.Table, subject_column: str, enrolled: set[str]) -> int
     target.add_faces(
         [subject_id(str(s)) for s in table[subject_column].to_pylist()],  # the one rule for subject ids
         vectors.reshape(len(table), -1).astype(np.float32),
-        table["quality"].to_pylist(),
+        None,  # the Parquet's "quality" is the raw embedding norm, not a quality in [0, 1] (deploy/quality.py)
         sources,
     )
     enrolled.update(sources)

@@ -13,7 +13,7 @@ import numpy as np
 from ..deploy.gallery import STORES
 from ..errors import ConfigError, DataError
 from . import identification
-from .options import BACKEND_HELP, DETECTOR_HELP
+from .options import BACKEND_HELP, DETECTOR_HELP, add_quality_options
 
 MODEL_HELP = (
     "a named model (dlib), a facelearn checkpoint, a plain state_dict (arcface_torch model.pt) or an .onnx "
@@ -168,8 +168,10 @@ def command_calibrate(args: argparse.Namespace) -> None:
 
 
 def open_recognizer(args: argparse.Namespace, gallery: bool = True):
+    from ..deploy.quality import QualityGate
     from ..deploy.recognizer import Recognizer
 
+    gate = QualityGate(args.min_quality, args.min_eye_distance) if hasattr(args, "min_quality") else None
     return Recognizer.load(
         args.model,
         args.architecture,
@@ -180,6 +182,8 @@ def open_recognizer(args: argparse.Namespace, gallery: bool = True):
         weights=args.weights,
         backend=args.backend,
         threshold=getattr(args, "threshold", None),
+        quality=getattr(args, "quality", "auto"),
+        gate=gate,
     )
 
 
@@ -239,7 +243,7 @@ def enroll_subject(args, recognizer, name: str, photos: list[Path], given, enrol
     from ..deploy.gallery import DuplicateSubject
     from ..deploy.subject_ids import subject_id
 
-    result = {"subject": name, "faces": 0, "no_face": [], "unreadable": []}
+    result = {"subject": name, "faces": 0, "no_face": [], "refused": [], "enrolled": [], "unreadable": []}
     try:
         subject = result["subject"] = subject_id(name)
         if subject in enrolled and not args.append:
@@ -249,7 +253,7 @@ def enroll_subject(args, recognizer, name: str, photos: list[Path], given, enrol
             raise
         bar.update(len(photos))
         return {**result, "skipped": str(error)}
-    budget, embeddings, sources, photo_report = PixelBudget(), [], [], []
+    budget, embeddings, qualities, sources, photo_report = PixelBudget(), [], [], [], []
     for i, path in enumerate(photos):
         try:
             image = given[i] if given is not None else read_image(path, budget=budget)
@@ -259,22 +263,32 @@ def enroll_subject(args, recognizer, name: str, photos: list[Path], given, enrol
             photo_report.append((path, f"unreadable, not enrolled: {reason}"))
             bar.update(1)
             continue
-        embedding = recognizer.embed([image], aligned=args.aligned)[0]
-        if np.isnan(embedding).any():
+        (embedding,), (quality,) = recognizer.embed_with_quality([image], aligned=args.aligned)
+        _, refused = recognizer.apply_gate([quality])
+        if quality is None:
             result["no_face"].append(str(path))
             photo_report.append((path, "no face found, not enrolled"))
+        elif refused:  # below the enroll gate (--min-quality, --min-eye-distance)
+            reasons, score = refused[0]["reasons"], refused[0]["quality"]
+            result["refused"].append({"photo": str(path), "reasons": reasons, "quality": score})
+            photo_report.append((path, f"refused: {', '.join(reasons)} (quality {quality_text(score)})"))
         else:
             embeddings.append(embedding)
+            qualities.append(quality.quality)
             sources.append(Path(path).name)  # the file's name, listed by facelearn gallery list GALLERY SUBJECT
-            photo_report.append((path, "enrolled"))
+            result["enrolled"].append({"photo": str(path), "quality": quality.quality})
+            photo_report.append((path, f"enrolled (quality {quality_text(quality.quality)})"))
         bar.update(1)
     result["photo_report"] = photo_report
     if not embeddings:
-        message = f"no face found in any of the {len(photos)} photos of {subject!r}: nothing enrolled"
+        what = "no face above the enroll gate" if result["refused"] else "no face found"
+        message = f"{what} in any of the {len(photos)} photos of {subject!r}: nothing enrolled"
+        if result["refused"]:
+            message += "; " + "; ".join(f"{r['photo']}: {', '.join(r['reasons'])}" for r in result["refused"])
         if not lenient:
             raise DataError(message)
         return {**result, "skipped": message}
-    result["faces"] = recognizer.add(subject, np.stack(embeddings), append=args.append, sources=sources)
+    result["faces"] = recognizer.add(subject, np.stack(embeddings), qualities, append=args.append, sources=sources)
     audit(args, "add" if args.append else "enroll", subject, len(embeddings))
     return result
 
@@ -301,6 +315,10 @@ def print_enrolled(args: argparse.Namespace, results: list[dict], subjects) -> N
             f"{sum(len(r['no_face']) for r in results)} photos without a face, "
             f"{sum(len(r['unreadable']) for r in results)} unreadable"
         )
+
+
+def quality_text(quality: float | None) -> str:
+    return "n/a" if quality is None else f"{quality:.2f}"
 
 
 def audit(args: argparse.Namespace, action: str, subject: str, faces: int, **details) -> None:
@@ -353,10 +371,11 @@ def answer_for(photo, question, **options) -> dict:
 
 
 def describe_box(face: dict) -> str:
+    quality = "" if face.get("quality") is None else f", quality {face['quality']:.2f}"
     if face.get("box") is None:
-        return "aligned face"
+        return f"aligned face{quality.replace(',', ' (', 1) + ')' if quality else ''}"
     x1, y1, x2, y2 = face["box"]
-    return f"box {x1:.0f},{y1:.0f}-{x2:.0f},{y2:.0f} (detection {face['detection_score']:.2f})"
+    return f"box {x1:.0f},{y1:.0f}-{x2:.0f},{y2:.0f} (detection {face['detection_score']:.2f}{quality})"
 
 
 def decided_at(answer: dict) -> str:
@@ -437,7 +456,11 @@ def gallery_command(args: argparse.Namespace, gallery, lookup_id) -> None:
         return
     if args.action == "list":
         subjects = gallery.subjects()
-        print(json.dumps(subjects) if args.json else "\n".join(f"{s['subject']}\t{s['faces']} faces" for s in subjects))
+        lines = [
+            f"{s['subject']}\t{s['faces']} faces\tquality " + " ".join(quality_text(q) for q in s.get("qualities", []))
+            for s in subjects
+        ]
+        print(json.dumps(subjects) if args.json else "\n".join(lines))
         return
     if args.action == "delete-face":
         return delete_face(args, gallery, lookup_id)
@@ -548,6 +571,7 @@ def add_commands(commands) -> None:
     enroll.add_argument("--faces", default="largest", choices=["largest", "all"], help="with --from-embeddings")
     enroll.add_argument("--batch", type=int, default=10_000, help="with --from-embeddings: faces per write")
     add_model_options(enroll, fmr=False, model_required=False)
+    add_quality_options(enroll)
     enroll.set_defaults(func=command_enroll)
 
     identification.add_commands(commands, add_model_options)
@@ -557,6 +581,7 @@ def add_commands(commands) -> None:
         "photos", nargs="+", metavar="photo", help="REFERENCE PHOTO [PHOTO ...]: each against REFERENCE"
     )
     add_model_options(verify)
+    add_quality_options(verify, gate=False)
     verify.set_defaults(func=command_verify)
 
     gallery = commands.add_parser(

@@ -99,6 +99,7 @@ def command_calibrate_gallery(args: argparse.Namespace) -> None:
 
 def add_commands(commands, add_model_options) -> None:
     from ..deploy.fusion import DEFAULT_FUSION, FUSIONS
+    from .options import add_quality_options
 
     identify = commands.add_parser("identify", help="who is in these photos (open set: unknown below the threshold)")
     identify.add_argument("gallery")
@@ -113,6 +114,7 @@ def add_commands(commands, add_model_options) -> None:
     identify.add_argument("--fusion", choices=FUSIONS, help="best face or template (default: the calibration's)")
     identify.add_argument("--as-one-person", action="store_true", help="the photos are one person: one fused probe")
     add_model_options(identify)
+    add_quality_options(identify, gate=False)
     identify.set_defaults(func=command_identify)
 
     calibrate = commands.add_parser(

@@ -13,7 +13,7 @@ from ..serve.browsers import is_loopback
 from ..serve.keys import KeyStore
 from ..serve.service import ServeSettings
 from ..serve.uploads import ImageLimits
-from .options import BACKEND_HELP, DETECTOR_HELP, options_from
+from .options import BACKEND_HELP, DETECTOR_HELP, add_quality_options, options_from
 
 MB = 1024 * 1024
 
@@ -149,6 +149,7 @@ def add_commands(commands) -> None:
     serve.add_argument("--max-connections", type=int, default=1000, help="open connections (capped below ulimit -n)")
     serve.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
     serve.add_argument("--access-log", action="store_true", help="log each request line (paths name subjects)")
+    add_quality_options(serve)
     serve.set_defaults(func=command_serve, serve_command=None)
     actions = serve.add_subparsers(dest="serve_command")
     keys = actions.add_parser("keys", help="API keys: add (printed once), list, remove")

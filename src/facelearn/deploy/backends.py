@@ -24,6 +24,7 @@ from ..errors import DataError
 from ..hardware import cpu_has_fast_bf16, keep_freed_memory
 from ..registry import Registry
 from .export import EmbeddingGraph, export_bytes, exported_model_digest, model_metadata, weights_digest
+from .quality import NormQuality
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Embedder(ABC):
     input_size: int  # square faces of this many pixels
     embedding_size: int
     model_digest: str  # sha256 of the weights: the model's identity in a gallery
+    norm_quality = None  # a NormQuality where the raw norm is a quality score (MagFace, AdaFace): deploy/quality.py
 
     @classmethod
     @abstractmethod
@@ -150,6 +152,8 @@ class OnnxEmbedder(Embedder):
         self.calibration = (
             json.loads(self.metadata["facelearn.calibration"]) if "facelearn.calibration" in self.metadata else None
         )
+        if "facelearn.norm_quality" in self.metadata:  # a MagFace / AdaFace export (deploy/quality.py)
+            self.norm_quality = NormQuality(**json.loads(self.metadata["facelearn.norm_quality"]))
         self.embedding_size = int(self.embed(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))[0].shape[1])
 
     @classmethod

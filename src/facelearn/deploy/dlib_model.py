@@ -97,6 +97,7 @@ class DlibFaceModel(Embedder):
     name = "dlib"
     input_size = CHIP_SIZE
     embedding_size = 128
+    landmark_scheme = "dlib"  # its five points: two corners of each eye, the base of the nose (deploy/quality.py)
 
     def __init__(self, max_size: int = 1600, purpose: str = "the dlib model"):
         dlib, models = import_dlib(purpose)

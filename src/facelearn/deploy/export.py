@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import torch
 from .. import __version__
 from ..errors import DataError
 from ..io import write_bytes_atomic, write_text_atomic
+from .quality import NormQuality
 
 ALIGNMENT = "arcface-5-point 112x112 (facelearn.align.align_face), then resized to the input size (cv2 INTER_AREA)"
 OPSET = 17
@@ -157,6 +159,10 @@ def model_metadata(
     }
     if checkpoint and checkpoint.get("calibration"):
         metadata["facelearn.calibration"] = json.dumps(checkpoint["calibration"])
+    head = (checkpoint or {}).get("config", {}).get("head")
+    norm = NormQuality.from_head(head, checkpoint.get("task")) if checkpoint else None
+    if norm is not None:  # a MagFace / AdaFace model: how its norm maps onto a quality in [0, 1]
+        metadata["facelearn.norm_quality"] = json.dumps(asdict(norm))
     return metadata
 
 

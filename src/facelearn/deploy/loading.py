@@ -16,6 +16,7 @@ from ..registry import Registry
 from .backends import Embedder, embedder_for
 from .dlib_model import DlibFaceModel
 from .onnx_import import onnx_embedder
+from .quality import NormQuality
 
 NAMED_MODELS: Registry[Embedder] = Registry("named model")
 NAMED_MODELS.register("dlib")(DlibFaceModel)
@@ -38,5 +39,9 @@ def load_embedder(
         return embedder, embedder.calibration
     checkpoint = load_checkpoint(model)
     backbone, size = backbone_from_state(checkpoint, model, architecture)
-    calibration = checkpoint.get("calibration") if checkpoint.get("format") == FORMAT else None
-    return embedder_for(backbone, size, backend, **options), calibration
+    own = checkpoint.get("format") == FORMAT
+    calibration = checkpoint.get("calibration") if own else None
+    embedder = embedder_for(backbone, size, backend, **options)
+    if own:  # a MagFace / AdaFace model's norm is its quality (facelearn.deploy.quality)
+        embedder.norm_quality = NormQuality.from_head(checkpoint.get("config", {}).get("head"), checkpoint.get("task"))
+    return embedder, calibration

@@ -24,7 +24,10 @@ threshold, its error rates unknown). Every identification answer says which rate
 gallery size it holds for. A photo in which no face is found is an error (:class:`NoFaceFound`) for
 ``identify`` and ``verify``, as it is over REST (422 ``no_face``); ``enroll`` lists such photos and
 enrolls the rest; ``embed`` gives them NaN rows. Each face's answer carries its box, five landmarks,
-detection score and ``quality``. Every method may be called from several threads at once.
+detection score and ``quality`` in [0, 1] (:mod:`facelearn.deploy.quality`: the embedding norm of a
+MagFace/AdaFace model, else a model-agnostic estimate); enroll refuses the faces below the
+:class:`~facelearn.deploy.quality.QualityGate`, saying why. Every method may be called from several
+threads at once.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from .inputs import as_rgb
 from .loading import load_embedder
 from .open_set import FPIRS, OpenSetCalibration, UnsupportedFPIR, calibrate_open_set, check_fpirs, searches_needed
 from .open_set import unsupported_message as unsupported_fpir
+from .quality import QualityGate, QualityRefused, QualityScorer, refusal_message
 from .subject_ids import lookup_id, subject_id
 
 
@@ -60,11 +64,16 @@ class Recognizer:
         calibration: Calibration | None = None,
         gallery=None,
         threshold: float | None = None,
+        quality: str | None = "auto",
+        gate: QualityGate | None = None,
     ):
         """``threshold``: a cosine threshold for a model without calibration (answers then say it is
-        uncalibrated); refused for a calibrated model, whose thresholds come at named FMRs."""
+        uncalibrated); refused for a calibrated model, whose thresholds come at named FMRs. ``quality`` and
+        ``gate``: see :meth:`load`."""
         self.embedder, self.detector, self.calibration, self.gallery = embedder, detector, calibration, gallery
         self.input_size = embedder.input_size
+        self.quality = QualityScorer(embedder, quality)
+        self.gate = gate or QualityGate()
         if threshold is not None:
             if calibration is not None:
                 raise ConfigError(
@@ -87,6 +96,8 @@ class Recognizer:
         weights: str | None = None,
         backend: str = "auto",
         threshold: float | None = None,
+        quality: str | None = "auto",
+        gate: QualityGate | None = None,
         **backend_options,
     ) -> Recognizer:
         """From a named model (``"dlib"``), a facelearn checkpoint, a plain state_dict (arcface_torch ``model.pt``:
@@ -97,12 +108,15 @@ class Recognizer:
         ``onnx``: exported in memory) or ``auto`` — whichever embeds faster on this machine, measured at
         load. The checkpoint file is read once. A model with its own detector and alignment (dlib) always
         uses them, whatever ``detector`` says (its aligned faces, ``aligned=True``, are its own chips).
-        ``threshold``: only for a model without calibration (see the class docstring)."""
+        ``threshold``: only for a model without calibration (see the class docstring).
+
+        ``quality``: ``auto``, ``norm``, ``estimate`` or None (:class:`~facelearn.deploy.quality.QualityScorer`);
+        ``gate``: the enroll gate (default :class:`~facelearn.deploy.quality.QualityGate`)."""
         embedder, calibration = load_embedder(model, architecture, backend, **backend_options)
         own = getattr(embedder, "detector", None)
         detector = own or (build_detector(detector, weights) if detector else None)
         calibration = Calibration.from_dict(calibration) if calibration else None
-        recognizer = cls(embedder, detector, calibration, threshold=threshold)
+        recognizer = cls(embedder, detector, calibration, threshold=threshold, quality=quality, gate=gate)
         if gallery is not None:
             recognizer.open_gallery(gallery, store, index)
         return recognizer
@@ -144,31 +158,66 @@ class Recognizer:
     ) -> np.ndarray:
         """(N, D) unit embeddings: of aligned faces, or of the largest face of each photo (NaN rows where a
         photo has no face)."""
+        return self.embed_with_quality(images, aligned, batch_size, channel_order)[0]
+
+    def embed_with_quality(
+        self,
+        images: list,
+        aligned: bool = False,
+        batch_size: int = 64,
+        channel_order: str = "rgb",
+        choose: str = "largest",
+    ) -> tuple[np.ndarray, list]:
+        """:meth:`embed`, and each photo's :class:`~facelearn.deploy.quality.FaceQuality` (None: no face).
+        ``choose``: the face kept where a photo has several (``largest`` or ``central``)."""
         images = [as_rgb(image, channel_order) for image in images]
         if aligned:
             faces = [self.check_aligned(face) for face in images]
-            return self.embed_faces(faces, batch_size)[0]
-        found = [self.aligned_faces(image) for image in images]
-        chosen = [
-            f[0][choose_face(f[1], image.shape)] if f[0] else None for f, image in zip(found, images, strict=True)
-        ]
+            embeddings, norms = self.embed_faces(faces, batch_size)
+            return embeddings, self.quality.score(faces, embeddings, norms)
+        chosen, points, boxes = [None] * len(images), [None] * len(images), [None] * len(images)
+        for i, image in enumerate(images):
+            faces, found = self.aligned_faces(image)
+            if faces:
+                best = choose_face(found, image.shape, choose)
+                chosen[i], points[i], boxes[i] = faces[best], found.landmarks[best], found.boxes[best]
         result = np.full((len(images), self.embedder.embedding_size), np.nan, np.float32)
+        qualities = [None] * len(images)
         present = [i for i, face in enumerate(chosen) if face is not None]
         if present:
-            result[present] = self.embed_faces([chosen[i] for i in present], batch_size)[0]
-        return result
+            faces = [chosen[i] for i in present]
+            embeddings, norms = self.embed_faces(faces, batch_size)
+            result[present] = embeddings
+            scored = self.quality.score(
+                faces,
+                embeddings,
+                norms,
+                [points[i] for i in present],
+                [images[i] for i in present],
+                [boxes[i] for i in present],
+            )
+            for i, quality in zip(present, scored, strict=True):
+                qualities[i] = quality
+        return result, qualities
 
     def largest_face(self, image, aligned: bool = False, channel_order: str = "rgb") -> tuple[np.ndarray, dict]:
         """The unit embedding of a photo's largest face (or of the aligned face) and its face fields
         (:func:`face_fields`); :class:`NoFaceFound` when the photo has none."""
         image = as_rgb(image, channel_order)
         if aligned:
-            return self.embed_faces([self.check_aligned(image)], 1)[0][0], face_fields(None)
+            face = self.check_aligned(image)
+            embeddings, norms = self.embed_faces([face], 1)
+            (quality,) = self.quality.score([face], embeddings, norms)
+            return embeddings[0], {**face_fields(None), "quality": quality.quality}
         faces, found = self.aligned_faces(image)
         if not faces:
             raise NoFaceFound("no face found in the image")
         chosen = choose_face(found, image.shape)
-        return self.embed_faces([faces[chosen]], 1)[0][0], face_fields(found, chosen)
+        embeddings, norms = self.embed_faces([faces[chosen]], 1)
+        (quality,) = self.quality.score(
+            [faces[chosen]], embeddings, norms, [found.landmarks[chosen]], [image], [found.boxes[chosen]]
+        )
+        return embeddings[0], {**face_fields(found, chosen), "quality": quality.quality}
 
     def check_aligned(self, face: np.ndarray) -> np.ndarray:
         face = np.asarray(face)
@@ -202,13 +251,14 @@ class Recognizer:
         return {"fmr": fmr if calibrated else None, "calibrated": calibrated}
 
     def verify(self, a, b, fmr: float = DEFAULT_FMR, aligned: bool = False, channel_order: str = "rgb") -> dict:
-        """Same person or not, at a false-match rate: score, decision, threshold, FMR, model."""
+        """Same person or not, at a false-match rate: score, decision, threshold, FMR, model, and the two
+        faces' qualities."""
         threshold = self.threshold(fmr)
-        first, second = self.embed([a, b], aligned, channel_order=channel_order)
+        (first, second), qualities = self.embed_with_quality([a, b], aligned, channel_order=channel_order)
         for name, embedding in (("first", first), ("second", second)):
             if np.isnan(embedding).any():
                 raise NoFaceFound(f"no face found in the {name} image")
-        return self.verdict(float(first @ second), fmr, threshold)
+        return {**self.verdict(float(first @ second), fmr, threshold), "qualities": [q.quality for q in qualities]}
 
     def _require_gallery(self):
         if self.gallery is None:
@@ -223,17 +273,37 @@ class Recognizer:
         metadata: dict | None = None,
         append: bool = False,
         channel_order: str = "rgb",
+        gate: bool = True,
     ) -> dict:
-        """Enroll the largest face of each photo; photos without a face are listed, not enrolled."""
+        """Enroll the largest face of each photo that passes the quality gate (``gate=False``: every face).
+        Photos without a face are listed in ``no_face``; refused faces in ``refused`` with their reasons and
+        quality; ``enrolled`` gives each enrolled photo's quality. Nothing passes: :class:`QualityRefused`."""
         self._require_gallery()
         if not images:
             raise DataError(f"nothing to enroll for {subject!r}: no images given")
-        embeddings = self.embed(images, aligned, channel_order=channel_order)
-        usable = ~np.isnan(embeddings).any(1)
-        if not usable.any():
+        embeddings, qualities = self.embed_with_quality(images, aligned, channel_order=channel_order)
+        no_face = [i for i, quality in enumerate(qualities) if quality is None]
+        if len(no_face) == len(images):
             raise DataError(f"no face found in any of the {len(images)} images of {subject!r}: nothing enrolled")
-        faces = self.add(subject, embeddings[usable], metadata=metadata, append=append)
-        return {"subject": subject, "faces": faces, "no_face": [int(i) for i in np.flatnonzero(~usable)]}
+        passed, refused = self.apply_gate(qualities, gate)
+        if not passed:
+            raise QualityRefused(refusal_message(subject, refused, no_face), refused, no_face)
+        faces = self.add(subject, embeddings[passed], [qualities[i].quality for i in passed], metadata, append)
+        enrolled = [{"photo": i, "quality": qualities[i].quality} for i in passed]
+        return {"subject": subject, "faces": faces, "no_face": no_face, "refused": refused, "enrolled": enrolled}
+
+    def apply_gate(self, qualities: list, gate: bool = True) -> tuple[list[int], list[dict]]:
+        """(indices that pass, ``[{"photo", "reasons", "quality"}]`` refused); None entries (no face) are neither."""
+        passed, refused = [], []
+        for i, quality in enumerate(qualities):
+            if quality is None:
+                continue
+            reasons = self.gate.reasons(quality) if gate else []
+            if reasons:
+                refused.append({"photo": i, "reasons": reasons, "quality": quality.quality})
+            else:
+                passed.append(i)
+        return passed, refused
 
     def identify(
         self,
@@ -263,8 +333,20 @@ class Recognizer:
         if not faces:
             raise NoFaceFound("no face found in the image")
         order = np.argsort(-found.areas(), kind="stable")
-        results = self.identify_faces([faces[i] for i in order], k, fmr, fpir, fusion)
-        return [{**result, **face_fields(found, i)} for result, i in zip(results, order, strict=True)]
+        results = self.identify_faces(
+            [faces[i] for i in order],
+            k,
+            fmr,
+            fpir,
+            fusion,
+            landmarks=[found.landmarks[i] for i in order],
+            photos=[image] * len(order),
+            boxes=[found.boxes[i] for i in order],
+        )
+        return [
+            {**result, **face_fields(found, i), "quality": result["quality"]}
+            for result, i in zip(results, order, strict=True)
+        ]
 
     def identify_person(self, images: list, k, fmr, aligned, channel_order, fpir, fusion) -> dict:
         if isinstance(images, (str, Path, bytes, np.ndarray)) or not len(images):
@@ -283,10 +365,19 @@ class Recognizer:
         fmr: float = DEFAULT_FMR,
         fpir: float | None = None,
         fusion: str | None = None,
+        landmarks=None,
+        photos=None,
+        boxes=None,
     ) -> list[dict]:
-        """:meth:`identify` for a batch of aligned faces, one result each."""
-        embeddings = self.embed_faces([self.check_aligned(face) for face in faces], 64)[0]
-        return self.search(embeddings, k, fmr, None, fpir, fusion)[0]
+        """:meth:`identify` for a batch of aligned faces, one result each (with its quality; ``landmarks``,
+        ``photos`` and ``boxes``: where each face came from, for the quality's size and pose)."""
+        faces = [self.check_aligned(face) for face in faces]
+        embeddings, norms = self.embed_faces(faces, 64)
+        results = self.search(embeddings, k, fmr, None, fpir, fusion)[0]
+        qualities = self.quality.score(faces, embeddings, norms, landmarks, photos, boxes)
+        for result, quality in zip(results, qualities, strict=True):
+            result["quality"] = quality.quality
+        return results
 
     def search(
         self,

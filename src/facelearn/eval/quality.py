@@ -35,3 +35,42 @@ def error_versus_reject(
             {"rejected": round(float(rejected), 2), "pairs": len(kept), "fnmr": None if np.isnan(fnmr) else fnmr}
         )
     return curve
+
+
+def threshold_at_fmr(scores: np.ndarray, issame: np.ndarray, fmr: float = 1e-3) -> float:
+    """The score threshold at which at most ``fmr`` of the impostor pairs are accepted (score > threshold)."""
+    impostor = np.sort(scores[~issame])[::-1]
+    if len(impostor) == 0:
+        raise ValueError("no impostor pairs: no threshold at any FMR")
+    return float(impostor[min(int(np.floor(fmr * len(impostor))), len(impostor) - 1)])
+
+
+def error_versus_discard(
+    scores: np.ndarray, issame: np.ndarray, quality: np.ndarray, threshold: float, fractions: np.ndarray
+) -> np.ndarray:
+    """The error-versus-discard characteristic (Grother & Tabassi, IEEE TPAMI 2007; ISO/IEC 29794-1): FNMR
+    of the genuine pairs kept at a *fixed* threshold (the system's, set on all pairs) after discarding the
+    lowest-quality ``fraction`` of all pairs, per fraction. NaN once no genuine pair is left."""
+    order = np.argsort(quality, kind="stable")
+    rejected = ~(scores > threshold) & issame
+    curve = []
+    for fraction in fractions:
+        kept = order[int(round(fraction * len(order))) :]
+        genuine = issame[kept].sum()
+        curve.append(rejected[kept].sum() / genuine if genuine else np.nan)
+    return np.asarray(curve, np.float64)
+
+
+def random_discard(
+    scores: np.ndarray, issame: np.ndarray, threshold: float, fractions: np.ndarray, draws: int = 200, seed: int = 0
+) -> np.ndarray:
+    """:func:`error_versus_discard` with the pairs discarded at random: (draws, len(fractions)) curves."""
+    rng = np.random.default_rng(seed)
+    return np.stack(
+        [error_versus_discard(scores, issame, rng.random(len(scores)), threshold, fractions) for _ in range(draws)]
+    )
+
+
+def area_under(fractions: np.ndarray, curve: np.ndarray) -> float:
+    """The trapezoid area under an error-versus-discard curve (smaller is better)."""
+    return float(np.trapezoid(curve, fractions))

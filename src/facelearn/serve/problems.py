@@ -38,7 +38,7 @@ CODES = {
     409: "duplicate_subject",
     413: "request_too_large, image_too_large, too_many_images, too_many_pixels",
     415: "unsupported_format, unsupported_media_type",
-    422: "no_face, several_faces, invalid_request",
+    422: "no_face, several_faces, refused (every face below the enroll gate), invalid_request",
     503: "not_ready, keys_unavailable, gallery_unavailable",
     504: "timeout",
 }

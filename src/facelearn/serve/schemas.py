@@ -18,6 +18,15 @@ SubjectId = Annotated[
     AfterValidator(subject_id),  # the one rule (deploy/subject_ids.py): normalised, refused with its reason
 ]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Quality = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=1,
+        description="the face's quality in [0, 1] (the norm of a MagFace/AdaFace model, else facelearn's estimate: "
+        "stability under small perturbations × sharpness × frontality); null where unavailable",
+    ),
+]
 
 
 class Options(BaseModel):
@@ -66,7 +75,7 @@ class FaceFields(BaseModel):
         "right in the image), ArcFace's order"
     )
     detection_score: float | None = Field(description="the detector's confidence")
-    quality: float | None = Field(description="the face's quality score (null: not scored)")
+    quality: Quality
 
 
 class EmbeddedFace(FaceFields):
@@ -102,6 +111,7 @@ class VerifyAnswer(Decision):
     subject: str | None
     boxes: list[list[float] | None] = Field(description="each compared face's box (also in faces)")
     faces: list[FaceFields]
+    qualities: list[Quality] = Field(description="each compared face's quality, in the order of boxes (also in faces)")
 
 
 class Candidate(BaseModel):
@@ -123,19 +133,33 @@ class Subject(BaseModel):
     subject: str
     faces: int
     metadata: dict
+    qualities: list[Quality] = Field(description="each enrolled face's quality (null where none was kept)")
 
 
 class SubjectList(BaseModel):
     subjects: list[Subject]
 
 
+class Refused(BaseModel):
+    photo: int = Field(description="the image's index, as no_face has it")
+    reasons: list[str] = Field(description='e.g. "blurred", "too small: 18 px between the eyes", "profile"')
+    quality: Quality
+
+
+class EnrolledPhoto(BaseModel):
+    photo: int
+    quality: Quality
+
+
 class Enrolled(BaseModel):
     subject: str
     faces: int = Field(description="the subject's faces in the gallery after this call")
     no_face: list[int] = Field(description="indices of the images in which no face was found (not enrolled)")
+    refused: list[Refused] = Field(description="faces below the enroll gate (not enrolled), with the reasons")
+    enrolled: list[EnrolledPhoto] = Field(description="the faces enrolled by this call, with their quality")
 
 
-class EnrolledFace(BaseModel):
+class StoredFace(BaseModel):
     face_id: str = Field(description="the face's id (text): stable while it is enrolled, never given to another face")
     quality: float | None = Field(description="the quality the store kept for the face (null: none kept)")
     source: str | None = Field(description="where the face came from, where the store kept it (bulk enroll)")
@@ -143,7 +167,7 @@ class EnrolledFace(BaseModel):
 
 class FaceList(BaseModel):
     subject: str
-    faces: list[EnrolledFace] = Field(description="in the order enrolled")
+    faces: list[StoredFace] = Field(description="in the order enrolled")
 
 
 class FaceDeleted(BaseModel):

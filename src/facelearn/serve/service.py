@@ -19,6 +19,7 @@ import numpy as np
 
 from ..deploy.answers import face_fields
 from ..deploy.audit import AuditLog, default_audit_path
+from ..deploy.quality import DEFAULT_MIN_EYE_DISTANCE, DEFAULT_MIN_QUALITY, QualityGate, refusal_message
 from ..deploy.subject_ids import lookup_id
 from ..errors import describe_os_error
 from .batcher import EmbeddingBatcher
@@ -59,6 +60,9 @@ class ServeSettings:
     max_connections: int = 1000
     audit_log: str | None = None  # default: <gallery>.audit.log
     threshold: float | None = None  # for a model without calibration: answers say "fmr": null, "calibrated": false
+    quality: str = "auto"  # deploy/quality.py: auto, norm or estimate
+    min_quality: float = DEFAULT_MIN_QUALITY  # the enroll gate
+    min_eye_distance: float = DEFAULT_MIN_EYE_DISTANCE
 
 
 def check_aligned_shape(image: np.ndarray, name: str, size: int) -> None:
@@ -76,6 +80,8 @@ def check_aligned_shape(image: np.ndarray, name: str, size: int) -> None:
 class Face:
     face: np.ndarray  # aligned, at the model's input size
     fields: dict  # box, landmarks, detection score, quality (recognizer.face_fields); None each when sent aligned
+    landmarks: np.ndarray | None = None  # five points in the photo (for the face's quality)
+    photo: np.ndarray | None = None
 
     @property
     def box(self) -> list[float] | None:
@@ -109,11 +115,14 @@ class Service:
         s = self.settings
         try:
             await asyncio.to_thread(check_gallery_writable, s.gallery)  # else ready, then every write a 500
+            gate = QualityGate(s.min_quality, s.min_eye_distance)
             recognizer = await asyncio.to_thread(
                 partial(
                     Recognizer.load,
                     s.model, s.architecture, s.gallery, s.store, s.index, s.detector, s.weights, s.backend,
                     threshold=s.threshold,
+                    quality=s.quality,
+                    gate=gate,
                 )
             )  # fmt: skip
             self.batcher = EmbeddingBatcher(
@@ -193,7 +202,7 @@ class Service:
         if not aligned_faces:  # as NoFaceFound in Python: a question about a photo without a face is an error
             raise Problem(422, "no_face", f"{name}: no face found")
         order = np.argsort(-found.areas(), kind="stable")  # largest first, as enrollment chooses
-        return [Face(aligned_faces[i], face_fields(found, i)) for i in order]
+        return [Face(aligned_faces[i], face_fields(found, i), found.landmarks[i], image) for i in order]
 
     async def one_face(self, data: bytes, name: str, aligned: bool, single: bool) -> Face:
         faces = await self.faces(data, name, aligned)
@@ -231,14 +240,28 @@ class Service:
     async def embed(self, faces: list[Face]) -> tuple[np.ndarray, np.ndarray]:
         return await self.batcher.embed(np.stack([f.face for f in faces]))
 
+    async def qualities(self, faces: list[Face], embeddings: np.ndarray, norms: np.ndarray) -> list:
+        """Each face's :class:`~facelearn.deploy.quality.FaceQuality` (the estimate embeds perturbed views)."""
+        boxes = [None if f.box is None else np.asarray(f.box) for f in faces]
+        return await self.in_pool(
+            self.require().quality.score,
+            [f.face for f in faces],
+            embeddings,
+            norms,
+            [f.landmarks for f in faces],
+            [f.photo for f in faces],
+            boxes,
+        )
+
     def fmr(self, fmr: float | None) -> float:
         return self.settings.fmr if fmr is None else fmr
 
     # ------------------------------------------------------------------ answers
     async def embedded(self, faces: list[Face]) -> dict:
         embeddings, norms = await self.embed(faces)
-        rows = zip(faces, embeddings, norms, strict=True)
-        faces = [{**f.fields, "embedding": e.tolist(), "norm": float(n)} for f, e, n in rows]
+        qualities = await self.qualities(faces, embeddings, norms)
+        rows = zip(faces, embeddings, norms, qualities, strict=True)
+        faces = [{**f.fields, "embedding": e.tolist(), "norm": float(n), "quality": q.quality} for f, e, n, q in rows]
         return {"model": self.require().model_id, "faces": faces}
 
     async def verify(self, uploads: list[tuple[str, bytes]], params) -> dict:
@@ -246,14 +269,16 @@ class Service:
         recognizer, fmr = self.require(), self.fmr(params.fmr)
         recognizer.threshold(fmr)  # an FMR the calibration cannot support is refused before any decoding
         faces = await asyncio.gather(*(self.one_face(d, n, params.aligned, params.single) for n, d in uploads))
-        embeddings, _ = await self.embed(list(faces))
+        embeddings, norms = await self.embed(list(faces))
+        qualities = [q.quality for q in await self.qualities(list(faces), embeddings, norms)]
         if params.subject is None:
             verdict = recognizer.compare(embeddings[0], embeddings[1], fmr)
         else:
             subject = lookup_id(params.subject)
             verdict = await self.in_pool(recognizer.compare_with_subject, embeddings[0], subject, fmr)
-        boxes, fields = [f.box for f in faces], [f.fields for f in faces]
-        return {**verdict, "subject": params.subject, "boxes": boxes, "faces": fields}
+        boxes = [f.box for f in faces]
+        fields = [{**f.fields, "quality": q} for f, q in zip(faces, qualities, strict=True)]
+        return {**verdict, "subject": params.subject, "boxes": boxes, "faces": fields, "qualities": qualities}
 
     async def identification_rule(self, fmr: float | None, fpir: float | None) -> dict:
         """The threshold and what it holds for (FMR, or FPIR for the gallery's size); an FMR or FPIR the
@@ -268,19 +293,21 @@ class Service:
         rule = await self.identification_rule(fmr, fpir)
         decisions = []
         if faces:
-            embeddings, _ = await self.embed(faces)
-            fmr = rule["fmr"]
-            decisions, _ = await self.in_pool(recognizer.search, embeddings, k, fmr, [f.fields for f in faces], fpir)
+            embeddings, norms = await self.embed(faces)
+            qualities = await self.qualities(faces, embeddings, norms)
+            fields = [{**f.fields, "quality": q.quality} for f, q in zip(faces, qualities, strict=True)]
+            decisions, _ = await self.in_pool(recognizer.search, embeddings, k, rule["fmr"], fields, fpir)
         keys = ("fmr", "fpir", "fusion", "gallery_size", "calibrated_gallery_size", "warning")
         return {"faces": decisions, **{key: rule[key] for key in keys}}
 
     async def enroll(self, subject: str, images: list[bytes], params, metadata: dict | None, append: bool) -> dict:
-        """The largest face of each photo into the gallery; photos without a face are listed, not enrolled."""
+        """The largest face of each photo that passes the quality gate into the gallery; photos without a face
+        (``no_face``) and refused faces (``refused``: reasons, quality) are listed, not enrolled."""
         picked = await asyncio.gather(
             *(self.one_face(data, f"images[{i}]", params.aligned, params.single) for i, data in enumerate(images)),
             return_exceptions=True,
         )
-        chosen, no_face = [], []
+        chosen, photos, no_face = [], [], []
         for i, result in enumerate(picked):
             if isinstance(result, Problem) and result.code == "no_face":
                 no_face.append(i)
@@ -288,13 +315,21 @@ class Service:
                 raise result
             else:
                 chosen.append(result)
+                photos.append(i)
         if not chosen:
             raise Problem(422, "no_face", f"no face found in any of the {len(images)} images: nothing enrolled")
         embeddings, norms = await self.embed(chosen)
         recognizer = self.require()
-        qualities = norms.astype(float).tolist()
-        faces = await self.write(recognizer.add, subject, embeddings, qualities, metadata, append)
-        return {"subject": subject, "faces": faces, "no_face": no_face}
+        qualities = await self.qualities(chosen, embeddings, norms)
+        passed, refused = recognizer.apply_gate(qualities)
+        for entry in refused:
+            entry["photo"] = photos[entry["photo"]]  # the image's index in the request, as no_face has it
+        if not passed:
+            raise Problem(422, "refused", refusal_message(subject, refused, no_face, lambda i: f"images[{i}]"))
+        kept = [qualities[i].quality for i in passed]
+        faces = await self.write(recognizer.add, subject, embeddings[passed], kept, metadata, append)
+        enrolled = [{"photo": photos[i], "quality": q} for i, q in zip(passed, kept, strict=True)]
+        return {"subject": subject, "faces": faces, "no_face": no_face, "refused": refused, "enrolled": enrolled}
 
     async def subject(self, subject: str) -> dict:
         return await self.in_pool(self.require().subject, subject)

@@ -137,7 +137,8 @@ class GalleryStore(ABC):
 
     @abstractmethod
     def subjects(self) -> list[dict]:
-        """``[{"subject", "metadata", "faces"}]`` sorted by name."""
+        """``[{"subject", "metadata", "faces", "qualities"}]`` sorted by name; ``qualities``: each face's quality
+        in [0, 1] as enrolled (None where the store or the enroll kept none)."""
 
     @abstractmethod
     def search(

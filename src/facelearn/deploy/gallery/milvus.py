@@ -280,7 +280,9 @@ class MilvusGallery(GalleryStore):
         found: dict[str, dict] = {}
         for row in rows:
             name = row["subject"]
-            found.setdefault(name, {"subject": name, "metadata": row["metadata"], "faces": 0})["faces"] += 1
+            entry = found.setdefault(name, {"subject": name, "metadata": row["metadata"], "faces": 0, "qualities": []})
+            entry["faces"] += 1
+            entry["qualities"].append(None)  # the collection keeps no quality (only SQLite does)
         return [found[name] for name in sorted(found)]
 
     def search(

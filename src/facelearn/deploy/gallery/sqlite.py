@@ -382,7 +382,16 @@ class SQLiteGallery(GalleryStore):
                 "SELECT s.name, s.metadata, COUNT(f.id) FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id "
                 "GROUP BY s.id ORDER BY s.name"
             ).fetchall()
-        return [{"subject": name, "metadata": json.loads(meta), "faces": count} for name, meta, count in rows]
+            qualities: dict[str, list] = {}
+            for name, quality in self.db.execute(
+                "SELECT s.name, f.quality FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id"
+            ):
+                # before quality scores the column held raw embedding norms: those are no quality, shown as None
+                qualities.setdefault(name, []).append(quality if quality is None or 0 <= quality <= 1 else None)
+        return [
+            {"subject": name, "metadata": json.loads(meta), "faces": count, "qualities": qualities.get(name, [])}
+            for name, meta, count in rows
+        ]
 
     def search(
         self,
