@@ -4,6 +4,7 @@ an identity folder on disk. (Test modules never import one another.)"""
 from __future__ import annotations
 
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -167,3 +168,14 @@ def lfw_strangers(root, taken: set[str], count: int):
         photo = sorted(person.iterdir())[0]
         (root / person.name / photo.name).symlink_to(photo)
     return root
+
+
+def wait_ready(http, seconds: float = 60.0) -> None:
+    """Wait until an in-process service (TestClient) has loaded its model: it loads in the background."""
+    for _ in range(int(seconds * 10)):
+        answer = http.get("/v1/ready")
+        if answer.status_code == 200 or "failed to load" in answer.text:
+            break
+        time.sleep(0.1)
+    if answer.status_code != 200:
+        raise AssertionError(answer.text)

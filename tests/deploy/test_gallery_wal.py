@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import need
+from helpers import wait_ready
 
 from facelearn.deploy.gallery.sqlite import SQLiteGallery
 
@@ -154,6 +155,7 @@ def test_the_service_deletes_under_a_reader_at_once_and_says_the_erasure_is_pend
     path = tmp_path / "served.db"
     service, client = serving(service_model, path)
     with client as http:
+        wait_ready(http)  # the model loads in the background
         assert http.post("/v1/subjects", data={"subject": NAME, "aligned": "true"}, files=faces(1)).status_code == 201
         secret = stored_embeddings(path, NAME)
         reader = hold_snapshot(path)
@@ -179,6 +181,7 @@ def test_the_service_deletes_under_a_reader_at_once_and_says_the_erasure_is_pend
 def test_a_write_that_outlasts_the_time_limit_is_answered_with_what_happened(service_model, tmp_path):
     service, client = serving(service_model, tmp_path / "slow.db", timeout_s=1.5)
     with client as http:
+        wait_ready(http)  # the model loads in the background
         warm = http.post("/v1/embed", data={"aligned": "true"}, files=[("image", faces(3, 1)[0][1])])
         assert warm.status_code == 200  # the model's first call is not timed here
         gallery = service.recognizer.gallery

@@ -11,6 +11,7 @@ from conftest import load_json
 
 from facelearn.cli import main as facelearn
 from facelearn.config import ModelConfig
+from facelearn.data.images import encode_image
 from facelearn.deploy.export import EmbeddingGraph
 from facelearn.deploy.recognizer import Recognizer
 from facelearn.models import BACKBONES, build_backbone, check_model_options
@@ -93,7 +94,10 @@ def test_a_state_dict_of_no_known_architecture_is_refused_with_its_keys(tmp_path
     torch.save(nonsense, tmp_path / "other.pt")
     with pytest.raises(ArchitectureError, match=r"its 2 keys begin encoder\.embed\.weight, decoder\.proj\.bias"):
         Recognizer.load(tmp_path / "other.pt", detector=None)
-    assert facelearn(["verify", "a.jpg", "b.jpg", "--model", str(tmp_path / "other.pt"), "--aligned"]) == 2
+    photos = [tmp_path / "a.png", tmp_path / "b.png"]  # photos are checked first: these exist
+    for photo in photos:
+        photo.write_bytes(encode_image(np.zeros((112, 112, 3), np.uint8), ".png"))
+    assert facelearn(["verify", *map(str, photos), "--model", str(tmp_path / "other.pt"), "--aligned"]) == 2
     error = capsys.readouterr().err
     assert "matches no architecture facelearn knows" in error and "expected arcface_torch's iResNet" in error
     odd = {f"layer{s}.{k}.conv1.weight": torch.zeros(1) for s in (1, 2, 3, 4) for k in range(5)} | {

@@ -3,12 +3,10 @@ uncalibrated threshold (``fmr`` null, ``calibrated`` false); without it the serv
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from conftest import error_of, need, shared_path
-from helpers import untrained_model
+from helpers import untrained_model, wait_ready
 
 from facelearn.data.images import encode_image
 
@@ -27,17 +25,6 @@ def ready_client(tmp_path, threshold):
     weights = str(shared_path("weights", "retinaface"))
     settings = ServeSettings(str(model), str(tmp_path / "g.db"), weights=weights, backend="torch", threshold=threshold)
     return TestClient(create_app(Service(settings)), base_url="http://127.0.0.1")
-
-
-def wait_ready(http) -> None:
-    for _ in range(600):
-        answer = http.get("/v1/ready")
-        if answer.status_code == 200 or "failed to load" in answer.text:
-            break
-        time.sleep(0.1)
-    if answer.status_code == 200:
-        return
-    raise AssertionError(http.get("/v1/ready").text)
 
 
 @pytest.mark.parametrize("threshold", [0.25, None])
