@@ -152,7 +152,7 @@ def test_the_cli_lists_refusals_and_gallery_list_shows_quality(lfw_people, tmp_p
     assert answer["refused"][0]["photo"] == str(tiny) and answer["refused"][0]["reasons"][0].startswith("too small")
     assert facelearn(["enroll", gallery, "another", str(good), str(tiny), *options]) == 0
     printed = capsys.readouterr().out
-    assert f"refused: {tiny}: too small: " in printed and f"enrolled: {good} (quality 0." in printed
+    assert f"{tiny}: refused: too small: " in printed and f"{good}: enrolled (quality 0." in printed
     assert facelearn(["enroll", gallery, "nobody", str(tiny), *options]) == 2
     assert f"{tiny}: too small: " in capsys.readouterr().err  # nothing enrolled, the reason named
     assert facelearn(["gallery", "list", gallery]) == 0

@@ -231,7 +231,7 @@ def test_parameters_in_the_query_are_taken_as_documented(server, lfw_people):
     probe = next(iter(lfw_people.probes.values()))
     with server.client() as http:
         documented = http.get("/openapi.json").json()["paths"]["/v1/identify"]["post"]["parameters"]
-        assert {p["name"] for p in documented if p["in"] == "query"} == {"aligned", "k", "fmr"}
+        assert {p["name"] for p in documented if p["in"] == "query"} == {"aligned", "k", "fmr", "fpir"}
         faces = http.post("/v1/identify?k=1&fmr=0.01", files=files([probe], "image")).json()["faces"]
         assert len(faces[0]["candidates"]) == 1 and faces[0]["fmr"] == 0.01  # once silently ignored: 5, 1e-3
         twice = http.post("/v1/identify?k=1", files=files([probe], "image"), data={"k": "2"})
