@@ -5,7 +5,13 @@ order (the first face of each new subject): an index only has to give its m best
 query, and m grows (×4) only when those hold fewer than k subjects.
 
 * :class:`ExactIndex` — float32 rows in NumPy, chunked matrix products (never the whole score
-  matrix of a batch of queries against a million faces). No dependency; the default.
+  matrix of a batch of queries against a million faces). No dependency; the default. With faiss
+  installed and at least :data:`SCAN_FROM` rows, a query first scans 8-bit codes of the rows (a
+  quarter of the bytes) and re-scores its best candidates in float32; the candidates grow until
+  no row outside them can beat the m-th best by the codes' error bound, so the answer stays exact.
+* :class:`IVFIndex` (``"ivf"``) — approximate: k-means lists over 8-bit codes, the ``probes``
+  nearest lists scanned, the best ``candidates`` re-scored exactly in float32. Trained on the
+  rows of its first add (the gallery adds all its rows at once when it builds the index).
 * :class:`FaissIndex` — a faiss index by its factory string: ``"SQfp16"`` (exact search over
   float16 codes, 1 KB a 512-d face), ``"HNSW32"`` or ``"IVF1024,Flat"`` (approximate). Deleted
   faces are removed (flat and IVF codes) or masked out of every search (HNSW, which cannot remove;
@@ -19,6 +25,7 @@ import numpy as np
 from ...errors import DataError
 
 SCORE_ELEMENTS = 2**25  # scores per chunk of queries (128 MB of float32)
+SCAN_FROM = 50_000  # rows from which the exact index scans 8-bit codes first (below: float32 is fast enough)
 
 
 class SubjectIndex:
@@ -107,10 +114,28 @@ class SubjectIndex:
         raise NotImplementedError
 
 
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def _selector(faiss, usable: np.ndarray):
+    """A faiss selector of the usable rows (None: all), and the bitmap it reads (keep it alive)."""
+    if usable.all():
+        return None, None
+    bitmap = np.packbits(usable, bitorder="little")
+    return faiss.IDSelectorBitmap(len(usable), faiss.swig_ptr(bitmap)), bitmap
+
+
 class ExactIndex(SubjectIndex):
     def __init__(self, dim: int):
         super().__init__(dim)
         self.vectors = np.empty((0, dim), np.float32)
+        self.codes = None  # faiss 8-bit codes of every row (from SCAN_FROM rows, with faiss installed)
+        self.code_step = None  # (dim,) the codes' largest error per dimension
 
     def add(self, subjects: list[str], embeddings: np.ndarray) -> None:
         embeddings = self.check(embeddings) if len(subjects) else np.empty((0, self.dim), np.float32)
@@ -121,21 +146,58 @@ class ExactIndex(SubjectIndex):
             self.vectors = grown
         self.vectors[start : start + len(embeddings)] = embeddings
         self._append_subjects(subjects)
+        self._added(embeddings)
+
+    def _added(self, embeddings: np.ndarray) -> None:
+        """Keep the 8-bit codes in step: append when the new rows lie in their range, else encode anew."""
+        if self.codes is not None and len(embeddings):
+            low, high = self.code_range
+            if ((embeddings >= low) & (embeddings <= high)).all():
+                self.codes.add(embeddings)
+                return
+            self.codes = None
+        if self.codes is None and self.rows >= SCAN_FROM and (faiss := _faiss()) is not None:
+            vectors = self.vectors[: self.rows]
+            self.codes = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+            self.codes.train(vectors)  # per-dimension min and max over every row
+            self.codes.add(vectors)
+            trained = faiss.vector_to_array(self.codes.sq.trained)
+            low, width = trained[: self.dim], trained[self.dim :]
+            self.code_range = (low, low + width)
+            self.code_step = (width / 255).astype(np.float32)  # a value and its decoded code differ by ≤ one step
 
     def remove(self, subject: str) -> None:
         if subject not in self.numbers:
             return
+        rows = self.rows_of(subject)
         keep = np.ones(self.rows, bool)
-        keep[self.rows_of(subject)] = False
-        kept, rows = int(keep.sum()), self.rows
-        self.vectors[:kept] = self.vectors[:rows][keep]
-        self.vectors[kept:rows] = 0  # no copy of a deleted face stays in memory
+        keep[rows] = False
+        kept, total = int(keep.sum()), self.rows
+        self.vectors[:kept] = self.vectors[:total][keep]
+        self.vectors[kept:total] = 0  # no copy of a deleted face stays in memory
+        if self.codes is not None:
+            self.codes.remove_ids(_faiss().IDSelectorBatch(rows.astype(np.int64)))  # shifts like the rows
         self._forget(subject, keep)
 
     def memory_bytes(self) -> int:
-        return self.rows * (self.dim * 4 + 8 + 1)
+        codes = self.rows * self.dim if self.codes is not None else 0
+        return self.rows * (self.dim * 4 + 8 + 1) + codes
+
+    def state(self) -> dict[str, np.ndarray]:
+        """What :meth:`restore` needs to rebuild this index (the gallery's persisted index file)."""
+        return {"vectors": self.vectors[: self.rows]}
+
+    def restore(self, subjects: list[str], state: dict[str, np.ndarray]) -> None:
+        """Rows from :meth:`state` (checked when they were added): no copy, no second check."""
+        if state["vectors"].shape != (len(subjects), self.dim):
+            raise ValueError(f"{state['vectors'].shape[0]} saved rows for {len(subjects)} faces")
+        self.vectors = state["vectors"]
+        self._append_subjects(subjects)
+        self._added(self.vectors)
 
     def _best_faces(self, queries, m, usable):
+        if self.codes is not None:
+            return self._scanned_best_faces(queries, m, usable)
         vectors = self.vectors[: self.rows]
         chunk = max(1, SCORE_ELEMENTS // max(1, self.rows))
         all_scores, all_rows = [], []
@@ -150,6 +212,95 @@ class ExactIndex(SubjectIndex):
         rows = np.concatenate(all_rows)
         scores = np.concatenate(all_scores)
         return scores, np.where(np.isfinite(scores), rows, -1)
+
+    def _rescored(self, query: np.ndarray, rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The m best of ``rows`` by their float32 score, descending, padded with (−inf, −1)."""
+        rows = rows[rows >= 0]
+        exact = self.vectors[rows] @ query
+        order = np.argsort(-exact, kind="stable")[:m]
+        scores, best = np.full(m, -np.inf, np.float32), np.full(m, -1, np.int64)
+        scores[: len(order)], best[: len(order)] = exact[order], rows[order]
+        return scores, best
+
+    def _scanned_best_faces(self, queries, m, usable):
+        """Exact: the codes' best ``c`` rows, re-scored in float32, are the m best once the c-th code score
+        plus the codes' error bound cannot reach the m-th float32 score; otherwise c grows ×4."""
+        faiss = _faiss()
+        selector, _bitmap = _selector(faiss, usable)
+        params = faiss.SearchParameters(sel=selector)
+        available = int(usable.sum())
+        all_scores, all_rows = np.empty((len(queries), m), np.float32), np.empty((len(queries), m), np.int64)
+        for number, query in enumerate(queries):
+            bound = float(np.abs(query) @ self.code_step)
+            wanted = min(available, max(64, 4 * m))
+            while True:
+                approximate, rows = self.codes.search(query[None], wanted, params=params)
+                scores, best = self._rescored(query, rows[0], m)
+                if wanted >= available or approximate[0, -1] + bound <= scores[-1]:
+                    break
+                wanted = min(available, 4 * wanted)
+            all_scores[number], all_rows[number] = scores, best
+        return all_scores, all_rows
+
+
+class IVFIndex(ExactIndex):
+    """Approximate: ``lists`` k-means lists (default ≈ √rows, at most 4,096) of 8-bit codes; a query scans
+    the ``probes`` nearest lists and re-scores its ``candidates`` best rows in float32. Deleted rows leave
+    the lists and their float32 rows are zeroed; row numbers are never reused."""
+
+    def __init__(self, dim: int, lists: int | None = None, probes: int = 32, candidates: int = 64):
+        super().__init__(dim)
+        self.faiss = _faiss()
+        if self.faiss is None:
+            raise DataError("index 'ivf' needs faiss: pip install -e '.[search]', or use the exact index")
+        self.lists, self.probes, self.candidates = lists, probes, candidates
+        self.ivf = None
+
+    def _added(self, embeddings: np.ndarray) -> None:
+        if not len(embeddings):
+            return
+        if self.ivf is None:
+            self._train(embeddings)
+        ids = np.arange(self.rows - len(embeddings), self.rows, dtype=np.int64)
+        self.ivf.add_with_ids(embeddings, ids)
+
+    def _train(self, sample: np.ndarray) -> None:
+        lists = self.lists or int(np.clip(round(np.sqrt(len(sample))), 1, 4096))
+        self.ivf = self.faiss.index_factory(self.dim, f"IVF{lists},SQ8", self.faiss.METRIC_INNER_PRODUCT)
+        picked = np.random.default_rng(0).choice(len(sample), min(len(sample), 64 * lists), replace=False)
+        self.ivf.train(sample[np.sort(picked)])
+
+    def remove(self, subject: str) -> None:
+        if subject not in self.numbers:
+            return
+        rows = self.rows_of(subject)
+        self.ivf.remove_ids(self.faiss.IDSelectorBatch(rows.astype(np.int64)))
+        self.vectors[rows] = 0  # no copy of a deleted face stays in memory
+        self._forget(subject, None)
+
+    def memory_bytes(self) -> int:
+        codes = self.ivf.ntotal * (self.dim + 8) + self.ivf.nlist * self.dim * 4 if self.ivf is not None else 0
+        return self.rows * (self.dim * 4 + 8 + 1) + codes
+
+    def state(self) -> dict[str, np.ndarray]:
+        if not self.alive[: self.rows].all():
+            raise DataError("an index with deleted rows is not saved: build it anew from the gallery")
+        return {"vectors": self.vectors[: self.rows], "ivf": self.faiss.serialize_index(self.ivf)}
+
+    def restore(self, subjects: list[str], state: dict[str, np.ndarray]) -> None:
+        if state["vectors"].shape != (len(subjects), self.dim):
+            raise ValueError(f"{state['vectors'].shape[0]} saved rows for {len(subjects)} faces")
+        self.vectors = np.array(state["vectors"], np.float32)  # a copy: the file's buffer is let go
+        self.ivf = self.faiss.deserialize_index(np.asarray(state["ivf"], np.uint8))
+        self._append_subjects(subjects)
+
+    def _best_faces(self, queries, m, usable):
+        selector, _bitmap = _selector(self.faiss, usable | ~self.alive[: self.rows])  # deleted rows are gone
+        params = self.faiss.SearchParametersIVF(nprobe=self.probes, sel=selector)
+        wanted = max(self.candidates, m)
+        _, candidates = self.ivf.search(queries, wanted, params=params)
+        best = [self._rescored(query, rows, m) for query, rows in zip(queries, candidates, strict=True)]
+        return np.stack([b[0] for b in best]), np.stack([b[1] for b in best])
 
 
 class FaissIndex(SubjectIndex):
@@ -193,6 +344,15 @@ class FaissIndex(SubjectIndex):
     def memory_bytes(self) -> int:
         return len(self.faiss.serialize_index(self.index)) + self.rows * 9
 
+    def state(self) -> dict[str, np.ndarray]:
+        if not self.alive[: self.rows].all():
+            raise DataError("an index with deleted rows is not saved: build it anew from the gallery")
+        return {"faiss": self.faiss.serialize_index(self.index)}
+
+    def restore(self, subjects: list[str], state: dict[str, np.ndarray]) -> None:
+        self.index = self.faiss.deserialize_index(np.asarray(state["faiss"], np.uint8))
+        self._append_subjects(subjects)
+
     def _best_faces(self, queries, m, usable):
         faiss = self.faiss
         selector = None if usable.all() else faiss.IDSelectorBatch(np.flatnonzero(usable).astype(np.int64))
@@ -207,9 +367,12 @@ class FaissIndex(SubjectIndex):
 
 
 def build_index(dim: int, kind: str = "exact") -> SubjectIndex:
-    """``exact`` (NumPy float32), or a faiss factory string that needs no training (``SQfp16``, ``HNSW32``)."""
+    """``exact`` (float32), ``ivf`` (approximate, trained on its first add), or a faiss factory string that
+    needs no training (``SQfp16``, ``HNSW32``)."""
     if kind == "exact":
         return ExactIndex(dim)
+    if kind == "ivf":
+        return IVFIndex(dim)
     if kind.startswith("IVF"):
-        raise DataError(f"index {kind!r} must be trained before use; a gallery takes exact, SQfp16 or HNSW32")
+        raise DataError(f"index {kind!r} must be trained before use; a gallery takes exact, ivf, SQfp16 or HNSW32")
     return FaissIndex(dim, kind)
