@@ -124,13 +124,18 @@ def fit_face_model(within: np.ndarray, between: np.ndarray, rounds: int = 8, see
     if len(within) < 10 or len(between) < 10:
         raise DataError("fitting the face model needs at least 10 same-person and 10 different-person cosines")
     target = _moments(np.asarray(within), np.asarray(between))
-    aim, spread = target.copy(), 0.0
+    aim, spread, previous = target.copy(), 0.0, None
     for _ in range(rounds):
         a, s, k = _analytic(aim)
         model = FaceModel(k, a, s, spread)
         faces, identity = generate_faces(model, 1500, 4, k, seed=seed)
         simulated = _moments(*cosine_pairs(faces, identity, max_rows=6000))
         aim = aim + (target - simulated)
-        # within-person spread beyond what the noise's direction gives comes from the noise's size
-        spread = float(np.clip(spread + 2.0 * (target[1] - simulated[1]), 0.0, 2.0))
+        # the within-person spread beyond what the noise's direction gives comes from the noise's size:
+        # a secant step on σ (slope 0.1 until two rounds give one)
+        slope = 0.1
+        if previous is not None and abs(spread - previous[0]) > 1e-4:
+            slope = max((simulated[1] - previous[1]) / (spread - previous[0]), 0.01)
+        previous = (spread, simulated[1])
+        spread = float(np.clip(spread + (target[1] - simulated[1]) / slope, 0.0, 2.0))
     return model
