@@ -1,7 +1,7 @@
 """Search a million realistic faces: exact, the 8-bit scan, IVF settings, Milvus, and a gallery reopened.
 
     python benchmarks/realistic_search.py [--faces 1000000] [--per-identity 5] [--queries 400]
-        [--lists 1024] [--probes 8 16 32 64] [--milvus-faces 200000] [--gallery]
+        [--ef-search 64 128 256 512] [--lists 1024] [--probes 16 64 128] [--milvus-faces 200000] [--gallery]
 
 Faces: :func:`facelearn.eval.synthetic_faces.generate_faces` with the model fitted to dlib on LFW-a
 (results/face_statistics.json, made by benchmarks/face_statistics.py), ``--per-identity`` faces per
@@ -10,7 +10,7 @@ identities), half faces of identities never enrolled. The truth is the exact flo
 batched product); recall@1 is the share of probes whose best subject is the exact search's, per
 kind of probe. Per index: build time, memory per face (its own bytes: float32 rows, codes, lists,
 row → subject), p50/p99 of one top-5 subject search per query (2 threads). ``--gallery``: a SQLite
-gallery of all faces opened with ``ivf`` (build and save) and again (the saved index). Writes
+gallery of all faces opened with ``hnsw`` (build and save) and again (the saved index). Writes
 benchmarks/results/realistic_search.json.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 from common import RESULTS, write_result
 
 import facelearn.deploy.gallery.index as index_module
-from facelearn.deploy.gallery.index import ExactIndex, FaissIndex, IVFIndex
+from facelearn.deploy.gallery.index import ApproximateIndex, ExactIndex, FaissIndex
 from facelearn.eval.synthetic_faces import FaceModel, generate_faces
 
 DIM = 512
@@ -45,8 +45,10 @@ def dataset(model: FaceModel, faces: int, per_identity: int, queries: int, seed:
     mated_ids = rng.choice(identities, queries // 2, replace=False)
     mated, _ = generate_faces(model, mated_ids, 1, DIM, seed=seed, stream=1)
     strangers, _ = generate_faces(model, identities + np.arange(queries - queries // 2), 1, DIM, seed=seed, stream=1)
-    probes = np.concatenate([mated, strangers])
-    truth = [f"s{i}" for i in mated_ids] + [None] * len(strangers)
+    probes = np.empty((queries, DIM), np.float32)  # mated and non-mated in turn: any prefix holds both
+    probes[0::2], probes[1::2] = mated, strangers
+    truth = [None] * queries
+    truth[0::2] = [f"s{i}" for i in mated_ids]
     return gallery, [f"s{i}" for i in identity], probes, truth
 
 
@@ -108,17 +110,21 @@ def measure_exact(gallery, subjects, probes, exact, truth, limit: int) -> list[d
     return rows
 
 
-def measure_ivf(gallery, subjects, probes, exact, truth, lists: int, probe_counts, candidates: int) -> list[dict]:
+def measure_approximate(gallery, subjects, probes, exact, truth, kind: str, depths, lists=None) -> list[dict]:
+    """One build (timed in the first row), searched at several depths (HNSW efSearch, IVF nprobe)."""
     start = time.perf_counter()
-    index = IVFIndex(DIM, lists=lists, candidates=candidates)
+    index = ApproximateIndex(DIM, kind)
+    index.lists = lists
     index.add(subjects, gallery)
     build = time.perf_counter() - start
     rows = []
-    for number, probes_scanned in enumerate(probe_counts):
-        index.probes = probes_scanned
+    for number, depth in enumerate(depths):
+        index.depth = depth
         answers, ms = timed_search(index, probes)
-        settings = {"lists": lists, "probes": probes_scanned, "candidates": candidates}
-        name = f"ivf (IVF{lists},SQ8 + re-score {candidates})"
+        if kind == "hnsw":
+            name, settings = "hnsw (PCA64 + HNSW32, re-score 64)", {"ef_search": depth}
+        else:
+            name, settings = f"ivf (IVF{lists},SQ8, re-score 64)", {"lists": lists, "probes": depth}
         rows.append(row(name, build if number == 0 else None, index, answers, ms, exact, truth, settings))
     del index
     gc.collect()
@@ -131,6 +137,7 @@ def measure_ivf_flat(gallery, subjects, probes, exact, truth, lists: int, probe_
 
     start = time.perf_counter()
     index = FaissIndex(DIM, f"IVF{lists},Flat")
+    index.index = faiss.index_factory(DIM, f"IVF{lists},Flat", faiss.METRIC_L2)  # as ivf: nearest lists
     picked = np.sort(np.random.default_rng(0).choice(len(gallery), 64 * lists, replace=False))
     index.train(gallery[picked])
     index.add(subjects, gallery)
@@ -202,7 +209,7 @@ def measure_milvus(gallery, subjects, probes, exact_all, truth, size: int, lists
 
 
 def measure_gallery(gallery, subjects, folder: Path) -> dict:
-    """A SQLite gallery of every face: open with ``ivf`` (builds and saves), then open again (reads the file)."""
+    """A SQLite gallery of every face: open with ``hnsw`` (builds and saves), then open again (reads the file)."""
     from facelearn.deploy.gallery import open_gallery
 
     path = folder / "gallery.db"
@@ -215,11 +222,11 @@ def measure_gallery(gallery, subjects, folder: Path) -> dict:
     timings = {"faces": len(gallery), "enroll_seconds": round(enroll, 1)}
     for step in ("first_open_seconds", "reopen_seconds"):
         start = time.perf_counter()
-        store = open_gallery(path, "synthetic", DIM, index="ivf")
+        store = open_gallery(path, "synthetic", DIM, index="hnsw")
         timings[step] = round(time.perf_counter() - start, 1)
         store.close()
         gc.collect()
-    saved = path.with_name(f"{path.name}.ivf.index")
+    saved = path.with_name(f"{path.name}.hnsw.index")
     timings["index_file_mib"] = round(saved.stat().st_size / 2**20, 1)
     timings["load_average"] = load()
     print(f"gallery: {timings}", flush=True)
@@ -232,11 +239,12 @@ def main() -> None:
     parser.add_argument("--per-identity", type=int, default=5)
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--exact-queries", type=int, default=100, help="single-query timings of the exact indexes")
-    parser.add_argument("--lists", type=int, nargs="+", default=[1024])
-    parser.add_argument("--probes", type=int, nargs="+", default=[8, 16, 32, 64])
-    parser.add_argument("--candidates", type=int, default=64)
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[64, 128, 256, 512])
+    parser.add_argument("--lists", type=int, nargs="*", default=[1024], help="IVF lists (none: no IVF rows)")
+    parser.add_argument("--probes", type=int, nargs="+", default=[16, 64, 128])
     parser.add_argument("--ivf-flat", action="store_true")
     parser.add_argument("--milvus-faces", type=int, default=0)
+    parser.add_argument("--milvus-lists", type=int, default=1024)
     parser.add_argument("--gallery", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="a folder for the gallery and milvus-lite files")
@@ -253,15 +261,16 @@ def main() -> None:
     mated = [t for t in truth if t is not None]
     rank1 = float(np.mean([e == t for e, t in zip(exact, truth, strict=True) if t is not None]))
     rows = measure_exact(gallery, subjects, probes, exact, truth, args.exact_queries)
+    rows += measure_approximate(gallery, subjects, probes, exact, truth, "hnsw", args.ef_search)
     for lists in args.lists:
-        rows += measure_ivf(gallery, subjects, probes, exact, truth, lists, args.probes, args.candidates)
+        rows += measure_approximate(gallery, subjects, probes, exact, truth, "ivf", args.probes, lists)
         if args.ivf_flat:
             rows += measure_ivf_flat(gallery, subjects, probes, exact, truth, lists, args.probes)
     with tempfile.TemporaryDirectory(dir=args.work) as folder:
         milvus = []
         if args.milvus_faces:
             milvus = measure_milvus(
-                gallery, subjects, probes, exact, truth, args.milvus_faces, args.lists[0], args.probes, Path(folder)
+                gallery, subjects, probes, exact, truth, args.milvus_faces, args.milvus_lists, args.probes, Path(folder)
             )
         reopen = measure_gallery(gallery, subjects, Path(folder)) if args.gallery else None
     record = {

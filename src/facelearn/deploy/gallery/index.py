@@ -9,9 +9,9 @@ query, and m grows (×4) only when those hold fewer than k subjects.
   installed and at least :data:`SCAN_FROM` rows, a query first scans 8-bit codes of the rows (a
   quarter of the bytes) and re-scores its best candidates in float32; the candidates grow until
   no row outside them can beat the m-th best by the codes' error bound, so the answer stays exact.
-* :class:`IVFIndex` (``"ivf"``) — approximate: k-means lists over 8-bit codes, the ``probes``
-  nearest lists scanned, the best ``candidates`` re-scored exactly in float32. Trained on the
-  rows of its first add (the gallery adds all its rows at once when it builds the index).
+* :class:`ApproximateIndex` (``"hnsw"``, ``"ivf"``) — a faiss index over compressed rows (an HNSW
+  graph over 64 PCA dimensions; or IVF lists of 8-bit codes) proposes candidates, re-scored exactly
+  in float32. Trained on the rows of its first add (the gallery adds all its rows at once).
 * :class:`FaissIndex` — a faiss index by its factory string: ``"SQfp16"`` (exact search over
   float16 codes, 1 KB a 512-d face), ``"HNSW32"`` or ``"IVF1024,Flat"`` (approximate). Deleted
   faces are removed (flat and IVF codes) or masked out of every search (HNSW, which cannot remove;
@@ -243,62 +243,98 @@ class ExactIndex(SubjectIndex):
         return all_scores, all_rows
 
 
-class IVFIndex(ExactIndex):
-    """Approximate: ``lists`` k-means lists (default ≈ √rows, at most 4,096) of 8-bit codes; a query scans
-    the ``probes`` nearest lists and re-scores its ``candidates`` best rows in float32. Deleted rows leave
-    the lists and their float32 rows are zeroed; row numbers are never reused."""
+class ApproximateIndex(ExactIndex):
+    """A faiss index proposes each query's ``candidates`` likeliest rows; they are re-scored exactly in float32.
 
-    def __init__(self, dim: int, lists: int | None = None, probes: int = 32, candidates: int = 64):
+    * ``hnsw``: the rows projected on their first 64 principal axes (PCA, from a sample of the first add),
+      an HNSW graph over them (M 32, efConstruction 40), searched at efSearch ``depth``.
+    * ``ivf``: ``lists`` k-means lists (default ≈ √rows) of 8-bit codes, the ``depth`` nearest scanned.
+
+    Both search by L2, which ranks unit rows as the inner product does. A deleted row's float32 row and
+    its codes are zeroed (IVF: removed from its list) and it is masked out of every search; row numbers
+    are never reused."""
+
+    def __init__(self, dim: int, kind: str = "hnsw", depth: int | None = None, candidates: int = 64):
         super().__init__(dim)
         self.faiss = _faiss()
         if self.faiss is None:
-            raise DataError("index 'ivf' needs faiss: pip install -e '.[search]', or use the exact index")
-        self.lists, self.probes, self.candidates = lists, probes, candidates
-        self.ivf = None
+            raise DataError(f"index {kind!r} needs faiss: pip install -e '.[search]', or use the exact index")
+        if kind not in ("hnsw", "ivf"):
+            raise DataError(f"approximate index kinds are hnsw and ivf, not {kind!r}")
+        self.kind, self.candidates = kind, candidates
+        self.depth = depth or (256 if kind == "hnsw" else 32)
+        self.lists = None  # ivf: from the rows of the first add unless set
+        self.coarse = None
 
     def _added(self, embeddings: np.ndarray) -> None:
         if not len(embeddings):
             return
-        if self.ivf is None:
+        if self.coarse is None:
             self._train(embeddings)
-        ids = np.arange(self.rows - len(embeddings), self.rows, dtype=np.int64)
-        self.ivf.add_with_ids(embeddings, ids)
+        self.coarse.add(embeddings)  # faiss numbers rows in order: its ids are our row numbers
 
     def _train(self, sample: np.ndarray) -> None:
-        lists = self.lists or int(np.clip(round(np.sqrt(len(sample))), 1, 4096))
-        self.ivf = self.faiss.index_factory(self.dim, f"IVF{lists},SQ8", self.faiss.METRIC_INNER_PRODUCT)
-        picked = np.random.default_rng(0).choice(len(sample), min(len(sample), 64 * lists), replace=False)
-        self.ivf.train(sample[np.sort(picked)])
+        faiss = self.faiss
+        picked = np.sort(np.random.default_rng(0).choice(len(sample), min(len(sample), 100_000), replace=False))
+        if self.kind == "hnsw":
+            reduced = min(64, self.dim)
+            factory = f"PCA{reduced},HNSW32" if reduced < self.dim else "HNSW32"
+            self.coarse = faiss.index_factory(self.dim, factory, faiss.METRIC_L2)
+            self._graph().hnsw.efConstruction = 40
+        else:
+            lists = self.lists or int(np.clip(round(np.sqrt(len(sample))), 1, 4096))
+            self.coarse = faiss.index_factory(self.dim, f"IVF{lists},SQ8", faiss.METRIC_L2)
+            picked = picked[: 64 * lists]
+        self.coarse.train(sample[picked])
+
+    def _graph(self):
+        inner = self.coarse.index if isinstance(self.coarse, self.faiss.IndexPreTransform) else self.coarse
+        return self.faiss.downcast_index(inner)
 
     def remove(self, subject: str) -> None:
         if subject not in self.numbers:
             return
         rows = self.rows_of(subject)
-        self.ivf.remove_ids(self.faiss.IDSelectorBatch(rows.astype(np.int64)))
         self.vectors[rows] = 0  # no copy of a deleted face stays in memory
+        graph = self._graph()
+        if self.kind == "ivf":
+            graph.remove_ids(self.faiss.IDSelectorBatch(rows.astype(np.int64)))
+        else:  # a graph cannot drop a node: its stored (projected) vector is zeroed, the node masked
+            storage = self.faiss.downcast_index(graph.storage)
+            stored = self.faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d)
+            stored = stored.reshape(storage.ntotal, storage.d)
+            stored[rows] = 0
         self._forget(subject, None)
 
     def memory_bytes(self) -> int:
-        codes = self.ivf.ntotal * (self.dim + 8) + self.ivf.nlist * self.dim * 4 if self.ivf is not None else 0
-        return self.rows * (self.dim * 4 + 8 + 1) + codes
+        own = self.rows * (self.dim * 4 + 8 + 1)
+        return own + (len(self.faiss.serialize_index(self.coarse)) if self.coarse is not None else 0)
 
     def state(self) -> dict[str, np.ndarray]:
         if not self.alive[: self.rows].all():
             raise DataError("an index with deleted rows is not saved: build it anew from the gallery")
-        return {"vectors": self.vectors[: self.rows], "ivf": self.faiss.serialize_index(self.ivf)}
+        return {"vectors": self.vectors[: self.rows], "coarse": self.faiss.serialize_index(self.coarse)}
 
     def restore(self, subjects: list[str], state: dict[str, np.ndarray]) -> None:
         if state["vectors"].shape != (len(subjects), self.dim):
             raise ValueError(f"{state['vectors'].shape[0]} saved rows for {len(subjects)} faces")
+        self.coarse = self.faiss.deserialize_index(np.asarray(state["coarse"], np.uint8))
+        if self.coarse.ntotal != len(subjects):
+            raise ValueError(f"a saved index of {self.coarse.ntotal} rows for {len(subjects)} faces")
         self.vectors = np.array(state["vectors"], np.float32)  # a copy: the file's buffer is let go
-        self.ivf = self.faiss.deserialize_index(np.asarray(state["ivf"], np.uint8))
         self._append_subjects(subjects)
 
     def _best_faces(self, queries, m, usable):
-        selector, _bitmap = _selector(self.faiss, usable | ~self.alive[: self.rows])  # deleted rows are gone
-        params = self.faiss.SearchParametersIVF(nprobe=self.probes, sel=selector)
+        faiss = self.faiss
+        selector, _bitmap = _selector(faiss, usable)
         wanted = max(self.candidates, m)
-        _, candidates = self.ivf.search(queries, wanted, params=params)
+        if self.kind == "hnsw":
+            inner = faiss.SearchParametersHNSW(efSearch=max(self.depth, wanted), sel=selector)
+        else:
+            inner = faiss.SearchParametersIVF(nprobe=self.depth, sel=selector)
+        transformed = isinstance(self.coarse, faiss.IndexPreTransform)
+        params = faiss.SearchParametersPreTransform(index_params=inner) if transformed else inner
+        _, candidates = self.coarse.search(queries, wanted, params=params)
         best = [self._rescored(query, rows, m) for query, rows in zip(queries, candidates, strict=True)]
         return np.stack([b[0] for b in best]), np.stack([b[1] for b in best])
 
@@ -367,12 +403,14 @@ class FaissIndex(SubjectIndex):
 
 
 def build_index(dim: int, kind: str = "exact") -> SubjectIndex:
-    """``exact`` (float32), ``ivf`` (approximate, trained on its first add), or a faiss factory string that
-    needs no training (``SQfp16``, ``HNSW32``)."""
+    """``exact`` (float32), ``hnsw`` or ``ivf`` (approximate, re-scored exactly; trained on their first add),
+    or a faiss factory string that needs no training (``SQfp16``, ``HNSW32``)."""
     if kind == "exact":
         return ExactIndex(dim)
-    if kind == "ivf":
-        return IVFIndex(dim)
+    if kind in ("hnsw", "ivf"):
+        return ApproximateIndex(dim, kind)
     if kind.startswith("IVF"):
-        raise DataError(f"index {kind!r} must be trained before use; a gallery takes exact, ivf, SQfp16 or HNSW32")
+        raise DataError(
+            f"index {kind!r} must be trained before use; a gallery takes exact, hnsw, ivf, SQfp16 or HNSW32"
+        )
     return FaissIndex(dim, kind)
