@@ -135,7 +135,7 @@ class ExactIndex(SubjectIndex):
         super().__init__(dim)
         self.vectors = np.empty((0, dim), np.float32)
         self.codes = None  # faiss 8-bit codes of every row (from SCAN_FROM rows, with faiss installed)
-        self.code_step = None  # (dim,) the codes' largest error per dimension
+        self.code_error = 0.0  # the largest ‖row − decoded code‖: bounds |q·row − q·code| for a unit q
 
     def add(self, subjects: list[str], embeddings: np.ndarray) -> None:
         embeddings = self.check(embeddings) if len(subjects) else np.empty((0, self.dim), np.float32)
@@ -154,6 +154,7 @@ class ExactIndex(SubjectIndex):
             low, high = self.code_range
             if ((embeddings >= low) & (embeddings <= high)).all():
                 self.codes.add(embeddings)
+                self.code_error = max(self.code_error, self._code_error(embeddings))
                 return
             self.codes = None
         if self.codes is None and self.rows >= SCAN_FROM and (faiss := _faiss()) is not None:
@@ -164,7 +165,16 @@ class ExactIndex(SubjectIndex):
             trained = faiss.vector_to_array(self.codes.sq.trained)
             low, width = trained[: self.dim], trained[self.dim :]
             self.code_range = (low, low + width)
-            self.code_step = (width / 255).astype(np.float32)  # a value and its decoded code differ by ≤ one step
+            self.code_error = self._code_error(vectors)
+
+    def _code_error(self, rows: np.ndarray) -> float:
+        """The largest distance between a row and its decoded code (+ float32 rounding of the scores)."""
+        largest = 0.0
+        for start in range(0, len(rows), 65536):
+            block = rows[start : start + 65536]
+            decoded = self.codes.sa_decode(self.codes.sa_encode(block))
+            largest = max(largest, float(np.linalg.norm(block - decoded, axis=1).max()))
+        return largest + 1e-5
 
     def remove(self, subject: str) -> None:
         if subject not in self.numbers:
@@ -223,22 +233,22 @@ class ExactIndex(SubjectIndex):
         return scores, best
 
     def _scanned_best_faces(self, queries, m, usable):
-        """Exact: the codes' best ``c`` rows, re-scored in float32, are the m best once the c-th code score
-        plus the codes' error bound cannot reach the m-th float32 score; otherwise c grows ×4."""
+        """Exact: the codes' best ``c`` rows re-scored in float32. A row's code score is within ``code_error``
+        of its float32 score (Cauchy–Schwarz), so when the c-th code score plus that cannot reach the m-th
+        float32 score, no other row can; otherwise every row whose code score can (a range search) is
+        re-scored too."""
         faiss = _faiss()
         selector, _bitmap = _selector(faiss, usable)
         params = faiss.SearchParameters(sel=selector)
         available = int(usable.sum())
+        wanted = min(available, max(256, 8 * m))
         all_scores, all_rows = np.empty((len(queries), m), np.float32), np.empty((len(queries), m), np.int64)
         for number, query in enumerate(queries):
-            bound = float(np.abs(query) @ self.code_step)
-            wanted = min(available, max(64, 4 * m))
-            while True:
-                approximate, rows = self.codes.search(query[None], wanted, params=params)
-                scores, best = self._rescored(query, rows[0], m)
-                if wanted >= available or approximate[0, -1] + bound <= scores[-1]:
-                    break
-                wanted = min(available, 4 * wanted)
+            approximate, rows = self.codes.search(query[None], wanted, params=params)
+            scores, best = self._rescored(query, rows[0], m)
+            if wanted < available and approximate[0, -1] + self.code_error > scores[-1]:
+                _, _, rows = self.codes.range_search(query[None], float(scores[-1]) - self.code_error, params=params)
+                scores, best = self._rescored(query, np.union1d(rows, best[best >= 0]), m)
             all_scores[number], all_rows[number] = scores, best
         return all_scores, all_rows
 
