@@ -48,6 +48,8 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "embed_throughput": (("embed_throughput.json",), deploy.embed_throughput),
     "embed_allocator": (("embed_throughput_bf16_glibc.json", "embed_throughput_bf16.json"), deploy.embed_allocator),
     "gallery_search": (("gallery_search.json",), deploy.gallery_search),
+    "realistic_search": (("realistic_search.json",), deploy.realistic_search),
+    "face_statistics": (("face_statistics.json",), deploy.face_statistics),
     "distractor_scaling": (("distractor_scaling.json",), deploy.distractor_scaling),
     "serve_load_aligned": (("serve_load.json",), deploy.serve_load_aligned),
     "serve_load_photo": (("serve_load.json",), deploy.serve_load_photo),
