@@ -178,16 +178,17 @@ def realistic_search(result: dict) -> str:
                 "—" if size is None else count(size),
                 milliseconds([row["p50_ms"]]),
                 milliseconds([row["p99_ms"]]),
+                milliseconds([row["cpu_ms_p50"]]) if "cpu_ms_p50" in row else "—",
                 f"{recall(row['recall_at_1'])} ({recall(row['recall_at_1_mated'])} / "
                 f"{recall(row['recall_at_1_non_mated'])})",
             ]
         )
-    head = ["faces", "index", "search depth", "build", "bytes/face", "p50", "p99", "recall@1 (mated / non-mated)"]
+    head = ["faces", "index", "depth", "build", "bytes/face", "p50", "p99", "CPU p50", "recall@1 (mated / non-mated)"]
     text = table(head, rows)
     reopen = result.get("gallery_reopen")
     if reopen:
         text += (
-            f"\nA SQLite gallery of the {count(reopen['faces'])} faces with the `hnsw` index: first open "
+            f"\n\nA SQLite gallery of the {count(reopen['faces'])} faces with the `hnsw` index: first open "
             f"{seconds(reopen['first_open_seconds'])} s (reads the embeddings, builds, saves "
             f"{count(reopen['index_file_mib'])} MiB beside it), reopen {seconds(reopen['reopen_seconds'])} s "
             f"(the saved index, checked). Load average {result['load_average_start']} at the start, "
@@ -214,7 +215,7 @@ def face_statistics(result: dict) -> str:
     model = result["face_model"]
     text = table(["cosines", "same person", "different people"], rows)
     return text + (
-        f"\nFitted: subspace k = {model['subspace']}, mean weight a = {fixed(model['mean_weight'], 2)}, noise "
+        f"\n\nFitted: subspace k = {model['subspace']}, mean weight a = {fixed(model['mean_weight'], 2)}, noise "
         f"s = {fixed(model['noise'], 2)}, noise spread σ = {fixed(model['noise_spread'], 2)} "
         f"({count(result['within_pairs'])} same-person and {count(result['between_pairs'])} different-person pairs "
         f"of {count(result['people'])} people).\n"

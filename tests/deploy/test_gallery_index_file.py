@@ -53,15 +53,17 @@ def refuse_rebuilds(monkeypatch):
     def rebuilt(*args, **kwargs):
         raise AssertionError("the index was rebuilt from the embeddings")
 
-    monkeypatch.setattr(ExactIndex, "add", rebuilt)
+    for cls, method in ((ExactIndex, "add"), (ExactIndex, "_added"), (ApproximateIndex, "_added")):
+        monkeypatch.setattr(cls, method, rebuilt)  # rows, 8-bit codes, graph: all read back, none made
 
 
 @pytest.mark.parametrize("kind", ["exact", "hnsw"])
 def test_a_fresh_saved_index_is_reused_and_answers_as_the_built_one(gallery_of_faces, monkeypatch, kind):
-    if kind != "exact":
-        need("faiss", "search")
+    need("faiss", "search")
+    monkeypatch.setattr(index_module, "SCAN_FROM", 100)  # the exact index with its 8-bit codes
     path, _, _, queries = gallery_of_faces
     built = open_gallery(path, "model-a", DIM, index=kind)  # builds, saves
+    assert kind != "exact" or built.index.codes is not None
     expected = built.search(queries, 3)
     built.close()
     assert path.with_name(f"people.db.{kind}.index").is_file()
@@ -174,3 +176,15 @@ def test_the_approximate_indexes_find_the_exact_best_subject_on_clustered_faces(
     index.remove(expected[0][0][0])
     assert all(name != expected[0][0][0] for f in index.search(queries, 10) for name, _ in f)
     assert not index.vectors[index.rows_of(expected[0][0][0])].any()
+
+
+def test_a_milvus_gallery_builds_the_same_graph_and_finds_the_same_best_subject(tmp_path):
+    need("milvus_lite", "milvus")
+    faces, subjects, queries = clustered(identities=100)
+    gallery = open_gallery(tmp_path / "people.milvus.db", "model-a", DIM, "milvus", index="hnsw")
+    gallery.add_faces(subjects, faces)
+    described = gallery.client.describe_index(gallery.collection, "embedding")
+    assert described["index_type"] == "HNSW" and gallery.search_params == {"ef": 256}
+    expected = brute_force(faces, subjects, queries, 1)
+    assert [found[0][0] for found in gallery.search(queries, 1)] == [e[0][0] for e in expected]
+    gallery.close()

@@ -195,7 +195,11 @@ class ExactIndex(SubjectIndex):
 
     def state(self) -> dict[str, np.ndarray]:
         """What :meth:`restore` needs to rebuild this index (the gallery's persisted index file)."""
-        return {"vectors": self.vectors[: self.rows]}
+        state = {"vectors": self.vectors[: self.rows]}
+        if self.codes is not None:
+            state["codes"] = _faiss().serialize_index(self.codes)
+            state["code_error"] = np.array([self.code_error])
+        return state
 
     def restore(self, subjects: list[str], state: dict[str, np.ndarray]) -> None:
         """Rows from :meth:`state` (checked when they were added): no copy, no second check."""
@@ -203,7 +207,15 @@ class ExactIndex(SubjectIndex):
             raise ValueError(f"{state['vectors'].shape[0]} saved rows for {len(subjects)} faces")
         self.vectors = state["vectors"]
         self._append_subjects(subjects)
-        self._added(self.vectors)
+        if "codes" in state and (faiss := _faiss()) is not None:
+            self.codes = faiss.deserialize_index(np.asarray(state["codes"], np.uint8))
+            if self.codes.ntotal != len(subjects):
+                raise ValueError(f"saved codes of {self.codes.ntotal} rows for {len(subjects)} faces")
+            trained = faiss.vector_to_array(self.codes.sq.trained)
+            self.code_range = (trained[: self.dim], trained[: self.dim] + trained[self.dim :])
+            self.code_error = float(state["code_error"][0])
+        else:
+            self._added(self.vectors)
 
     def _best_faces(self, queries, m, usable):
         if self.codes is not None:

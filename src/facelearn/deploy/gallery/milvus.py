@@ -6,6 +6,10 @@ collection per model, named after the model's identity (``facelearn_<model id>``
 that holds another model's collection is refused, naming it. A subject's faces go in one insert
 (all or none); search groups faces by subject (a subject scores its best face); delete removes
 every face of the subject. Same interface as :class:`SQLiteGallery`.
+
+A new collection's index follows the SQLite store's option: ``exact`` → FLAT; ``hnsw`` → HNSW with
+the SQLite ``hnsw`` graph's settings (M 32, efConstruction 40, ef 256; over the full rows: Milvus has
+no PCA step); ``ivf`` → IVF_SQ8 (1,024 lists, 32 probed). An existing collection keeps its own.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from .index import ExactIndex  # only its input check
 
 MAX_SUBJECT = 512
 MAX_SOURCE = 2048
+# index option → (Milvus index type, build parameters, search parameters)
+MILVUS_INDEXES = {
+    "exact": ("FLAT", {}, {}),
+    "hnsw": ("HNSW", {"M": 32, "efConstruction": 40}, {"ef": 256}),
+    "ivf": ("IVF_SQ8", {"nlist": 1024}, {"nprobe": 32}),
+}
 
 
 def quoted(value: str) -> str:
@@ -31,7 +41,9 @@ def quoted(value: str) -> str:
 @STORES.register("milvus")
 class MilvusGallery(GalleryStore):
     def __init__(self, uri: str, model_id: str | None, dim: int | None, index: str = "exact", timeout: float = 10.0):
-        """``index`` is the SQLite store's option: Milvus indexes on its side (FLAT, inner product)."""
+        """``index``: ``exact``, ``hnsw`` or ``ivf`` (see :data:`MILVUS_INDEXES`), for a new collection."""
+        if index not in MILVUS_INDEXES:
+            raise GalleryError(f"the Milvus gallery's index is one of {', '.join(MILVUS_INDEXES)}, not {index!r}")
         try:
             from pymilvus import DataType, MilvusClient, MilvusException
         except ImportError:
@@ -67,9 +79,10 @@ class MilvusGallery(GalleryStore):
             schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
             schema.add_field("metadata", DataType.JSON)
             schema.add_field("source", DataType.VARCHAR, max_length=MAX_SOURCE)  # where the face came from
-            index = self.client.prepare_index_params()
-            index.add_index("embedding", index_type="FLAT", metric_type="IP")
-            self.client.create_collection(self.collection, schema=schema, index_params=index)
+            index_type, build, _ = MILVUS_INDEXES[index]
+            params = self.client.prepare_index_params()
+            params.add_index("embedding", index_type=index_type, metric_type="IP", params=build)
+            self.client.create_collection(self.collection, schema=schema, index_params=params)
         else:
             fields = self.client.describe_collection(self.collection)["fields"]
             stored = next(f["params"]["dim"] for f in fields if f["name"] == "embedding")
@@ -78,6 +91,8 @@ class MilvusGallery(GalleryStore):
             self.client.load_collection(self.collection)  # after an unclean stop it is left released
         fields = self.client.describe_collection(self.collection)["fields"]
         self.has_sources = any(f["name"] == "source" for f in fields)  # collections made before sources lack it
+        built = self.client.describe_index(self.collection, "embedding").get("index_type", "FLAT")
+        self.search_params = next((p for t, _, p in MILVUS_INDEXES.values() if t == built), {})
 
     def _row(self, subject: str, embedding: np.ndarray, metadata: dict | None, source: str | None) -> dict:
         row = {"subject": subject, "embedding": embedding.tolist(), "metadata": metadata or {}}
@@ -173,6 +188,7 @@ class MilvusGallery(GalleryStore):
                 output_fields=["subject"],
                 group_by_field="subject",
                 filter=condition,
+                search_params={"metric_type": "IP", "params": self.search_params},
             )
         return [[(hit["entity"]["subject"], float(hit["distance"])) for hit in row] for row in hits]
 
