@@ -285,8 +285,9 @@ def main() -> None:
         del index
         gc.collect()
         save()
-        record["rows"][0:0] = measure_exact(gallery, subjects, probes, exact, truth, args.exact_queries)
-        save()
+        if args.exact_queries:
+            record["rows"][0:0] = measure_exact(gallery, subjects, probes, exact, truth, args.exact_queries)
+            save()
         return
     with tempfile.TemporaryDirectory(dir=args.work) as folder:
         path = Path(folder) / "gallery.db"
