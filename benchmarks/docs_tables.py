@@ -50,6 +50,7 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "gallery_search": (("gallery_search.json",), deploy.gallery_search),
     "realistic_search": (("realistic_search.json",), deploy.realistic_search),
     "realistic_search_one_thread": (("realistic_search_one_thread.json",), deploy.realistic_search),
+    "realistic_search_exact": (("realistic_search_exact.json",), deploy.realistic_search),
     "face_statistics": (("face_statistics.json",), deploy.face_statistics),
     "distractor_scaling": (("distractor_scaling.json",), deploy.distractor_scaling),
     "serve_load_aligned": (("serve_load.json",), deploy.serve_load_aligned),
