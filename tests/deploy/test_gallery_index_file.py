@@ -184,7 +184,7 @@ def test_a_milvus_gallery_builds_the_same_graph_and_finds_the_same_best_subject(
     gallery = open_gallery(tmp_path / "people.milvus.db", "model-a", DIM, "milvus", index="hnsw")
     gallery.add_faces(subjects, faces)
     described = gallery.client.describe_index(gallery.collection, "embedding")
-    assert described["index_type"] == "HNSW" and gallery.search_params == {"ef": 256}
+    assert described["index_type"] == "HNSW" and gallery.search_params == {"ef": 512}
     expected = brute_force(faces, subjects, queries, 1)
     assert [found[0][0] for found in gallery.search(queries, 1)] == [e[0][0] for e in expected]
     gallery.close()

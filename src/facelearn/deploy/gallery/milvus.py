@@ -8,7 +8,7 @@ that holds another model's collection is refused, naming it. A subject's faces g
 every face of the subject. Same interface as :class:`SQLiteGallery`.
 
 A new collection's index follows the SQLite store's option: ``exact`` → FLAT; ``hnsw`` → HNSW with
-the SQLite ``hnsw`` graph's settings (M 32, efConstruction 40, ef 256; over the full rows: Milvus has
+the SQLite ``hnsw`` graph's settings (M 32, efConstruction 40, ef 512; over the full rows: Milvus has
 no PCA step); ``ivf`` → IVF_SQ8 (1,024 lists, 32 probed). An existing collection keeps its own.
 """
 
@@ -29,7 +29,7 @@ MAX_SOURCE = 2048
 # index option → (Milvus index type, build parameters, search parameters)
 MILVUS_INDEXES = {
     "exact": ("FLAT", {}, {}),
-    "hnsw": ("HNSW", {"M": 32, "efConstruction": 40}, {"ef": 256}),
+    "hnsw": ("HNSW", {"M": 32, "efConstruction": 40}, {"ef": 512}),
     "ivf": ("IVF_SQ8", {"nlist": 1024}, {"nprobe": 32}),
 }
 
