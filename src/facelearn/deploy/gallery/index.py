@@ -290,7 +290,8 @@ class ApproximateIndex(ExactIndex):
     """A faiss index proposes each query's ``candidates`` likeliest rows; they are re-scored exactly in float32.
 
     * ``hnsw``: the rows projected on their first 64 principal axes (PCA, from a sample of the first add),
-      an HNSW graph over them (M 32, efConstruction 40), searched at efSearch ``depth`` (512: recall@1 0.995 at a million realistic faces).
+      an HNSW graph over them (M 32, efConstruction 40), searched at efSearch ``depth`` (512: recall@1 0.995
+      at a million realistic faces).
     * ``ivf``: ``lists`` k-means lists (default ≈ √rows) of 8-bit codes, the ``depth`` nearest scanned.
 
     Both search by L2, which ranks unit rows as the inner product does. A deleted row's float32 row and
