@@ -1,4 +1,4 @@
-"""Does a cheaper index change who is found? Rank-1 on real faces: exact float32 vs SQfp16 vs HNSW32.
+"""Does a cheaper index change who is found? Rank-1 on real faces: exact float32 vs SQfp16 vs HNSW32 vs hnsw.
 
     python benchmarks/index_precision.py [--checkpoint runs/lfw/mbf_detect/best.pt] [--work runs/lfw]
 
@@ -44,7 +44,7 @@ def main() -> None:
     subjects = [name for name, _ in gallery] + [f"distractor:{p.name}" for _, p in distractors]
     truth = [name for name, _ in probes]
     rows, exact_answers = [], None
-    for kind in ("exact", "SQfp16", "HNSW32"):
+    for kind in ("exact", "SQfp16", "HNSW32", "hnsw"):
         index = build_index(embeddings.shape[1], kind)
         index.add(subjects, embeddings[:enrolled])
         answers = [found[0][0] for found in index.search(embeddings[enrolled:], k=1)]

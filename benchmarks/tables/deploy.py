@@ -176,3 +176,74 @@ def quality_reject(result: dict) -> str:
     header = ["model", "quality", "pairs", "genuine / impostor", "FNMR, all pairs"]
     header += ["10 % by quality", "10 % at random", "20 % by quality", "20 % at random"]
     return table([*header, "area: quality / random", "area: stability alone"], rows)
+
+
+def _depth(row: dict) -> str:
+    if "ef_search" in row:
+        return f"efSearch {row['ef_search']}"
+    if "ef" in row:
+        return f"ef {row['ef']}"
+    if "probes" in row or "nprobe" in row:
+        return f"nprobe {row.get('probes', row.get('nprobe'))} of {row.get('lists', row.get('nlist'))}"
+    return "—"
+
+
+def realistic_search(result: dict) -> str:
+    """results/realistic_search.json: one top-5 subject search per probe, recall@1 against exact float32."""
+    rows = []
+    build, size = None, None
+    for row in result["rows"] + result.get("milvus", []):
+        if row["build_seconds"] is not None:
+            build, size = row["build_seconds"], row.get("bytes_per_face")
+        faces = row.get("faces", result["faces"])
+        rows.append(
+            [
+                count(faces),
+                row["index"],
+                _depth(row),
+                f"{seconds(build)} s" if row["build_seconds"] is not None else "″",
+                "—" if size is None else count(size),
+                milliseconds([row["p50_ms"]]),
+                milliseconds([row["p99_ms"]]),
+                milliseconds([row["cpu_ms_p50"]]) if "cpu_ms_p50" in row else "—",
+                f"{recall(row['recall_at_1'])} ({recall(row['recall_at_1_mated'])} / "
+                f"{recall(row['recall_at_1_non_mated'])})",
+            ]
+        )
+    head = ["faces", "index", "depth", "build", "bytes/face", "p50", "p99", "CPU p50", "recall@1 (mated / non-mated)"]
+    text = table(head, rows)
+    reopen = result.get("gallery_reopen")
+    if reopen:
+        text += (
+            f"\n\nA SQLite gallery of the {count(reopen['faces'])} faces with the `hnsw` index: first open "
+            f"{seconds(reopen['first_open_seconds'])} s (reads the embeddings, builds, saves "
+            f"{count(reopen['index_file_mib'])} MiB beside it), reopen {seconds(reopen['reopen_seconds'])} s "
+            f"(the saved index, checked). Load average {result['load_average_start']} at the start, "
+            f"{result['load_average_end']} at the end (1, 5, 15 min; 2 cores shared with other jobs).\n"
+        )
+    return text
+
+
+def face_statistics(result: dict) -> str:
+    """results/face_statistics.json: cosine statistics of dlib on LFW-a and of the generator fitted to them."""
+    rows = []
+    for kind, name in (
+        ("measured", f"dlib on {count(result['photos_with_a_face'])} LFW-a photos"),
+        ("fitted", "generator, fitted"),
+    ):
+        s = result[kind]
+        rows.append(
+            [
+                name,
+                f"{fixed(s['within_mean'], 3)} ± {fixed(s['within_std'], 3)}",
+                f"{fixed(s['between_mean'], 3)} ± {fixed(s['between_std'], 3)}",
+            ]
+        )
+    model = result["face_model"]
+    text = table(["cosines", "same person", "different people"], rows)
+    return text + (
+        f"\n\nFitted: subspace k = {model['subspace']}, mean weight a = {fixed(model['mean_weight'], 2)}, noise "
+        f"s = {fixed(model['noise'], 2)}, noise spread σ = {fixed(model['noise_spread'], 2)} "
+        f"({count(result['within_pairs'])} same-person and {count(result['between_pairs'])} different-person pairs "
+        f"of {count(result['people'])} people).\n"
+    )

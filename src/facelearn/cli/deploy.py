@@ -505,7 +505,7 @@ def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True, model_r
     parser.add_argument("--aligned", action="store_true", help="the images are aligned faces: no detection")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--store", choices=STORES.names(), help="gallery store (default: Milvus for a URI)")
-    parser.add_argument("--index", default="exact", help="SQLite gallery index: exact, SQfp16 or HNSW32 (faiss)")
+    parser.add_argument("--index", default="exact", help="SQLite gallery index: exact, hnsw, ivf, SQfp16, HNSW32")
     parser.add_argument("--backend", default="auto", help=BACKEND_HELP + " (auto's choice is remembered per model)")
     if fmr:
         parser.add_argument("--fmr", type=float, default=1e-3, help="false-match rate of the decision (default 1e-3)")

@@ -115,7 +115,7 @@ def add_commands(commands) -> None:
     )
     serve.add_argument("--gallery", help="the gallery: an SQLite file, or a Milvus URI / milvus-lite file with --store")
     serve.add_argument("--store", choices=STORES.names())
-    serve.add_argument("--index", default="exact", help="SQLite gallery index: exact, SQfp16 or HNSW32 (faiss)")
+    serve.add_argument("--index", default="exact", help="SQLite gallery index: exact, hnsw, ivf, SQfp16, HNSW32")
     serve.add_argument("--architecture", help="of a plain state_dict (r50, mbf, iresnet50…); default: read from it")
     serve.add_argument("--detector", default="retinaface", help=DETECTOR_HELP)
     serve.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")

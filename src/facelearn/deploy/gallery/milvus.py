@@ -16,6 +16,10 @@ never a template of a deleted subject; deleting one face deletes the template, t
 makes the template again from the faces kept); and ``<collection>__settings``, which keeps the
 gallery's identification calibration (a server has no folder to put a file beside). A gallery made
 before templates gets them built from its faces, with equal weights, when it is first opened.
+
+A new collection's index follows the SQLite store's option: ``exact`` → FLAT; ``hnsw`` → HNSW with
+the SQLite ``hnsw`` graph's settings (M 32, efConstruction 40, ef 512; over the full rows: Milvus has
+no PCA step); ``ivf`` → IVF_SQ8 (1,024 lists, 32 probed). An existing collection keeps its own.
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ TEMPLATES, SETTINGS = "__templates", "__settings"  # suffixes of the collections
 CALIBRATION_KEY = "identification_calibration"
 UPSERT_ROWS = 500
 
+# index option → (Milvus index type, build parameters, search parameters)
+MILVUS_INDEXES = {
+    "exact": ("FLAT", {}, {}),
+    "hnsw": ("HNSW", {"M": 32, "efConstruction": 40}, {"ef": 512}),
+    "ivf": ("IVF_SQ8", {"nlist": 1024}, {"nprobe": 32}),
+}
+
 
 def quoted(value: str) -> str:
     return json.dumps(value)  # a Milvus filter string literal: double quotes, escapes as JSON
@@ -46,7 +57,9 @@ def quoted(value: str) -> str:
 @STORES.register("milvus")
 class MilvusGallery(GalleryStore):
     def __init__(self, uri: str, model_id: str | None, dim: int | None, index: str = "exact", timeout: float = 10.0):
-        """``index`` is the SQLite store's option: Milvus indexes on its side (FLAT, inner product)."""
+        """``index``: ``exact``, ``hnsw`` or ``ivf`` (see :data:`MILVUS_INDEXES`), for a new collection."""
+        if index not in MILVUS_INDEXES:
+            raise GalleryError(f"the Milvus gallery's index is one of {', '.join(MILVUS_INDEXES)}, not {index!r}")
         try:
             from pymilvus import DataType, MilvusClient, MilvusException
         except ImportError:
@@ -86,9 +99,10 @@ class MilvusGallery(GalleryStore):
             schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
             schema.add_field("metadata", DataType.JSON)
             schema.add_field("source", DataType.VARCHAR, max_length=MAX_SOURCE)  # where the face came from
-            index = self.client.prepare_index_params()
-            index.add_index("embedding", index_type="FLAT", metric_type="IP")
-            self.client.create_collection(self.collection, schema=schema, index_params=index)
+            index_type, build, _ = MILVUS_INDEXES[index]
+            params = self.client.prepare_index_params()
+            params.add_index("embedding", index_type=index_type, metric_type="IP", params=build)
+            self.client.create_collection(self.collection, schema=schema, index_params=params)
         else:
             fields = self.client.describe_collection(self.collection)["fields"]
             stored = next(f["params"]["dim"] for f in fields if f["name"] == "embedding")
@@ -97,6 +111,8 @@ class MilvusGallery(GalleryStore):
             self.client.load_collection(self.collection)  # after an unclean stop it is left released
         fields = self.client.describe_collection(self.collection)["fields"]
         self.has_sources = any(f["name"] == "source" for f in fields)  # collections made before sources lack it
+        built = self.client.describe_index(self.collection, "embedding").get("index_type", "FLAT")
+        self.search_params = next((p for t, _, p in MILVUS_INDEXES.values() if t == built), {})
         self.templates, self.settings = self.collection + TEMPLATES, self.collection + SETTINGS
         self._open_side_collections(DataType, MilvusClient)
 
@@ -308,6 +324,7 @@ class MilvusGallery(GalleryStore):
                 output_fields=["subject"],
                 filter=condition,
                 **grouping,
+                search_params={"metric_type": "IP", "params": {} if fused else self.search_params},  # templates: FLAT
             )
         return [[(hit["entity"]["subject"], float(hit["distance"])) for hit in row] for row in hits]
 

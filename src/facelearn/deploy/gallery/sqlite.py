@@ -16,9 +16,15 @@
   snapshot, and is never waited for: one attempt with no busy timeout, and when a reader is in the
   way the erasure is *pending* — retried every :data:`ERASE_RETRY_S` by a timer, at the next write,
   and on close (or, if the process ended first, when the gallery is next opened).
-* The index (a float32 matrix, rows grouped by subject) is rebuilt on open and whenever another
-  connection has changed the file (``PRAGMA data_version``), so several processes can share one
-  gallery without searching stale data. Searches never re-read the database.
+* The index (rows grouped by subject) is rebuilt whenever another connection has changed the file
+  (``PRAGMA data_version``), so several processes can share one gallery without searching stale
+  data. Searches never re-read the database.
+* A built index is saved beside the gallery (``people.db.<kind>.index``, written atomically, see
+  :mod:`.index_file`) with the model, embedding size, kind and the faces' *generation* — a counter
+  that SQLite triggers raise on every insert, delete or update of a face, whoever writes — and each
+  row's face id. Opening reuses it when all of them match (a million faces in seconds) and builds
+  anew otherwise. A delete removes the saved files first, inside its transaction: no copy of a
+  deleted face outlives the delete on disk.
 * Beside it, one template per subject (:mod:`facelearn.deploy.fusion`), derived from the faces and
   updated with them, in memory only: a deleted subject's template goes with its faces.
 * The identification calibration is a row of the ``meta`` table: in the gallery's own file, so it is
@@ -40,6 +46,7 @@ from ..fusion import Template, check_fusion
 from . import STORES
 from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownFace, UnknownSubject, face_number
 from .index import ExactIndex, build_index
+from .index_file import read_index_file, write_index_file
 
 log = logging.getLogger("facelearn.gallery")
 CALIBRATION_KEY = "identification_calibration"
@@ -61,7 +68,14 @@ CREATE TABLE IF NOT EXISTS faces (
     embedding BLOB NOT NULL, quality REAL, source TEXT
 );
 CREATE INDEX IF NOT EXISTS faces_by_subject ON faces(subject_id);
+CREATE TRIGGER IF NOT EXISTS faces_generation_insert AFTER INSERT ON faces BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'faces_generation'; END;
+CREATE TRIGGER IF NOT EXISTS faces_generation_delete AFTER DELETE ON faces BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'faces_generation'; END;
+CREATE TRIGGER IF NOT EXISTS faces_generation_update AFTER UPDATE ON faces BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'faces_generation'; END;
 """
+INDEX_SUFFIX = ".index"
 
 
 @STORES.register("sqlite")
@@ -97,12 +111,14 @@ class SQLiteGallery(GalleryStore):
     def _claim_model(self) -> None:
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
+            # a gallery made before the counter existed starts one now (its saved indexes, none, cannot match)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('faces_generation', '0')")
             stored = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
-            if self.model_id is None and stored:
+            if self.model_id is None and "model_id" in stored:
                 self.model_id, self.dim = stored["model_id"], int(stored["dim"])
             if self.model_id is None:
                 raise GalleryError(f"{self.path} holds no gallery yet: enroll someone first")
-            if not stored:
+            if "model_id" not in stored:
                 self.db.executemany(
                     "INSERT INTO meta VALUES (?, ?)", [("model_id", self.model_id), ("dim", str(self.dim))]
                 )
@@ -115,25 +131,46 @@ class SQLiteGallery(GalleryStore):
             )
 
     def _refresh(self) -> None:
-        """Rebuild the index when the file changed under another connection (or on open)."""
+        """Rebuild the index when the file changed under another connection (or on open): from the saved
+        index file when it matches the gallery, else from the embeddings (and save it)."""
         version = self._data_version()
         if version == self.version:
             return
-        rows = self.db.execute(
-            "SELECT s.name, f.id, f.embedding, f.quality FROM faces f JOIN subjects s ON s.id = f.subject_id "
-            "ORDER BY s.id, f.id"
-        ).fetchall()
-        subjects = self.db.execute("SELECT name, metadata FROM subjects").fetchall()
+        with self.db:
+            self.db.execute("BEGIN")  # one snapshot for every read below
+            generation = self.db.execute("SELECT value FROM meta WHERE key = 'faces_generation'").fetchone()[0]
+            rows = self.db.execute(
+                "SELECT f.id, s.name, f.quality FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY s.id, f.id"
+            ).fetchall()
+            subjects = self.db.execute("SELECT name, metadata FROM subjects").fetchall()
+            face_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+            names = [r[1] for r in rows]
+            identity = {"model_id": self.model_id, "dim": self.dim, "kind": self.index_kind, "generation": generation}
+            self.index = self._saved_index(identity, face_ids, names)
+            if self.index is None or not hasattr(self.index, "vectors"):  # the templates need the rows
+                embeddings = self.db.execute(
+                    "SELECT f.embedding FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY s.id, f.id"
+                ).fetchall()
         self.metadata = {name: json.loads(meta) for name, meta in subjects}
-        vectors = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim)
-        self.index = build_index(self.dim, self.index_kind)
-        self.index.add([r[0] for r in rows], vectors, [r[1] for r in rows])
-        self.templates, self.template_index = {}, ExactIndex(self.dim)
-        starts = [i for i in range(len(rows)) if i == 0 or rows[i][0] != rows[i - 1][0]]  # rows come by subject
-        for start, end in zip(starts, starts[1:] + [len(rows)], strict=False):  # none: no rows
-            self.templates[rows[start][0]] = Template.of(vectors[start:end], [r[3] for r in rows[start:end]])
-        self._index_templates(list(self.templates))
+        if self.index is None or not hasattr(self.index, "vectors"):
+            vectors = np.frombuffer(b"".join(r[0] for r in embeddings), np.float32).reshape(len(rows), self.dim)
+            del embeddings
+        else:
+            vectors = self.index.vectors[: len(rows)]
+        if self.index is None:
+            self.index = build_index(self.dim, self.index_kind)
+            self.index.add(names, vectors, face_ids)
+            self._save_index(identity, face_ids)
+        self._build_templates(names, vectors, [r[2] for r in rows])
         self.version = version
+
+    def _build_templates(self, names: list[str], vectors: np.ndarray, qualities: list) -> None:
+        """One template per subject from its faces (rows come grouped by subject)."""
+        self.templates, self.template_index = {}, ExactIndex(self.dim)
+        starts = [i for i in range(len(names)) if i == 0 or names[i] != names[i - 1]]
+        for start, end in zip(starts, starts[1:] + [len(names)], strict=False):  # none: no rows
+            self.templates[names[start]] = Template.of(vectors[start:end], qualities[start:end])
+        self._index_templates(list(self.templates))
 
     def _index_templates(self, names: list[str]) -> None:
         """Put the templates of ``names`` (new or changed) into the template index."""
@@ -151,6 +188,38 @@ class SQLiteGallery(GalleryStore):
             known = self.templates.get(name)
             self.templates[name] = known.extended(faces, weights) if known else Template.of(faces, weights)
         self._index_templates(list(rows))
+
+    def index_file(self) -> Path:
+        return self.path.with_name(f"{self.path.name}.{self.index_kind}{INDEX_SUFFIX}")
+
+    def _saved_index(self, identity: dict, face_ids: np.ndarray, names: list[str]):
+        state = read_index_file(self.index_file(), identity)
+        if state is None or not np.array_equal(state.pop("face_ids", None), face_ids):
+            return None
+        index = build_index(self.dim, self.index_kind)
+        try:
+            index.restore(names, state, face_ids)
+        except (RuntimeError, ValueError, KeyError) as error:  # a faiss blob that does not read back
+            log.warning("%s cannot be trusted (%s): rebuilding the index", self.index_file(), error)
+            return None
+        return index
+
+    def _save_index(self, identity: dict, face_ids: np.ndarray) -> None:
+        if not len(face_ids):
+            return
+        path = self.index_file()
+        try:
+            write_index_file(path, identity, {"face_ids": face_ids, **self.index.state()})
+        except OSError as error:  # a read-only folder or a full disk: the gallery works, it opens slower
+            log.warning("could not save the index beside %s (%s); it is rebuilt at the next open", self.path, error)
+            return
+        generation = self.db.execute("SELECT value FROM meta WHERE key = 'faces_generation'").fetchone()[0]
+        if generation != identity["generation"]:  # written while someone changed the faces (maybe a delete)
+            self._remove_index_files()
+
+    def _remove_index_files(self) -> None:
+        for path in self.path.parent.glob(f"{self.path.name}.*{INDEX_SUFFIX}"):
+            path.unlink(missing_ok=True)
 
     def _data_version(self) -> int:
         """Changes when *another* connection commits (never for this one's own commits)."""
@@ -287,6 +356,7 @@ class SQLiteGallery(GalleryStore):
                     raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.path}")
                 removed = self.db.execute("DELETE FROM faces WHERE subject_id = ?", row).rowcount
                 self.db.execute("DELETE FROM subjects WHERE id = ?", row)
+                self._remove_index_files()  # before the commit: a saved index never outlives a delete
 
             def update():
                 self.index.remove(subject)
@@ -320,6 +390,7 @@ class SQLiteGallery(GalleryStore):
                 number = self._subject_number(subject)
                 if not self.db.execute("DELETE FROM faces WHERE id = ? AND subject_id = ?", (face, number)).rowcount:
                     raise UnknownFace(f"face {face} is not one of the faces of {subject!r} in {self.path}")
+                self._remove_index_files()  # before the commit: a saved index never outlives a delete
                 kept = self.db.execute(
                     "SELECT embedding, quality FROM faces WHERE subject_id = ? ORDER BY id", (number,)
                 ).fetchall()
