@@ -5,6 +5,8 @@ enrolled list with per-face delete, and the camera (Chromium's fake device)."""
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -126,7 +128,8 @@ def test_names_quality_and_refusals_are_shown_as_text(browser, page_server, lfw_
     shown_photo(browser, "identify-view")
     browser.find_element(By.ID, "identify-go").click()
     WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#identify-view .box span"))
-    assert browser.find_element(By.CSS_SELECTOR, "#identify-view .box span").text.startswith(f"{hostile} ")
+    label = browser.find_element(By.CSS_SELECTOR, "#identify-view .box span").text
+    assert label.startswith(f"{hostile} ") and re.search(r"quality [01]\.\d\d$", label)  # the service's quality
     WebDriverWait(browser, 30).until(lambda b: hostile in b.find_element(By.ID, "list-result").text)
     assert browser.execute_script("return window.pwned") is None
     assert len(browser.find_elements(By.CSS_SELECTOR, "img")) == 1 + 2  # the photo and two thumbnails, no other
