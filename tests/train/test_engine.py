@@ -175,3 +175,13 @@ def test_auto_precision_uses_bf16_only_where_the_cpu_has_native_bf16(monkeypatch
     assert engine.resolve_amp("auto", cpu) is None  # AVX2 only: bf16 autocast is ~10× slower than fp32
     assert engine.resolve_amp("bf16", cpu) == torch.bfloat16  # asked for explicitly: honoured
     assert engine.resolve_amp("auto", torch.device("cuda")) == torch.float16
+
+
+def test_a_finished_run_leaves_no_data_worker_behind(tmp_path):
+    """A data worker ignores SIGTERM (signals.py), so one left alive after fit would hang the process's exit:
+    multiprocessing joins its children there, and their terminate() is a SIGTERM."""
+    import multiprocessing
+
+    trainer = build_trainer(tiny_config(tmp_path / "run", "data.num_workers=1", "train.steps=3"))
+    trainer.fit()
+    assert multiprocessing.active_children() == []

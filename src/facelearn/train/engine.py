@@ -213,6 +213,9 @@ class Trainer:
             self.loop(batches, writer, progress)
         finally:
             progress.close()
+            # the data workers ignore SIGTERM (signals.py), so none may outlive the run: at the process's exit
+            # multiprocessing would join it forever
+            getattr(batches, "_shutdown_workers", lambda: None)()
         metrics = self.evaluate(writer, output_dir=self.run_dir / "eval" if self.is_main else None)
         self.save()
         summary = {
