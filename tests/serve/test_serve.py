@@ -253,6 +253,26 @@ def test_every_face_answer_carries_box_landmarks_detection_score_and_quality(ser
     assert identified[0]["box"] == embedded[0]["box"]
 
 
+def test_the_services_quality_is_the_recognizers(server, lfw_people):
+    """The service embeds the quality estimate's perturbed views in the batcher's model calls, beside the
+    faces: the score it answers is the one the Recognizer computes alone, for photos and aligned faces."""
+    from facelearn import Recognizer
+
+    recognizer = Recognizer.load(lfw_people.model, weights=str(lfw_people.weights))
+    photos = list(lfw_people.probes.values())[:2]
+    _, expected = recognizer.embed_with_quality(photos)
+    aligned = recognizer.aligned_faces(read_image(photos[0]))[0][0]
+    _, (expected_aligned,) = recognizer.embed_with_quality([aligned], aligned=True)
+    with server.client() as http:
+        answers = [http.post("/v1/embed", files=files([p], "image")).json()["faces"][0] for p in photos]
+        sent = {"image": ("face.png", encode_image(aligned, ".png"), "image/png")}
+        aligned_answer = http.post("/v1/embed?aligned=true", files=sent).json()["faces"][0]
+    for answer, quality in zip(answers, expected, strict=True):
+        assert answer["quality"] == pytest.approx(quality.quality, abs=0.01)
+    assert aligned_answer["quality"] == pytest.approx(expected_aligned.quality, abs=0.01)
+    assert len({round(a["quality"], 3) for a in answers}) == 2  # two photos, two different scores
+
+
 def test_a_photo_without_a_face_is_an_error_in_python_as_over_rest(server, lfw_people, tmp_path):
     from facelearn import Recognizer
     from facelearn.deploy.recognizer import NoFaceFound

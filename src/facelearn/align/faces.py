@@ -6,6 +6,7 @@ right eye, nose tip, left mouth corner, right mouth corner ("left" = smaller x i
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -102,6 +103,10 @@ class FaceDetector(ABC):
         size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
         small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return self._detect(small).scaled(image.shape[1] / size[0], image.shape[0] / size[1])
+
+    def clone(self) -> FaceDetector:
+        """An independent copy, for another thread (:class:`~facelearn.align.detector_pool.DetectorPool`)."""
+        return copy.deepcopy(self)
 
 
 DETECTORS: Registry[FaceDetector] = Registry("detector")  # each detector registers itself where it is defined

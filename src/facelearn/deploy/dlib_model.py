@@ -75,9 +75,12 @@ class DlibDetector(FaceDetector):
 
     def __init__(self, dlib, models: Path, max_size: int = 1600):
         super().__init__(max_size)
-        self.dlib = dlib
+        self.dlib, self.models = dlib, models
         self.hog = dlib.get_frontal_face_detector()
         self.shapes = dlib.shape_predictor(str(models / SHAPES_FILE))
+
+    def clone(self) -> DlibDetector:
+        return DlibDetector(self.dlib, self.models, self.max_size)  # dlib's objects do not deep-copy
 
     def _detect(self, image: np.ndarray) -> Faces:
         rectangles, scores, _ = self.hog.run(image, UPSAMPLE, 0.0)

@@ -181,9 +181,12 @@ class QualityScorer:
         landmarks: list | None = None,
         photos: list | None = None,
         boxes: list | None = None,
+        moved: np.ndarray | None = None,
     ) -> list[FaceQuality]:
         """Each aligned face's quality, from its embedding and raw norm (the model's answer for it) and, for a
-        face found in a photo, its five landmarks, the photo and its box (None for a face given aligned)."""
+        face found in a photo, its five landmarks, the photo and its box (None for a face given aligned).
+        ``moved``: the unit embeddings of :meth:`views` where the caller has embedded them already (the
+        service does, in the same model call as the faces); else they are embedded here."""
         landmarks = landmarks if landmarks is not None else [None] * len(faces)
         photos = photos if photos is not None else [None] * len(faces)
         boxes = boxes if boxes is not None else [None] * len(faces)
@@ -200,21 +203,29 @@ class QualityScorer:
         if self.method == "norm":
             scores = self.norm(norms).tolist()
         elif self.method == "estimate":
-            stability = self.stability(faces, embeddings)
+            stability = self.stability(faces, embeddings, moved)
             scores = [estimate(s, b, p) for s, b, p in zip(stability, blur, poses, strict=True)]
         else:
             scores = [None] * len(faces)
         return [FaceQuality(*row) for row in zip(scores, blur, poses, eyes, stability, strict=True)]
 
-    def stability(self, faces: list[np.ndarray], embeddings: np.ndarray) -> list[float]:
+    def views(self, faces: list[np.ndarray]) -> np.ndarray:
+        """The perturbed views the estimate embeds, face after face (none unless the method is the estimate)."""
+        if self.method != "estimate" or not len(faces):
+            return np.empty((0, *np.shape(faces)[1:]), np.uint8)
+        return np.stack([view for face in faces for view in perturbations(face, self.mirror)])
+
+    def stability(
+        self, faces: list[np.ndarray], embeddings: np.ndarray, moved: np.ndarray | None = None
+    ) -> list[float]:
         """1 − the mean distance between the unit embeddings of a face and its perturbed views, over 2
-        (SER-FIQ's measure, on [0, 1])."""
-        if not faces:
+        (SER-FIQ's measure, on [0, 1]). ``moved``: the views' unit embeddings, if already made."""
+        if not len(faces):
             return []
-        views = [perturbations(face, self.mirror) for face in faces]
-        count = len(views[0])
-        moved = self.embedder.embed(np.stack([v for face_views in views for v in face_views]))[0]
-        moved = moved.reshape(len(faces), count, -1)
+        if moved is None:
+            moved = self.embedder.embed(self.views(faces))[0]
+        moved = np.asarray(moved, np.float32).reshape(len(faces), -1, np.shape(embeddings)[-1])
+        count = moved.shape[1]
         together = np.concatenate([np.asarray(embeddings, np.float32)[:, None], moved], axis=1)
         distances = np.linalg.norm(together[:, :, None] - together[:, None, :], axis=-1)
         upper = np.triu_indices(count + 1, 1)

@@ -32,12 +32,12 @@ threads at once.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..align import align_face, build_detector, choose_face
+from ..align.detector_pool import DetectorPool
 from ..data.images import fit_size
 from ..errors import ConfigError, DataError
 from .answers import face_fields
@@ -82,7 +82,7 @@ class Recognizer:
             if not -1.0 <= threshold <= 1.0:
                 raise ConfigError(f"a threshold is a cosine score between -1 and 1, got {threshold:g}")
         self.uncalibrated_threshold = threshold
-        self.detector_lock = threading.Lock()  # the detectors keep per-call state: one image at a time
+        self.detectors = DetectorPool(detector) if detector is not None else None
 
     @classmethod
     def load(
@@ -140,8 +140,13 @@ class Recognizer:
     def detect(self, image: np.ndarray):
         if self.detector is None:
             raise DataError("this Recognizer has no face detector: pass aligned faces (aligned=True)")
-        with self.detector_lock:
-            return self.detector.detect(image)
+        return self.detectors.detect(image)
+
+    def detect_in_parallel(self, threads: int) -> None:
+        """A detector copy for each of ``threads`` threads that may detect at once (one is kept otherwise:
+        concurrent photos then wait for it)."""
+        if self.detectors is not None:
+            self.detectors.grow(threads)
 
     def aligned_faces(self, image: np.ndarray) -> tuple[list[np.ndarray], object]:
         faces = self.detect(image)

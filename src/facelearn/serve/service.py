@@ -129,6 +129,7 @@ class Service:
                 partial(self._embed_all, recognizer), s.max_batch, s.max_wait_ms, self.metrics.batch
             )
             await self.batcher.start()
+            recognizer.detect_in_parallel(s.workers)  # a detector for each worker thread: photos in parallel
         except Exception as error:  # the reason goes to the log and the operator, never to a caller
             self.load_error = describe_os_error(error) if isinstance(error, OSError) else str(error)
             log.error("facelearn serve: cannot load the model or gallery: %s", self.load_error)
@@ -237,29 +238,26 @@ class Service:
         except OSError as error:  # the change is made; say loudly that its record is missing
             log.error("facelearn serve: AUDIT RECORD NOT WRITTEN (%s %s, %d faces): %s", action, subject, faces, error)
 
-    async def embed(self, faces: list[Face]) -> tuple[np.ndarray, np.ndarray]:
-        return await self.batcher.embed(np.stack([f.face for f in faces]))
-
-    async def qualities(self, faces: list[Face], embeddings: np.ndarray, norms: np.ndarray) -> list:
-        """Each face's :class:`~facelearn.deploy.quality.FaceQuality` (the estimate embeds perturbed views)."""
+    async def embed(self, faces: list[Face]) -> tuple[np.ndarray, np.ndarray, list]:
+        """The faces' unit embeddings, raw norms and :class:`~facelearn.deploy.quality.FaceQuality`. The
+        quality estimate's perturbed views go to the model in the same batch as the faces, so that under
+        load they share the batcher's model calls instead of running beside them, one request at a time."""
+        scorer = self.require().quality
+        aligned = [f.face for f in faces]
+        views = await self.in_pool(scorer.views, aligned)
+        rows, norms = await self.batcher.embed(np.concatenate([np.stack(aligned), views]))
+        embeddings, norms, moved = rows[: len(faces)], norms[: len(faces)], rows[len(faces) :]
         boxes = [None if f.box is None else np.asarray(f.box) for f in faces]
-        return await self.in_pool(
-            self.require().quality.score,
-            [f.face for f in faces],
-            embeddings,
-            norms,
-            [f.landmarks for f in faces],
-            [f.photo for f in faces],
-            boxes,
-        )
+        landmarks, photos = [f.landmarks for f in faces], [f.photo for f in faces]
+        qualities = await self.in_pool(scorer.score, aligned, embeddings, norms, landmarks, photos, boxes, moved)
+        return embeddings, norms, qualities
 
     def fmr(self, fmr: float | None) -> float:
         return self.settings.fmr if fmr is None else fmr
 
     # ------------------------------------------------------------------ answers
     async def embedded(self, faces: list[Face]) -> dict:
-        embeddings, norms = await self.embed(faces)
-        qualities = await self.qualities(faces, embeddings, norms)
+        embeddings, norms, qualities = await self.embed(faces)
         rows = zip(faces, embeddings, norms, qualities, strict=True)
         faces = [{**f.fields, "embedding": e.tolist(), "norm": float(n), "quality": q.quality} for f, e, n, q in rows]
         return {"model": self.require().model_id, "faces": faces}
@@ -269,8 +267,8 @@ class Service:
         recognizer, fmr = self.require(), self.fmr(params.fmr)
         recognizer.threshold(fmr)  # an FMR the calibration cannot support is refused before any decoding
         faces = await asyncio.gather(*(self.one_face(d, n, params.aligned, params.single) for n, d in uploads))
-        embeddings, norms = await self.embed(list(faces))
-        qualities = [q.quality for q in await self.qualities(list(faces), embeddings, norms)]
+        embeddings, _, scored = await self.embed(list(faces))
+        qualities = [q.quality for q in scored]
         if params.subject is None:
             verdict = recognizer.compare(embeddings[0], embeddings[1], fmr)
         else:
@@ -293,8 +291,7 @@ class Service:
         rule = await self.identification_rule(fmr, fpir)
         decisions = []
         if faces:
-            embeddings, norms = await self.embed(faces)
-            qualities = await self.qualities(faces, embeddings, norms)
+            embeddings, _, qualities = await self.embed(faces)
             fields = [{**f.fields, "quality": q.quality} for f, q in zip(faces, qualities, strict=True)]
             decisions, _ = await self.in_pool(recognizer.search, embeddings, k, rule["fmr"], fields, fpir)
         keys = ("fmr", "fpir", "fusion", "gallery_size", "calibrated_gallery_size", "warning")
@@ -318,9 +315,8 @@ class Service:
                 photos.append(i)
         if not chosen:
             raise Problem(422, "no_face", f"no face found in any of the {len(images)} images: nothing enrolled")
-        embeddings, norms = await self.embed(chosen)
+        embeddings, _, qualities = await self.embed(chosen)
         recognizer = self.require()
-        qualities = await self.qualities(chosen, embeddings, norms)
         passed, refused = recognizer.apply_gate(qualities)
         for entry in refused:
             entry["photo"] = photos[entry["photo"]]  # the image's index in the request, as no_face has it
