@@ -58,6 +58,7 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "quality_reject": (("quality_reject.json",), deploy.quality_reject),
     "serve_load_aligned": (("serve_load.json",), deploy.serve_load_aligned),
     "serve_load_photo": (("serve_load.json",), deploy.serve_load_photo),
+    "serve_to_model": (("serve_load.json",), deploy.serve_to_model),
     "vs_arcface_torch": (("vs_arcface_torch.json",), speed.vs_arcface_torch),
     "vs_arcface_torch_bf16": (("vs_arcface_torch_bf16.json",), speed.vs_arcface_torch),
     "recipe_speed": (("recipe_speed_glibc.json", "recipe_speed.json"), speed.recipe_speed),

@@ -1,6 +1,8 @@
-"""Throughput and latency of ``facelearn serve`` at concurrency 1, 4, 16 and 64, batching on and off.
+"""Throughput and latency of ``facelearn serve`` at concurrency 1, 4, 16 and 64, batching on and off,
+beside the model's own batch-64 throughput measured in the same run.
 
     python benchmarks/serve_load.py [--model runs/lfw/mbf_detect/best.pt] [--requests 256] [--max-seconds 30]
+                                    [--label after] [--workers 1 2] [--output benchmarks/results/serve_load.json]
 
 The server runs as its own process on 127.0.0.1 (its decoding/detection pool and the model thread
 share this machine's cores with the load generator, an asyncio httpx client). Two workloads through
@@ -13,13 +15,25 @@ share this machine's cores with the load generator, an asyncio httpx client). Tw
 Batching off is ``--no-batching`` (one model call per request); on is ``--max-batch 32`` with
 ``--max-wait-ms`` 0 (take what queued while the model ran) or 5 (also wait up to 5 ms for
 company). Each cell sends at most ``--requests`` requests and stops after ``--max-seconds``;
-latency is per request, client-side. Writes benchmarks/results/serve_load.json.
+latency is per request, client-side.
+
+The model's own throughput (``model``): the same aligned faces through ``Recognizer.embed_faces`` in
+batches of 64 in this process (the model alone), and through ``embed_with_quality`` (the model and the
+quality estimate's perturbed views: the work the service does for each face), best of 3 passes, with
+the backend the server uses. The service's faces/s at concurrency 16 over it is the ratio reported.
+Photos are served with the default batching and ``--workers`` 1 and 2 (a detector per worker thread
+since the detector pool; before it, one detector behind a lock: run this script with the older source
+first on PYTHONPATH and ``--label before``). Rows of other labels already in ``--output`` are kept,
+so before and after sit in one file. The load generator shares the machine's cores: its CPU time per
+request is reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,10 +50,12 @@ BATCHING = {
     "on, wait 0 ms": ("--max-batch", "32", "--max-wait-ms", "0"),
     "on, wait 5 ms": ("--max-batch", "32", "--max-wait-ms", "5"),
 }
+PHOTO_BATCHING = "on, wait 5 ms"  # the service's default
 
 
 async def load(url: str, bodies: list[tuple[dict, dict]], concurrency: int, requests: int, seconds: float) -> dict:
     latencies, statuses, sent = [], [], 0
+    cpu = time.process_time()
     deadline = time.perf_counter() + seconds
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -66,6 +82,7 @@ async def load(url: str, bodies: list[tuple[dict, dict]], concurrency: int, requ
         "requests_per_s": len(latencies) / wall,
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
+        "client_cpu_ms_per_request": 1000 * (time.process_time() - cpu) / max(1, len(latencies)),
     }
 
 
@@ -86,6 +103,49 @@ def workloads(shared: Path, aligned_root: Path, count: int = 64) -> dict[str, li
     }
 
 
+def model_throughput(model: Path, faces: list[Path], backend: str, passes: int = 3) -> dict:
+    """Faces/s of the model alone and of the model with the quality estimate, batches of 64, best of ``passes``."""
+    from facelearn.data.images import read_image
+    from facelearn.deploy.recognizer import Recognizer
+
+    recognizer = Recognizer.load(str(model), detector=None, backend=backend)
+    aligned = [recognizer.check_aligned(read_image(f)) for f in faces]
+    rates = {}
+    for name, work in {
+        "model": lambda: recognizer.embed_faces(aligned, 64),
+        "model_and_quality": lambda: recognizer.embed_with_quality(aligned, aligned=True, batch_size=64),
+    }.items():
+        work()  # warm up
+        best = min(timed(work) for _ in range(passes))
+        rates[f"{name}_faces_per_s"] = len(aligned) / best
+    return {"faces": len(aligned), "backend": backend, "quality": recognizer.quality.method, **rates}
+
+
+def timed(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def serve_rows(model, work, weights, bodies, args, label, batching, options, workers, workloads_run) -> list[dict]:
+    served = Served(
+        Path(model), Path(work) / f"g{workers}.db", weights, Path(work), *options, "--workers", str(workers),
+        "--backend", args.backend,
+    ).start()  # fmt: skip
+    rows = []
+    try:
+        for workload in workloads_run:
+            for concurrency in args.concurrency:
+                row = asyncio.run(load(served.url, bodies[workload], concurrency, args.requests, args.max_seconds))
+                rows.append({"label": label, "workload": workload, "batching": batching, "workers": workers, **row})
+                print(
+                    f"{label:7s} {workload:8s} workers {workers} batching {batching:14s} " + describe(row), flush=True
+                )
+    finally:
+        served.stop()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="runs/lfw/mbf_detect/best.pt")
@@ -94,28 +154,52 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--max-seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker threads for the photo rows")
+    parser.add_argument("--backend", default="auto", help="the server's and the model row's backend")
+    parser.add_argument("--batching", nargs="+", default=list(BATCHING), choices=list(BATCHING))
+    parser.add_argument("--label", default="after", help="names this run's rows (before/after a change)")
+    parser.add_argument("--output", default=str(RESULTS / "serve_load.json"))
     args = parser.parse_args()
     needs(args.model, "benchmarks/lfw_recipe.py")
     needs(args.aligned, "benchmarks/lfw_recipe.py")
     shared = Path(args.shared)
     bodies = workloads(shared, Path(args.aligned))
     weights = shared / "weights" / "retinaface"
+    model = model_throughput(Path(args.model), aligned_faces(Path(args.aligned)), args.backend)
+    print(f"{args.label:7s} model alone {model['model_faces_per_s']:.1f} faces/s, with the quality estimate "
+          f"{model['model_and_quality_faces_per_s']:.1f} faces/s (batches of 64)", flush=True)  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        for batching, options in BATCHING.items():
-            served = Served(Path(args.model), Path(work) / "g.db", weights, Path(work), *options).start()
-            try:
-                for workload, requests in bodies.items():
-                    for concurrency in args.concurrency:
-                        row = asyncio.run(load(served.url, requests, concurrency, args.requests, args.max_seconds))
-                        rows.append({"workload": workload, "batching": batching, **row})
-                        print(f"{workload:8s} batching {batching:14s} " + describe(row), flush=True)
-            finally:
-                served.stop()
-    write_result(
-        RESULTS / "serve_load.json",
-        {"model": args.model, "batching": {k: " ".join(v) for k, v in BATCHING.items()}, "rows": rows},
-    )
+        for batching in args.batching:
+            options = BATCHING[batching]
+            rows += serve_rows(args.model, work, weights, bodies, args, args.label, batching, options, 2, ["aligned"])
+        options = BATCHING[PHOTO_BATCHING]  # photos: the default batching, by --workers
+        for workers in args.workers:
+            rows += serve_rows(
+                args.model, work, weights, bodies, args, args.label, PHOTO_BATCHING, options, workers, ["photo"]
+            )
+    ratio = [
+        {"batching": r["batching"], "service_faces_per_s": r["requests_per_s"],
+         "of_model_and_quality": r["requests_per_s"] / model["model_and_quality_faces_per_s"],
+         "of_model_alone": r["requests_per_s"] / model["model_faces_per_s"]}
+        for r in rows if r["workload"] == "aligned" and r["concurrency"] == 16
+    ]  # fmt: skip
+    for r in ratio:
+        print(
+            f"{args.label:7s} aligned c=16 batching {r['batching']:14s} {r['service_faces_per_s']:.1f} faces/s = "
+            f"{100 * r['of_model_and_quality']:.0f} % of the model with quality, "
+            f"{100 * r['of_model_alone']:.0f} % of the model alone"
+        )
+    previous = json.loads(Path(args.output).read_text()) if Path(args.output).is_file() else {}
+    runs = {k: v for k, v in previous.get("runs", {}).items() if k != args.label}
+    runs[args.label] = {"model_throughput": model, "service_to_model": ratio, "load_average": os.getloadavg(),
+                        "rows": rows, "pythonpath": os.environ.get("PYTHONPATH")}  # fmt: skip
+    record = {"model": args.model, "batching": {k: " ".join(v) for k, v in BATCHING.items()}, "runs": runs}
+    write_result(args.output, record)
+
+
+def aligned_faces(root: Path, count: int = 256) -> list[Path]:
+    return sorted(root.rglob("*.jpg"))[:count] + sorted(root.rglob("*.png"))[:count]
 
 
 if __name__ == "__main__":

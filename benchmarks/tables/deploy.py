@@ -129,26 +129,50 @@ def distractor_scaling(result: dict) -> str:
 
 
 BATCHING = ("off", "on, wait 0 ms", "on, wait 5 ms")
+DEFAULT_BATCHING = "on, wait 5 ms"
 
 
-def serve_load(result: dict, workload: str) -> str:
-    """results/serve_load.json, one workload: requests/s and client-side p50 / p99 by concurrency."""
-    cells: dict[int, dict[str, str]] = {}
-    for row in result["rows"]:
-        if row["workload"] == workload:
-            cell = f"{fixed(row['requests_per_s'], 1)} req/s · {fixed(row['p50_ms'], 0)} / {fixed(row['p99_ms'], 0)} ms"
-            cells.setdefault(row["concurrency"], {})[row["batching"]] = cell
-    rows = [[str(level), *(by[b] for b in BATCHING)] for level, by in sorted(cells.items())]
-    label = {"aligned": "aligned faces", "photo": "photo faces"}[workload]
-    return table([f"{label}, concurrency", *(f"batching {b}" for b in BATCHING)], rows)
+def latency_cell(row: dict) -> str:
+    return f"{fixed(row['requests_per_s'], 1)} req/s · {fixed(row['p50_ms'], 0)} / {fixed(row['p99_ms'], 0)} ms"
 
 
 def serve_load_aligned(result: dict) -> str:
-    return serve_load(result, "aligned")
+    """results/serve_load.json, aligned faces (the latest run): req/s and client-side p50 / p99 by concurrency."""
+    cells: dict[int, dict[str, str]] = {}
+    for row in result["runs"]["after"]["rows"]:
+        if row["workload"] == "aligned":
+            cells.setdefault(row["concurrency"], {})[row["batching"]] = latency_cell(row)
+    batchings = [b for b in BATCHING if any(b in by for by in cells.values())]
+    rows = [[str(level), *(by.get(b, "") for b in batchings)] for level, by in sorted(cells.items())]
+    return table(["aligned faces, concurrency", *(f"batching {b}" for b in batchings)], rows)
 
 
 def serve_load_photo(result: dict) -> str:
-    return serve_load(result, "photo")
+    """results/serve_load.json, photos, default batching: before (one detector behind a lock) and after (a
+    detector per worker thread), by concurrency and ``--workers``."""
+    columns: dict[tuple[str, int], dict[int, str]] = {}
+    for label in ("before", "after"):
+        for row in result["runs"].get(label, {}).get("rows", []):
+            if row["workload"] == "photo" and row["batching"] == DEFAULT_BATCHING:
+                columns.setdefault((label, row["workers"]), {})[row["concurrency"]] = latency_cell(row)
+    levels = sorted({level for by in columns.values() for level in by})
+    header = ["photos, concurrency", *(f"{label}, {workers} worker{'s' * (workers > 1)}" for label, workers in columns)]
+    return table(header, [[str(level), *(by.get(level, "") for by in columns.values())] for level in levels])
+
+
+def serve_to_model(result: dict) -> str:
+    """results/serve_load.json: the model's own batch-64 faces/s beside the service's at concurrency 16."""
+    run = result["runs"]["after"]
+    model = run["model_throughput"]
+    with_views = fixed(model["model_and_quality_faces_per_s"], 0)
+    rows = [
+        ["the model alone, batches of 64", fixed(model["model_faces_per_s"], 0), ""],
+        ["the model + the quality estimate's views, batches of 64", with_views, ""],
+    ]
+    for r in run["service_to_model"]:
+        label = f"the service, aligned faces, concurrency 16, batching {r['batching']}"
+        rows.append([label, fixed(r["service_faces_per_s"], 0), pct(r["of_model_and_quality"], 0)])
+    return table(["", "faces/s", "of the model + quality"], rows)
 
 
 def quality_reject(result: dict) -> str:
