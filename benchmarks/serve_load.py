@@ -10,6 +10,7 @@ share this machine's cores with the load generator, an asyncio httpx client). Tw
 
 * ``aligned``: 112×112 aligned LFW-a faces (``aligned=true``): the model is the work — where
   batching can help;
+* ``aligned x16``: 16 of those faces a request (``images``), default batching;
 * ``photo``: 250×250 LFW-a photos: decoding, RetinaFace detection and alignment, then the model.
 
 Batching off is ``--no-batching`` (one model call per request); on is ``--max-batch 32`` with
@@ -17,13 +18,16 @@ Batching off is ``--no-batching`` (one model call per request); on is ``--max-ba
 company). Each cell sends at most ``--requests`` requests and stops after ``--max-seconds``;
 latency is per request, client-side.
 
-The model's own throughput (``model``): the same aligned faces through ``Recognizer.embed_faces`` in
-batches of 64 in this process (the model alone), and through ``embed_with_quality`` (the model and the
-quality estimate's perturbed views: the work the service does for each face), best of 3 passes, with
-the backend the server uses. The service's faces/s at concurrency 16 over it is the ratio reported.
-Photos are served with the default batching and ``--workers`` 1 and 2 (a detector per worker thread
-since the detector pool; before it, one detector behind a lock: run this script with the older source
-first on PYTHONPATH and ``--label before``). Rows of other labels already in ``--output`` are kept,
+The service runs with ``--quality`` auto (this model's is the estimate: 3 perturbed views a face go
+to the model with it) and, for the aligned workloads, ``--quality none`` (the model's work alone); its
+model calls use the cores ``--workers`` leave (``--model-threads``). The model's own throughput
+(``model``): the same aligned faces through ``Recognizer.embed_faces`` in batches of 64 in this process
+on every core (the model alone), and through ``embed_with_quality`` (the model and the estimate's
+views), best of 3 passes, with the backend the server uses. The service's faces/s at concurrency 16
+over the model's doing the same work is the ratio reported. Photos are served with the default
+batching and ``--workers`` 1 and 2 (a detector per worker thread since the detector pool; before it,
+one detector behind a lock: run this script with the older source first on PYTHONPATH,
+``--qualities auto`` and ``--label before``). Rows of other labels already in ``--output`` are kept,
 so before and after sit in one file. The load generator shares the machine's cores: its CPU time per
 request is reported.
 """
@@ -51,6 +55,7 @@ BATCHING = {
     "on, wait 5 ms": ("--max-batch", "32", "--max-wait-ms", "5"),
 }
 PHOTO_BATCHING = "on, wait 5 ms"  # the service's default
+PER_REQUEST = 16  # aligned faces a request in the "aligned x16" workload (``images``)
 
 
 async def load(url: str, bodies: list[tuple[dict, dict]], concurrency: int, requests: int, seconds: float) -> dict:
@@ -97,8 +102,11 @@ def workloads(shared: Path, aligned_root: Path, count: int = 64) -> dict[str, li
     people = sorted(p for p in (shared / "data" / "lfw_a" / "lfw").iterdir() if p.is_dir())
     photos = [sorted(p.iterdir())[0] for p in people[:count]]
     faces = sorted(aligned_root.rglob("*.jpg"))[:count] + sorted(aligned_root.rglob("*.png"))[:count]
+    aligned = [(f.name, f.read_bytes()) for f in faces[:count]]
+    several = [aligned[i : i + PER_REQUEST] for i in range(0, len(aligned) - PER_REQUEST + 1, PER_REQUEST)]
     return {
-        "aligned": [({"image": (f.name, f.read_bytes())}, {"aligned": "true"}) for f in faces[:count]],
+        "aligned": [({"image": face}, {"aligned": "true"}) for face in aligned],
+        f"aligned x{PER_REQUEST}": [([("images", face) for face in group], {"aligned": "true"}) for group in several],
         "photo": [({"image": (p.name, p.read_bytes())}, {}) for p in photos],
     }
 
@@ -127,20 +135,25 @@ def timed(work) -> float:
     return time.perf_counter() - start
 
 
-def serve_rows(model, work, weights, bodies, args, label, batching, options, workers, workloads_run) -> list[dict]:
+def serve_rows(args, work, bodies, label, batching, quality, workers, workloads_run) -> list[dict]:
+    """Rows of one served process: ``quality`` auto (the estimate, for this model) or none."""
+    options = BATCHING[batching] + (("--quality", "none", "--min-quality", "0") if quality == "none" else ())
+    weights = Path(args.shared) / "weights" / "retinaface"
     served = Served(
-        Path(model), Path(work) / f"g{workers}.db", weights, Path(work), *options, "--workers", str(workers),
-        "--backend", args.backend,
+        Path(args.model), Path(work) / f"g{workers}{quality}.db", weights, Path(work), *options,
+        "--workers", str(workers), "--backend", args.backend,
     ).start()  # fmt: skip
     rows = []
     try:
         for workload in workloads_run:
             for concurrency in args.concurrency:
                 row = asyncio.run(load(served.url, bodies[workload], concurrency, args.requests, args.max_seconds))
-                rows.append({"label": label, "workload": workload, "batching": batching, "workers": workers, **row})
-                print(
-                    f"{label:7s} {workload:8s} workers {workers} batching {batching:14s} " + describe(row), flush=True
-                )
+                per_request = PER_REQUEST if workload.startswith("aligned x") else 1
+                row["faces_per_s"] = row["requests_per_s"] * per_request
+                setting = {"workload": workload, "batching": batching, "quality": quality, "workers": workers}
+                rows.append({"label": label, **setting, **row})
+                print(f"{label:7s} {workload:11s} quality {quality:4s} workers {workers} batching {batching:14s} "
+                      + describe(row), flush=True)  # fmt: skip
     finally:
         served.stop()
     return rows
@@ -157,6 +170,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker threads for the photo rows")
     parser.add_argument("--backend", default="auto", help="the server's and the model row's backend")
     parser.add_argument("--batching", nargs="+", default=list(BATCHING), choices=list(BATCHING))
+    parser.add_argument("--qualities", nargs="+", default=["auto", "none"], help="none: served with --quality none")
     parser.add_argument("--label", default="after", help="names this run's rows (before/after a change)")
     parser.add_argument("--output", default=str(RESULTS / "serve_load.json"))
     args = parser.parse_args()
@@ -164,31 +178,32 @@ def main() -> None:
     needs(args.aligned, "benchmarks/lfw_recipe.py")
     shared = Path(args.shared)
     bodies = workloads(shared, Path(args.aligned))
-    weights = shared / "weights" / "retinaface"
     model = model_throughput(Path(args.model), aligned_faces(Path(args.aligned)), args.backend)
     print(f"{args.label:7s} model alone {model['model_faces_per_s']:.1f} faces/s, with the quality estimate "
           f"{model['model_and_quality_faces_per_s']:.1f} faces/s (batches of 64)", flush=True)  # fmt: skip
     rows = []
+    several = f"aligned x{PER_REQUEST}"
     with tempfile.TemporaryDirectory() as work:
         for batching in args.batching:
-            options = BATCHING[batching]
-            rows += serve_rows(args.model, work, weights, bodies, args, args.label, batching, options, 2, ["aligned"])
-        options = BATCHING[PHOTO_BATCHING]  # photos: the default batching, by --workers
-        for workers in args.workers:
-            rows += serve_rows(
-                args.model, work, weights, bodies, args, args.label, PHOTO_BATCHING, options, workers, ["photo"]
-            )
-    ratio = [
-        {"batching": r["batching"], "service_faces_per_s": r["requests_per_s"],
-         "of_model_and_quality": r["requests_per_s"] / model["model_and_quality_faces_per_s"],
-         "of_model_alone": r["requests_per_s"] / model["model_faces_per_s"]}
-        for r in rows if r["workload"] == "aligned" and r["concurrency"] == 16
-    ]  # fmt: skip
+            aligned = ["aligned", several] if batching == PHOTO_BATCHING else ["aligned"]
+            rows += serve_rows(args, work, bodies, args.label, batching, "auto", 2, aligned)
+        if "none" in args.qualities:  # the model's work alone: no quality estimate
+            rows += serve_rows(args, work, bodies, args.label, PHOTO_BATCHING, "none", 2, ["aligned", several])
+        for workers in args.workers:  # photos: the default batching, by --workers
+            rows += serve_rows(args, work, bodies, args.label, PHOTO_BATCHING, "auto", workers, ["photo"])
+    ratio = []
+    for r in rows:
+        if r["workload"].startswith("aligned") and r["concurrency"] == 16:
+            same_work = model["model_faces_per_s" if r["quality"] == "none" else "model_and_quality_faces_per_s"]
+            keys = ("workload", "batching", "quality")
+            ratio.append({**{k: r[k] for k in keys}, "service_faces_per_s": r["faces_per_s"],
+                          "of_the_same_work": r["faces_per_s"] / same_work,
+                          "of_model_alone": r["faces_per_s"] / model["model_faces_per_s"]})  # fmt: skip
     for r in ratio:
         print(
-            f"{args.label:7s} aligned c=16 batching {r['batching']:14s} {r['service_faces_per_s']:.1f} faces/s = "
-            f"{100 * r['of_model_and_quality']:.0f} % of the model with quality, "
-            f"{100 * r['of_model_alone']:.0f} % of the model alone"
+            f"{args.label:7s} {r['workload']:11s} c=16 quality {r['quality']:4s} batching {r['batching']:14s} "
+            f"{r['service_faces_per_s']:.1f} faces/s = {100 * r['of_the_same_work']:.0f} % of the model doing the "
+            f"same work, {100 * r['of_model_alone']:.0f} % of the model alone"
         )
     previous = json.loads(Path(args.output).read_text()) if Path(args.output).is_file() else {}
     runs = {k: v for k, v in previous.get("runs", {}).items() if k != args.label}

@@ -120,7 +120,7 @@ def test_nothing_is_enrolled_when_every_face_is_refused(lfw_people, tmp_path):
 def test_a_quality_the_model_cannot_give_is_a_clear_error(lfw_people, tmp_path):
     with pytest.raises(ConfigError, match="norm is not a quality score"):
         Recognizer.load(lfw_people.model, detector=None, quality="norm", backend="torch")
-    with pytest.raises(ConfigError, match="valid: auto, norm, estimate"):
+    with pytest.raises(ConfigError, match="valid: auto, norm, estimate, none"):
         Recognizer.load(lfw_people.model, detector=None, quality="sharpest", backend="torch")
     unscored = Recognizer.load(
         lfw_people.model, gallery=tmp_path / "g.db", weights=str(lfw_people.weights), quality=None, backend="torch"

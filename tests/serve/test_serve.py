@@ -273,6 +273,27 @@ def test_the_services_quality_is_the_recognizers(server, lfw_people):
     assert len({round(a["quality"], 3) for a in answers}) == 2  # two photos, two different scores
 
 
+def test_several_images_are_embedded_in_one_request(server, lfw_people):
+    """``images``: every face of every upload in one model call, each saying which upload it is in; a photo
+    without a face is listed, not an error; the embeddings are those of one upload a request."""
+    photos = list(lfw_people.probes.values())[:2]
+    blank = ("images", ("blank.png", encode_image(np.zeros((120, 120, 3), np.uint8), ".png"), "image/png"))
+    with server.client() as http:
+        alone = [http.post("/v1/embed", files=files([p], "image")).json()["faces"][0] for p in photos]
+        together = http.post("/v1/embed", files=[*files(photos[:1]), blank, *files(photos[1:])]).json()
+        both = http.post("/v1/embed", files=[*files(photos[:1], "image"), *files(photos[1:])])
+        neither = http.post("/v1/embed", files={"aligned": (None, "false")})
+    images = [f["image"] for f in together["faces"]]
+    assert together["no_face"] == [1] and set(images) == {0, 2} and images == sorted(images)
+    largest = [together["faces"][images.index(i)] for i in (0, 2)]  # each upload's faces, largest first
+    for single, face in zip(alone, largest, strict=True):
+        assert single["image"] == 0 and single["box"] == face["box"]
+        assert np.dot(single["embedding"], face["embedding"]) > 0.999
+        assert face["quality"] == pytest.approx(single["quality"], abs=0.01)
+    assert error_of(both) == (422, "invalid_request") and "exactly one" in both.text
+    assert error_of(neither) == (422, "invalid_request")
+
+
 def test_a_photo_without_a_face_is_an_error_in_python_as_over_rest(server, lfw_people, tmp_path):
     from facelearn import Recognizer
     from facelearn.deploy.recognizer import NoFaceFound

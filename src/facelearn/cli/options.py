@@ -28,7 +28,7 @@ def add_quality_options(parser: argparse.ArgumentParser, gate: bool = True) -> N
         choices=METHODS,
         default="auto",
         help="face quality: the embedding norm of a MagFace/AdaFace model (norm), facelearn's estimate (estimate), "
-        "or whichever the model has (auto, the default)",
+        "whichever the model has (auto, the default), or none (no score; the estimate costs 3 more model runs a face)",
     )
     if gate:
         parser.add_argument(

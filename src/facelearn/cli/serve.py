@@ -45,6 +45,8 @@ def command_serve(args: argparse.Namespace) -> None:
             f"--host {args.host} is reachable from other machines: API keys are required "
             "(facelearn serve keys add NAME --keys FILE, then --keys FILE), or bind to 127.0.0.1"
         )
+    if args.quality == "none" and args.min_quality > 0:
+        raise ConfigError("--quality none leaves the enroll gate nothing to judge: add --min-quality 0")
     settings = options_from(
         ServeSettings,
         args,
@@ -130,7 +132,10 @@ def add_commands(commands) -> None:
     serve.add_argument("--max-batch", type=int, default=32, help="most faces in one model call")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="longest a face waits for others to batch with")
     serve.add_argument("--no-batching", action="store_true", help="one model call per request")
-    serve.add_argument("--workers", type=int, default=2, help="threads decoding and detecting")
+    serve.add_argument("--workers", type=int, default=2, help="threads decoding and detecting (a detector each)")
+    serve.add_argument(
+        "--model-threads", type=int, help="threads of each model call (default: the cores not given to --workers)"
+    )
     serve.add_argument("--max-request-mb", type=float, default=25.0)
     serve.add_argument("--max-image-mb", type=float, default=10.0)
     serve.add_argument("--max-pixels", type=int, default=40_000_000, help="refused from the header, before decoding")

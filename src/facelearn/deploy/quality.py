@@ -37,7 +37,7 @@ DEFAULT_MIN_EYE_DISTANCE = 24.0
 REFERENCE_EYE_DISTANCE = 35.2  # pixels between the eyes in ArcFace's 112×112 template: the scale blur is measured at
 BLURRED = 0.55  # Crété-Roffet blur above which a refused face is called "blurred"
 PROFILE = 0.75  # yaw estimate above which a refused face is called "profile"
-METHODS = ("auto", "norm", "estimate")
+METHODS = ("auto", "norm", "estimate", "none")
 
 
 @dataclass(frozen=True)
@@ -157,11 +157,13 @@ class FaceQuality:
 
 class QualityScorer:
     """``method``: ``auto`` (the norm where the model makes it a quality, else the estimate), ``norm``
-    (refused for a model whose norm is no quality), ``estimate``, or None (no score)."""
+    (refused for a model whose norm is no quality), ``estimate``, or ``none``/None (no score: the enroll
+    gate then checks only the size)."""
 
     def __init__(self, embedder, method: str | None = "auto"):
         if method is not None and method not in METHODS:
-            raise ConfigError(f"quality {method!r} is not a quality method; valid: {', '.join(METHODS)} or none")
+            raise ConfigError(f"quality {method!r} is not a quality method; valid: {', '.join(METHODS)}")
+        method = None if method == "none" else method
         norm = getattr(embedder, "norm_quality", None)
         if method == "norm" and norm is None:
             raise ConfigError(
@@ -262,12 +264,15 @@ class QualityGate:
 
     def reasons(self, face: FaceQuality) -> list[str]:
         """Why a face is refused, in words; empty when it passes."""
-        if face.quality is None:
-            raise DataError("the enroll gate needs a quality score, and this Recognizer computes none (quality=None)")
+        if face.quality is None and self.min_quality > 0:
+            raise DataError(
+                "the enroll gate needs a quality score, and this Recognizer computes none (quality none): score "
+                "quality (auto, estimate) or set the gate's min_quality to 0 (--min-quality 0)"
+            )
         reasons = []
         if face.eye_distance is not None and face.eye_distance < self.min_eye_distance:
             reasons.append(f"too small: {face.eye_distance:.0f} px between the eyes")
-        if face.quality < self.min_quality:
+        if face.quality is not None and face.quality < self.min_quality:
             if face.blur > BLURRED:
                 reasons.append("blurred")
             if face.yaw is not None and face.yaw > PROFILE:

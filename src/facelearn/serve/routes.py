@@ -80,7 +80,7 @@ def endpoint(method: str, path: str, answer, spec: BodySpec | None = None, error
     )
 
 
-EMBED = BodySpec(s.EmbedParams, {"image": False}, ("image",))
+EMBED = BodySpec(s.EmbedParams, {"image": False, "images": True})
 VERIFY = BodySpec(s.VerifyParams, {"image_a": False, "image_b": False}, ("image_a",))
 IDENTIFY = BodySpec(s.IdentifyParams, {"image": False}, ("image",))
 NEW_SUBJECT = BodySpec(s.SubjectParams, {"images": True}, ("images",))
@@ -89,9 +89,14 @@ MORE_FACES = BodySpec(s.FacesParams, {"images": True}, ("images",))
 
 @endpoint("POST", "/embed", s.EmbedAnswer, EMBED, IMAGE_ERRORS)
 async def embed(body: Body = EMBED.parsed, service: Service = SERVICE):
-    """Every face of a photo (largest first) as a unit embedding, with its box and raw norm."""
-    faces = await service.faces(body.image("image"), "image", body.params.aligned)
-    return await service.embedded(faces)
+    """Every face of a photo (largest first) as a unit embedding, with its box and raw norm; or of several
+    photos or aligned faces in one request (``images``: one model call for all, each face saying which
+    upload it is in; the photos without a face are listed in ``no_face``)."""
+    if (body.image("image") is None) == (not body.images.get("images")):
+        raise Problem(422, "invalid_request", "give image (one upload) or images (several): exactly one of the two")
+    if body.image("image") is not None:
+        return await service.embedded(await service.faces(body.image("image"), "image", body.params.aligned))
+    return await service.embedded_many(body.images["images"], body.params.aligned)
 
 
 @endpoint("POST", "/verify", s.VerifyAnswer, VERIFY, (*IMAGE_ERRORS, 404))

@@ -81,11 +81,13 @@ class FaceFields(BaseModel):
 class EmbeddedFace(FaceFields):
     embedding: list[float]
     norm: float = Field(description="the raw embedding norm (a quality score for MagFace-trained models)")
+    image: int = Field(0, description="the upload the face is in: its index in images (0 for image)")
 
 
 class EmbedAnswer(BaseModel):
     model: str
     faces: list[EmbeddedFace]
+    no_face: list[int] = Field([], description="the indices in images of the photos without a face")
 
 
 class Decision(BaseModel):
