@@ -142,6 +142,7 @@ def serve_rows(args, work, bodies, label, batching, quality, workers, workloads_
     served = Served(
         Path(args.model), Path(work) / f"g{workers}{quality}.db", weights, Path(work), *options,
         "--workers", str(workers), "--backend", args.backend,
+        *(("--model-threads", str(args.model_threads)) if args.model_threads else ()),
     ).start()  # fmt: skip
     rows = []
     try:
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker threads for the photo rows")
     parser.add_argument("--backend", default="auto", help="the server's and the model row's backend")
     parser.add_argument("--batching", nargs="+", default=list(BATCHING), choices=list(BATCHING))
+    parser.add_argument("--model-threads", type=int, help="the server's --model-threads (default: its own)")
     parser.add_argument("--qualities", nargs="+", default=["auto", "none"], help="none: served with --quality none")
     parser.add_argument("--label", default="after", help="names this run's rows (before/after a change)")
     parser.add_argument("--output", default=str(RESULTS / "serve_load.json"))
@@ -207,8 +209,14 @@ def main() -> None:
         )
     previous = json.loads(Path(args.output).read_text()) if Path(args.output).is_file() else {}
     runs = {k: v for k, v in previous.get("runs", {}).items() if k != args.label}
-    runs[args.label] = {"model_throughput": model, "service_to_model": ratio, "load_average": os.getloadavg(),
-                        "rows": rows, "pythonpath": os.environ.get("PYTHONPATH")}  # fmt: skip
+    runs[args.label] = {
+        "model_threads": args.model_threads,
+        "model_throughput": model,
+        "service_to_model": ratio,
+        "load_average": os.getloadavg(),
+        "rows": rows,
+        "pythonpath": os.environ.get("PYTHONPATH"),
+    }
     record = {"model": args.model, "batching": {k: " ".join(v) for k, v in BATCHING.items()}, "runs": runs}
     write_result(args.output, record)
 
