@@ -44,6 +44,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
 from common import RESULTS, needs, write_result
 
 from facelearn.serve.process import Served
@@ -75,7 +76,9 @@ async def load(url: str, bodies: list[tuple[dict, dict]], concurrency: int, requ
 
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        await client.post("/v1/embed", files=bodies[0][0], data=bodies[0][1])  # warm up
+        warm = await client.post("/v1/embed", files=bodies[0][0], data=bodies[0][1])
+        if warm.status_code != 200:  # a request this version does not take (``images`` before it existed)
+            return {"concurrency": concurrency, "requests": 0, "errors": 1, "unsupported": warm.status_code}
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - start
@@ -112,20 +115,28 @@ def workloads(shared: Path, aligned_root: Path, count: int = 64) -> dict[str, li
 
 
 def model_throughput(model: Path, faces: list[Path], backend: str, passes: int = 3) -> dict:
-    """Faces/s of the model alone and of the model with the quality estimate, batches of 64, best of ``passes``."""
+    """Faces/s of the model alone and of the model with the quality estimate, batches of 64, best of ``passes``;
+    and of the model alone on one thread."""
     from facelearn.data.images import read_image
     from facelearn.deploy.recognizer import Recognizer
 
     recognizer = Recognizer.load(str(model), detector=None, backend=backend)
     aligned = [recognizer.check_aligned(read_image(f)) for f in faces]
     rates = {}
-    for name, work in {
+    rates_of = {
         "model": lambda: recognizer.embed_faces(aligned, 64),
         "model_and_quality": lambda: recognizer.embed_with_quality(aligned, aligned=True, batch_size=64),
-    }.items():
+    }
+    for name, work in rates_of.items():
         work()  # warm up
         best = min(timed(work) for _ in range(passes))
         rates[f"{name}_faces_per_s"] = len(aligned) / best
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what the service's model thread gets on 2 cores beside 2 workers
+    work = rates_of["model"]
+    work()
+    rates["model_one_thread_faces_per_s"] = len(aligned) / min(timed(work) for _ in range(passes))
+    torch.set_num_threads(threads)
     return {"faces": len(aligned), "backend": backend, "quality": recognizer.quality.method, **rates}
 
 
@@ -138,6 +149,8 @@ def timed(work) -> float:
 def serve_rows(args, work, bodies, label, batching, quality, workers, workloads_run) -> list[dict]:
     """Rows of one served process: ``quality`` auto (the estimate, for this model) or none."""
     options = BATCHING[batching] + (("--quality", "none", "--min-quality", "0") if quality == "none" else ())
+    if args.max_batch and batching != "off":
+        options += ("--max-batch", str(args.max_batch))  # the last one given wins
     weights = Path(args.shared) / "weights" / "retinaface"
     served = Served(
         Path(args.model), Path(work) / f"g{workers}{quality}.db", weights, Path(work), *options,
@@ -149,6 +162,9 @@ def serve_rows(args, work, bodies, label, batching, quality, workers, workloads_
         for workload in workloads_run:
             for concurrency in args.concurrency:
                 row = asyncio.run(load(served.url, bodies[workload], concurrency, args.requests, args.max_seconds))
+                if "unsupported" in row:
+                    print(f"{label:7s} {workload:11s} not served by this version ({row['unsupported']})", flush=True)
+                    break
                 per_request = PER_REQUEST if workload.startswith("aligned x") else 1
                 row["faces_per_s"] = row["requests_per_s"] * per_request
                 setting = {"workload": workload, "batching": batching, "quality": quality, "workers": workers}
@@ -171,6 +187,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker threads for the photo rows")
     parser.add_argument("--backend", default="auto", help="the server's and the model row's backend")
     parser.add_argument("--batching", nargs="+", default=list(BATCHING), choices=list(BATCHING))
+    parser.add_argument("--max-batch", type=int, help="the server's --max-batch when batching (default: 32)")
     parser.add_argument("--model-threads", type=int, help="the server's --model-threads (default: its own)")
     parser.add_argument("--qualities", nargs="+", default=["auto", "none"], help="none: served with --quality none")
     parser.add_argument("--label", default="after", help="names this run's rows (before/after a change)")
@@ -181,7 +198,8 @@ def main() -> None:
     shared = Path(args.shared)
     bodies = workloads(shared, Path(args.aligned))
     model = model_throughput(Path(args.model), aligned_faces(Path(args.aligned)), args.backend)
-    print(f"{args.label:7s} model alone {model['model_faces_per_s']:.1f} faces/s, with the quality estimate "
+    print(f"{args.label:7s} model alone {model['model_faces_per_s']:.1f} faces/s (one thread: "
+          f"{model['model_one_thread_faces_per_s']:.1f}), with the quality estimate "
           f"{model['model_and_quality_faces_per_s']:.1f} faces/s (batches of 64)", flush=True)  # fmt: skip
     rows = []
     several = f"aligned x{PER_REQUEST}"
@@ -195,7 +213,7 @@ def main() -> None:
             rows += serve_rows(args, work, bodies, args.label, PHOTO_BATCHING, "auto", workers, ["photo"])
     ratio = []
     for r in rows:
-        if r["workload"].startswith("aligned") and r["concurrency"] == 16:
+        if r["workload"].startswith("aligned") and r["concurrency"] == 16 and not r["errors"]:
             same_work = model["model_faces_per_s" if r["quality"] == "none" else "model_and_quality_faces_per_s"]
             keys = ("workload", "batching", "quality")
             ratio.append({**{k: r[k] for k in keys}, "service_faces_per_s": r["faces_per_s"],
@@ -211,6 +229,7 @@ def main() -> None:
     runs = {k: v for k, v in previous.get("runs", {}).items() if k != args.label}
     runs[args.label] = {
         "model_threads": args.model_threads,
+        "max_batch": args.max_batch,
         "model_throughput": model,
         "service_to_model": ratio,
         "load_average": os.getloadavg(),

@@ -140,7 +140,7 @@ def serve_load_aligned(result: dict) -> str:
     """results/serve_load.json, aligned faces (the latest run): req/s and client-side p50 / p99 by concurrency."""
     cells: dict[int, dict[str, str]] = {}
     for row in result["runs"]["after"]["rows"]:
-        if row["workload"] == "aligned":
+        if row["workload"] == "aligned" and row.get("quality", "auto") == "auto" and not row["errors"]:
             cells.setdefault(row["concurrency"], {})[row["batching"]] = latency_cell(row)
     batchings = [b for b in BATCHING if any(b in by for by in cells.values())]
     rows = [[str(level), *(by.get(b, "") for b in batchings)] for level, by in sorted(cells.items())]
@@ -153,7 +153,7 @@ def serve_load_photo(result: dict) -> str:
     columns: dict[tuple[str, int], dict[int, str]] = {}
     for label in ("before", "after"):
         for row in result["runs"].get(label, {}).get("rows", []):
-            if row["workload"] == "photo" and row["batching"] == DEFAULT_BATCHING:
+            if row["workload"] == "photo" and row["batching"] == DEFAULT_BATCHING and not row["errors"]:
                 columns.setdefault((label, row["workers"]), {})[row["concurrency"]] = latency_cell(row)
     levels = sorted({level for by in columns.values() for level in by})
     header = ["photos, concurrency", *(f"{label}, {workers} worker{'s' * (workers > 1)}" for label, workers in columns)]
@@ -167,6 +167,7 @@ def serve_to_model(result: dict) -> str:
     model = run["model_throughput"]
     rows = [
         ["the model alone, batches of 64", "", fixed(model["model_faces_per_s"], 0), ""],
+        ["the model alone on one thread, batches of 64", "", fixed(model["model_one_thread_faces_per_s"], 0), ""],
         ["the model + the quality estimate's views", "", fixed(model["model_and_quality_faces_per_s"], 0), ""],
     ]
     for r in run["service_to_model"]:
