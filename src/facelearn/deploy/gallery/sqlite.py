@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from ..fusion import Template, check_fusion
-from . import STORES
+from . import STORES, build_index
 from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownFace, UnknownSubject, face_number
-from .index import ExactIndex, build_index
+from .index import ExactIndex
 from .index_file import read_index_file, write_index_file
 
 log = logging.getLogger("facelearn.gallery")
