@@ -19,13 +19,13 @@
 * The index (rows grouped by subject) is rebuilt whenever another connection has changed the file
   (``PRAGMA data_version``), so several processes can share one gallery without searching stale
   data. Searches never re-read the database.
-* A built index is saved beside the gallery (``people.db.<kind>.index``, written atomically, see
-  :mod:`.index_file`) with the model, embedding size, kind and the faces' *generation* — a counter
+* A built index is saved beside the gallery (``people.db.<kind>.index``, written atomically:
+  :class:`.index_file.SavedIndex`) with the model, embedding size, kind and the faces' *generation* — a counter
   that SQLite triggers raise on every insert, delete or update of a face, whoever writes — and each
   row's face id. Opening reuses it when all of them match (a million faces in seconds) and builds
   anew otherwise. A delete removes the saved files first, inside its transaction: no copy of a
   deleted face outlives the delete on disk.
-* Beside it, one template per subject (:mod:`facelearn.deploy.fusion`), derived from the faces and
+* Beside it, one template per subject (:class:`.templates.SubjectTemplates`), derived from the faces and
   updated with them, in memory only: a deleted subject's template goes with its faces.
 * The identification calibration is a row of the ``meta`` table: in the gallery's own file, so it is
   written in one transaction, copied and backed up with the people it was measured on, and never
@@ -42,11 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fusion import Template, check_fusion
+from ..fusion import check_fusion
 from . import STORES, build_index
 from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownFace, UnknownSubject, face_number
-from .index import ExactIndex
-from .index_file import read_index_file, write_index_file
+from .index_file import SavedIndex
+from .templates import SubjectTemplates
 
 log = logging.getLogger("facelearn.gallery")
 CALIBRATION_KEY = "identification_calibration"
@@ -75,7 +75,6 @@ CREATE TRIGGER IF NOT EXISTS faces_generation_delete AFTER DELETE ON faces BEGIN
 CREATE TRIGGER IF NOT EXISTS faces_generation_update AFTER UPDATE ON faces BEGIN
     UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'faces_generation'; END;
 """
-INDEX_SUFFIX = ".index"
 
 
 @STORES.register("sqlite")
@@ -100,8 +99,8 @@ class SQLiteGallery(GalleryStore):
         self.erasure_pending, self.retry, self.closed = False, None, False
         self._claim_model()
         self.index = build_index(self.dim, index)
-        self.templates: dict[str, Template] = {}
-        self.template_index = ExactIndex(self.dim)
+        self.saved_index = SavedIndex(self.path, index)
+        self.templates = SubjectTemplates(self.dim)
         self.version = None
         self._refresh()
         wal = Path(f"{self.path}-wal")
@@ -161,65 +160,19 @@ class SQLiteGallery(GalleryStore):
             self.index = build_index(self.dim, self.index_kind)
             self.index.add(names, vectors, face_ids)
             self._save_index(identity, face_ids)
-        self._build_templates(names, vectors, [r[2] for r in rows])
+        self.templates.rebuild(names, vectors, [r[2] for r in rows])
         self.version = version
 
-    def _build_templates(self, names: list[str], vectors: np.ndarray, qualities: list) -> None:
-        """One template per subject from its faces (rows come grouped by subject)."""
-        self.templates, self.template_index = {}, ExactIndex(self.dim)
-        starts = [i for i in range(len(names)) if i == 0 or names[i] != names[i - 1]]
-        for start, end in zip(starts, starts[1:] + [len(names)], strict=False):  # none: no rows
-            self.templates[names[start]] = Template.of(vectors[start:end], qualities[start:end])
-        self._index_templates(list(self.templates))
-
-    def _index_templates(self, names: list[str]) -> None:
-        """Put the templates of ``names`` (new or changed) into the template index."""
-        for name in names:
-            self.template_index.remove(name)
-        if names:
-            self.template_index.add(names, np.stack([self.templates[n].vector for n in names]))
-
-    def _extend_templates(self, subjects: list[str], embeddings: np.ndarray, qualities: list) -> None:
-        rows: dict[str, list[int]] = {}
-        for row, name in enumerate(subjects):
-            rows.setdefault(name, []).append(row)
-        for name, taken in rows.items():
-            faces, weights = embeddings[taken], [qualities[i] for i in taken]
-            known = self.templates.get(name)
-            self.templates[name] = known.extended(faces, weights) if known else Template.of(faces, weights)
-        self._index_templates(list(rows))
-
-    def index_file(self) -> Path:
-        return self.path.with_name(f"{self.path.name}.{self.index_kind}{INDEX_SUFFIX}")
-
     def _saved_index(self, identity: dict, face_ids: np.ndarray, names: list[str]):
-        state = read_index_file(self.index_file(), identity)
-        if state is None or not np.array_equal(state.pop("face_ids", None), face_ids):
-            return None
         index = build_index(self.dim, self.index_kind)
-        try:
-            index.restore(names, state, face_ids)
-        except (RuntimeError, ValueError, KeyError) as error:  # a faiss blob that does not read back
-            log.warning("%s cannot be trusted (%s): rebuilding the index", self.index_file(), error)
-            return None
-        return index
+        return index if self.saved_index.restore(index, identity, face_ids, names) else None
 
     def _save_index(self, identity: dict, face_ids: np.ndarray) -> None:
-        if not len(face_ids):
-            return
-        path = self.index_file()
-        try:
-            write_index_file(path, identity, {"face_ids": face_ids, **self.index.state()})
-        except OSError as error:  # a read-only folder or a full disk: the gallery works, it opens slower
-            log.warning("could not save the index beside %s (%s); it is rebuilt at the next open", self.path, error)
+        if not len(face_ids) or not self.saved_index.save(self.index, identity, face_ids):
             return
         generation = self.db.execute("SELECT value FROM meta WHERE key = 'faces_generation'").fetchone()[0]
         if generation != identity["generation"]:  # written while someone changed the faces (maybe a delete)
-            self._remove_index_files()
-
-    def _remove_index_files(self) -> None:
-        for path in self.path.parent.glob(f"{self.path.name}.*{INDEX_SUFFIX}"):
-            path.unlink(missing_ok=True)
+            self.saved_index.remove_all()
 
     def _data_version(self) -> int:
         """Changes when *another* connection commits (never for this one's own commits)."""
@@ -286,7 +239,7 @@ class SQLiteGallery(GalleryStore):
 
             def update():
                 self.index.add([subject] * len(embeddings), embeddings, ids)
-                self._extend_templates([subject] * len(embeddings), embeddings, qualities)
+                self.templates.extend([subject] * len(embeddings), embeddings, qualities)
                 self.metadata.setdefault(subject, metadata or {})
 
             self._after_write(update)
@@ -335,7 +288,7 @@ class SQLiteGallery(GalleryStore):
 
             def update():
                 self.index.add(list(subjects), embeddings, ids)
-                self._extend_templates(list(subjects), embeddings, qualities)
+                self.templates.extend(list(subjects), embeddings, qualities)
                 for name in numbers:
                     self.metadata.setdefault(name, {})
 
@@ -356,12 +309,11 @@ class SQLiteGallery(GalleryStore):
                     raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.path}")
                 removed = self.db.execute("DELETE FROM faces WHERE subject_id = ?", row).rowcount
                 self.db.execute("DELETE FROM subjects WHERE id = ?", row)
-                self._remove_index_files()  # before the commit: a saved index never outlives a delete
+                self.saved_index.remove_all()  # before the commit: a saved index never outlives a delete
 
             def update():
                 self.index.remove(subject)
-                self.template_index.remove(subject)
-                self.templates.pop(subject, None)
+                self.templates.remove(subject)
                 self.metadata.pop(subject, None)
 
             self._after_write(update)
@@ -390,7 +342,7 @@ class SQLiteGallery(GalleryStore):
                 number = self._subject_number(subject)
                 if not self.db.execute("DELETE FROM faces WHERE id = ? AND subject_id = ?", (face, number)).rowcount:
                     raise UnknownFace(f"face {face} is not one of the faces of {subject!r} in {self.path}")
-                self._remove_index_files()  # before the commit: a saved index never outlives a delete
+                self.saved_index.remove_all()  # before the commit: a saved index never outlives a delete
                 kept = self.db.execute(
                     "SELECT embedding, quality FROM faces WHERE subject_id = ? ORDER BY id", (number,)
                 ).fetchall()
@@ -402,12 +354,10 @@ class SQLiteGallery(GalleryStore):
                 self.index.remove_face(face)
                 if left:  # the template is made again from the faces kept: nothing of the deleted one stays
                     vectors = np.frombuffer(b"".join(r[0] for r in kept), np.float32).reshape(left, self.dim)
-                    self.templates[subject] = Template.of(vectors, [r[1] for r in kept])
-                    self._index_templates([subject])
+                    self.templates.replace(subject, vectors, [r[1] for r in kept])
                 else:
                     self.index.remove(subject)
-                    self.template_index.remove(subject)
-                    self.templates.pop(subject, None)
+                    self.templates.remove(subject)
                     self.metadata.pop(subject, None)
 
             self._after_write(update)
@@ -483,7 +433,7 @@ class SQLiteGallery(GalleryStore):
                 allowed = {n for n, m in self.metadata.items() if all(m.get(a) == b for a, b in where.items())}
             if subject is not None:
                 allowed = {subject} & (allowed if allowed is not None else set(self.metadata))
-            index = self.template_index if fusion == "mean" else self.index
+            index = self.templates.index if fusion == "mean" else self.index
             return index.search(queries, k, allowed)
 
     def __len__(self) -> int:
