@@ -11,11 +11,8 @@
 * Delete removes the subject (or one face) and its embeddings in one transaction; ``secure_delete`` overwrites
   the freed pages, and :meth:`checkpoint` folds the WAL into the file and truncates it, after which
   the vectors' bytes are nowhere in the database files.
-* The commit and the erasure are separate steps. A write commits without waiting for readers (WAL);
-  the erasure (``wal_checkpoint(TRUNCATE)``) cannot finish while another connection reads an older
-  snapshot, and is never waited for: one attempt with no busy timeout, and when a reader is in the
-  way the erasure is *pending* — retried every :data:`ERASE_RETRY_S` by a timer, at the next write,
-  and on close (or, if the process ended first, when the gallery is next opened).
+* The commit and the erasure are separate steps, and the erasure never waits on a reader: when one
+  is in the way it is *pending*, and finished later (:mod:`.erasure`).
 * The index (rows grouped by subject) is rebuilt whenever another connection has changed the file
   (``PRAGMA data_version``), so several processes can share one gallery without searching stale
   data. Searches never re-read the database.
@@ -34,8 +31,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -45,17 +42,12 @@ import numpy as np
 from ..fusion import check_fusion
 from . import STORES, build_index
 from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownFace, UnknownSubject, face_number
+from .erasure import ERASURE_PENDING, WalErasure
 from .index_file import SavedIndex
 from .templates import SubjectTemplates
 
-log = logging.getLogger("facelearn.gallery")
 CALIBRATION_KEY = "identification_calibration"
 BUSY_TIMEOUT_S = 30  # how long a write waits for another connection's write
-ERASE_RETRY_S = 1.0  # how often a pending erasure is tried again while a reader holds an older snapshot
-ERASURE_PENDING = (
-    "pending: another connection is reading an older snapshot; the deleted data is erased from the "
-    f"database files as soon as it lets go (tried every {ERASE_RETRY_S:g} s, at the next write and on close)"
-)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -96,7 +88,7 @@ class SQLiteGallery(GalleryStore):
             raise GalleryError(f"{self.path} is not a facelearn gallery (SQLite says: {error})") from None
         self.lock = threading.RLock()
         self.model_id, self.dim, self.index_kind = model_id, dim, index
-        self.erasure_pending, self.retry, self.closed = False, None, False
+        self.eraser = WalErasure(self.db, self.lock, self.path, BUSY_TIMEOUT_S)
         self._claim_model()
         self.index = build_index(self.dim, index)
         self.saved_index = SavedIndex(self.path, index)
@@ -105,7 +97,7 @@ class SQLiteGallery(GalleryStore):
         self._refresh()
         wal = Path(f"{self.path}-wal")
         if wal.exists() and wal.stat().st_size:  # a previous process may have ended with an erasure pending
-            self._erase()
+            self.eraser.attempt()
 
     def _claim_model(self) -> None:
         with self.lock, self.db:
@@ -187,6 +179,30 @@ class SQLiteGallery(GalleryStore):
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('last_face_id', ?)", (str(first + count - 1),))
         return list(range(first, first + count))
 
+    @contextlib.contextmanager
+    def _write_transaction(self):
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception (an interrupt too): all or nothing."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def _insert_faces(self, numbers: list[int], embeddings: np.ndarray, qualities: list, sources: list) -> list[int]:
+        """New faces (row ``i`` of subject number ``numbers[i]``), inside a write transaction; returns their ids."""
+        ids = self._new_face_ids(len(embeddings))
+        self.db.executemany(
+            "INSERT INTO faces (id, subject_id, embedding, quality, source) VALUES (?, ?, ?, ?, ?)",
+            [
+                (i, number, e.astype(np.float32).tobytes(), q, s)
+                for i, number, e, q, s in zip(ids, numbers, embeddings, qualities, sources, strict=True)
+            ],
+        )
+        return ids
+
     def _after_write(self, update) -> None:
         """Apply this connection's own change to the index, or rebuild if someone else also wrote."""
         if self._data_version() == self.version:
@@ -211,8 +227,7 @@ class SQLiteGallery(GalleryStore):
         sources = sources or [None] * len(embeddings)
         with self.lock:
             self._refresh()
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
+            with self._write_transaction():
                 row = self.db.execute("SELECT id FROM subjects WHERE name = ?", (subject,)).fetchone()
                 if row and not append:
                     raise DuplicateSubject(
@@ -223,19 +238,7 @@ class SQLiteGallery(GalleryStore):
                         "INSERT INTO subjects (name, metadata) VALUES (?, ?)", (subject, json.dumps(metadata or {}))
                     )
                     row = (cursor.lastrowid,)
-                ids = self._new_face_ids(len(embeddings))
-                self.db.executemany(
-                    "INSERT INTO faces (id, subject_id, embedding, quality, source) VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (i, row[0], e.astype(np.float32).tobytes(), q, s)
-                        for i, e, q, s in zip(ids, embeddings, qualities, sources, strict=True)
-                    ],
-                )
-                self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
+                ids = self._insert_faces([row[0]] * len(embeddings), embeddings, qualities, sources)
 
             def update():
                 self.index.add([subject] * len(embeddings), embeddings, ids)
@@ -243,8 +246,8 @@ class SQLiteGallery(GalleryStore):
                 self.metadata.setdefault(subject, metadata or {})
 
             self._after_write(update)
-            if self.erasure_pending:
-                self._erase()
+            if self.eraser.pending:
+                self.eraser.attempt()
             return self.index.count(subject)
 
     def add_faces(
@@ -260,8 +263,7 @@ class SQLiteGallery(GalleryStore):
         sources = sources or [None] * len(embeddings)
         with self.lock:
             self._refresh()
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
+            with self._write_transaction():
                 numbers = {}
                 for name in dict.fromkeys(subjects):
                     row = self.db.execute("SELECT id FROM subjects WHERE name = ?", (name,)).fetchone()
@@ -272,19 +274,7 @@ class SQLiteGallery(GalleryStore):
                             "INSERT INTO subjects (name, metadata) VALUES (?, '{}')", (name,)
                         ).lastrowid
                     )
-                ids = self._new_face_ids(len(embeddings))
-                self.db.executemany(
-                    "INSERT INTO faces (id, subject_id, embedding, quality, source) VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (i, numbers[n], e.tobytes(), q, s)
-                        for i, n, e, q, s in zip(ids, subjects, embeddings, qualities, sources, strict=True)
-                    ],
-                )
-                self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
+                ids = self._insert_faces([numbers[n] for n in subjects], embeddings, qualities, sources)
 
             def update():
                 self.index.add(list(subjects), embeddings, ids)
@@ -366,36 +356,17 @@ class SQLiteGallery(GalleryStore):
     def checkpoint(self) -> bool:
         """Fold the WAL into the database file and truncate it (after a delete: no copy left behind), without
         waiting for readers. True when done; False when a reader's snapshot is in the way and the erasure
-        is pending (finished later, see the module's docstring; :data:`ERASURE_PENDING` says so in words)."""
+        is pending (finished later: :mod:`.erasure`; :data:`.erasure.ERASURE_PENDING` says so in words)."""
         with self.lock:
-            return self._erase()
+            return self.eraser.attempt()
+
+    @property
+    def erasure_pending(self) -> bool:
+        return self.eraser.pending
 
     @property
     def erasure(self) -> str:
-        return ERASURE_PENDING if self.erasure_pending else super().erasure
-
-    def _erase(self) -> bool:
-        """One attempt at ``wal_checkpoint(TRUNCATE)`` with no busy timeout: it never waits on a reader."""
-        with self.lock:
-            if self.closed:
-                return not self.erasure_pending
-            self.db.execute("PRAGMA busy_timeout = 0")
-            try:
-                busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            finally:
-                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-            self.erasure_pending = bool(busy)
-            if self.erasure_pending and self.retry is None:
-                self.retry = threading.Timer(ERASE_RETRY_S, self._retry_erasure)
-                self.retry.daemon = True
-                self.retry.start()
-            return not self.erasure_pending
-
-    def _retry_erasure(self) -> None:
-        with self.lock:
-            self.retry = None
-            if self.erasure_pending and not self.closed:
-                self._erase()
+        return ERASURE_PENDING if self.eraser.pending else super().erasure
 
     def subjects(self) -> list[dict]:
         with self.lock:
@@ -454,15 +425,5 @@ class SQLiteGallery(GalleryStore):
 
     def close(self) -> None:
         with self.lock:
-            if self.erasure_pending and not self._erase():
-                log.warning(
-                    "%s: deleted data is still in %s-wal (another connection reads an older snapshot); "
-                    "the next checkpoint or open of the gallery erases it",
-                    self.path,
-                    self.path,
-                )
-            if self.retry is not None:
-                self.retry.cancel()
-                self.retry = None
-            self.closed = True
+            self.eraser.close()
             self.db.close()
