@@ -87,3 +87,40 @@ def print_enrolled(args: argparse.Namespace, results: list[dict], subjects) -> N
             f"{sum(len(r['no_face']) for r in results)} photos without a face, "
             f"{sum(len(r['unreadable']) for r in results)} unreadable"
         )
+
+
+def print_calibration(args: argparse.Namespace, calibration, source: str, where: str) -> None:
+    """``facelearn calibrate``: the thresholds at each FMR, or why an FMR is not supported."""
+    if args.json:
+        print(json.dumps(calibration.to_dict(), indent=2))
+        return
+    print(
+        f"facelearn: calibrated {args.model} on {source}: {calibration.num_genuine:,} genuine and "
+        f"{calibration.num_impostor:,} impostor pairs ({where})"
+    )
+    for point in calibration.points:
+        if point["threshold"] is None:
+            print(f"  FMR {point['fmr']:g}: not supported — needs {point['impostors_needed']:,} impostor pairs")
+            continue
+        low, high = point["fmr_interval"]
+        print(
+            f"  FMR {point['fmr']:g}: threshold {point['threshold']:.4f}  realised FMR {point['realised_fmr']:.2e} "
+            f"(95 % {low:.1e}–{high:.1e})  FNMR {100 * point['fnmr']:.2f} %"
+        )
+
+
+def print_gallery_calibration(args: argparse.Namespace, calibration) -> None:
+    """``facelearn calibrate-gallery``: the gallery's thresholds at each FPIR."""
+    if args.json:
+        print(json.dumps(calibration.to_dict(), indent=2))
+        return
+    print(
+        f"facelearn: calibrated {args.gallery} ({calibration.gallery_size:,} subjects, {calibration.fusion} scores) on "
+        f"{calibration.num_searches:,} non-mated searches of {calibration.num_people:,} people (stored in the gallery)"
+    )
+    for point in calibration.points:
+        low, high = point["fpir_interval"]
+        print(
+            f"  FPIR {point['fpir']:g}: threshold {point['threshold']:.4f}  realised FPIR {point['realised_fpir']:.2e} "
+            f"(95 % {low:.1e}–{high:.1e})"
+        )

@@ -13,7 +13,7 @@ import numpy as np
 from ..deploy.gallery import STORES
 from ..errors import ConfigError, DataError
 from . import enrollment, identification
-from .answer_text import print_verified, quality_text
+from .answer_text import print_calibration, print_verified, quality_text
 from .options import DETECTOR_HELP, add_quality_options, progress_bar
 from .recognition import (
     ARCHITECTURE_HELP,
@@ -151,22 +151,7 @@ def command_calibrate(args: argparse.Namespace) -> None:
     else:
         store_calibration(args.model, calibration)
         where = "stored in the model"
-    if args.json:
-        print(json.dumps(calibration.to_dict(), indent=2))
-        return
-    print(
-        f"facelearn: calibrated {args.model} on {source}: {calibration.num_genuine:,} genuine and "
-        f"{calibration.num_impostor:,} impostor pairs ({where})"
-    )
-    for point in calibration.points:
-        if point["threshold"] is None:
-            print(f"  FMR {point['fmr']:g}: not supported — needs {point['impostors_needed']:,} impostor pairs")
-            continue
-        low, high = point["fmr_interval"]
-        print(
-            f"  FMR {point['fmr']:g}: threshold {point['threshold']:.4f}  realised FMR {point['realised_fmr']:.2e} "
-            f"(95 % {low:.1e}–{high:.1e})  FNMR {100 * point['fnmr']:.2f} %"
-        )
+    print_calibration(args, calibration, source, where)
 
 
 def command_verify(args: argparse.Namespace) -> None:

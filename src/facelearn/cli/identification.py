@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from .answer_text import print_identified
+from .answer_text import print_gallery_calibration, print_identified
 from .options import progress_bar
 from .recognition import add_model_options, answer_for, check_answered, open_gallery_recognizer, read_photos
 
@@ -46,19 +45,7 @@ def command_calibrate_gallery(args: argparse.Namespace) -> None:
         calibration = recognizer.calibrate_identification(
             strangers, args.fpir or FPIRS, args.fusion, args.aligned, source=f"every photo in {args.strangers}"
         )
-    if args.json:
-        print(json.dumps(calibration.to_dict(), indent=2))
-        return
-    print(
-        f"facelearn: calibrated {args.gallery} ({calibration.gallery_size:,} subjects, {calibration.fusion} scores) on "
-        f"{calibration.num_searches:,} non-mated searches of {calibration.num_people:,} people (stored in the gallery)"
-    )
-    for point in calibration.points:
-        low, high = point["fpir_interval"]
-        print(
-            f"  FPIR {point['fpir']:g}: threshold {point['threshold']:.4f}  realised FPIR {point['realised_fpir']:.2e} "
-            f"(95 % {low:.1e}–{high:.1e})"
-        )
+    print_gallery_calibration(args, calibration)
 
 
 def add_commands(commands) -> None:
