@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from common import RESULTS, write_result
+from dlib_embeddings import embed_photos
 
-from facelearn.data.images import read_image
 from facelearn.data.pairs import read_lfw_pairs
 from facelearn.deploy.calibration import calibrate
 from facelearn.eval.verification import evaluate_pairs
@@ -39,19 +37,6 @@ from facelearn.io import write_text_atomic
 
 SHIPPED = Path(__file__).resolve().parents[1] / "src" / "facelearn" / "deploy" / "calibrations" / "dlib.json"
 FMRS = (1e-2, 1e-3, 1e-4)
-
-_recognizer = None
-
-
-def _start() -> None:
-    global _recognizer
-    from facelearn.deploy.recognizer import Recognizer
-
-    _recognizer = Recognizer.load("dlib")
-
-
-def _embed(paths: list[str]) -> np.ndarray:
-    return _recognizer.embed([read_image(path) for path in paths])
 
 
 def sample_pairs(pairs_txt: Path, per_fold: int) -> list[tuple[str, int, str, int]]:
@@ -62,27 +47,6 @@ def sample_pairs(pairs_txt: Path, per_fold: int) -> list[tuple[str, int, str, in
         start = 600 * fold
         chosen += pairs[start : start + per_fold] + pairs[start + 300 : start + 300 + per_fold]
     return chosen
-
-
-def embed_photos(paths: list[Path], cache: Path, workers: int) -> tuple[np.ndarray, float]:
-    """(N, 128) unit embeddings (NaN: no face), and the seconds it took (0 when read from ``cache``)."""
-    if cache.is_file():
-        stored = np.load(cache)
-        if list(stored["paths"]) == [str(p) for p in paths]:
-            return stored["embeddings"], float(stored["seconds"])
-    chunks = [[str(p) for p in paths[i : i + 16]] for i in range(0, len(paths), 16)]
-    start = time.perf_counter()
-    with ProcessPoolExecutor(workers, initializer=_start) as pool:
-        rows = []
-        for number, block in enumerate(pool.map(_embed, chunks), start=1):
-            rows.append(block)
-            if number % 10 == 0:
-                print(f"  {number * 16:,} of {len(paths):,} photos, {time.perf_counter() - start:.0f} s", flush=True)
-    seconds = time.perf_counter() - start
-    embeddings = np.concatenate(rows)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, paths=np.array([str(p) for p in paths]), embeddings=embeddings, seconds=seconds)
-    return embeddings, seconds
 
 
 def main() -> None:

@@ -14,28 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from common import RESULTS, write_result
+from dlib_embeddings import embed_photos
 
-from facelearn.data.images import read_image
 from facelearn.eval.synthetic_faces import cosine_pairs, fit_face_model, generate_faces
-
-_recognizer = None
-
-
-def _start() -> None:
-    global _recognizer
-    from facelearn.deploy.recognizer import Recognizer
-
-    _recognizer = Recognizer.load("dlib")
-
-
-def _embed(paths: list[str]) -> np.ndarray:
-    return _recognizer.embed([read_image(path) for path in paths])
 
 
 def choose_photos(lfw: Path, photos: int, least: int = 4, most: int = 8) -> list[Path]:
@@ -47,25 +32,6 @@ def choose_photos(lfw: Path, photos: int, least: int = 4, most: int = 8) -> list
         if len(chosen) >= photos:
             break
     return chosen[:photos]
-
-
-def embed_photos(paths: list[Path], cache: Path, workers: int) -> np.ndarray:
-    """(N, 128) unit dlib embeddings (NaN: no face), cached in ``cache``."""
-    if cache.is_file():
-        stored = np.load(cache)
-        if list(stored["paths"]) == [str(p) for p in paths]:
-            return stored["embeddings"]
-    chunks = [[str(p) for p in paths[i : i + 16]] for i in range(0, len(paths), 16)]
-    start, rows = time.perf_counter(), []
-    with ProcessPoolExecutor(workers, initializer=_start) as pool:
-        for number, block in enumerate(pool.map(_embed, chunks), start=1):
-            rows.append(block)
-            if number % 10 == 0:
-                print(f"  {number * 16:,} of {len(paths):,} photos, {time.perf_counter() - start:.0f} s", flush=True)
-    embeddings = np.concatenate(rows)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, paths=np.array([str(p) for p in paths]), embeddings=embeddings)
-    return embeddings
 
 
 def histogram(values: np.ndarray, bins: np.ndarray) -> list[float]:
@@ -114,7 +80,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/face_statistics"))
     args = parser.parse_args()
     paths = choose_photos(args.lfw, args.photos)
-    embeddings = embed_photos(paths, args.work / f"dlib_lfw_{len(paths)}.npz", args.workers)
+    embeddings, _ = embed_photos(paths, args.work / f"dlib_lfw_{len(paths)}.npz", args.workers)
     found = ~np.isnan(embeddings).any(1)
     names = np.array([p.parent.name for p in paths])[found]
     within, between = cosine_pairs(embeddings[found], names)

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 from common import RESULTS, write_result
 
-from facelearn.deploy.gallery import open_gallery
-from facelearn.deploy.gallery.index import build_index
+from facelearn.deploy.gallery import build_index, open_gallery
 
 DIM = 512
 

@@ -17,7 +17,7 @@ import numpy as np
 from common import RESULTS, needs, write_result
 
 from facelearn.data.images import IMAGE_EXTENSIONS, fit_size, read_image
-from facelearn.deploy.gallery.index import build_index
+from facelearn.deploy.gallery import build_index
 from facelearn.eval.embed import embed_images
 from facelearn.models.checkpoint import backbone_from_checkpoint
 

@@ -31,7 +31,8 @@ from common import RESULTS, write_result
 
 import facelearn.deploy.gallery.index as index_module
 from facelearn.deploy.gallery import open_gallery
-from facelearn.deploy.gallery.index import ApproximateIndex, ExactIndex
+from facelearn.deploy.gallery.approximate_index import ApproximateIndex
+from facelearn.deploy.gallery.index import ExactIndex
 from facelearn.eval.synthetic_faces import FaceModel, generate_faces
 
 DIM = 512

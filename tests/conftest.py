@@ -133,3 +133,15 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run of the demo recipe with ``helpers.TINY`` (seconds of training): its folder, best.pt inside."""
+    from helpers import TINY
+
+    from facelearn.cli import main, recipe_path
+
+    run = tmp_path_factory.mktemp("trained")
+    assert main(["train", str(recipe_path("demo")), *TINY, f"train.output_dir={run}"]) == 0
+    return run

@@ -179,3 +179,17 @@ def wait_ready(http, seconds: float = 60.0) -> None:
         time.sleep(0.1)
     if answer.status_code != 200:
         raise AssertionError(answer.text)
+
+
+def synthetic_people(root, people, photos: int, size: int, seed: int, first_identity: int = 0, prefix: str = "p"):
+    """Identity folders ``root/<prefix><person>/<photo>.png`` of rendered synthetic faces, for each person number in
+    ``people`` (identity ``first_identity + person``); returns ``root``."""
+    from facelearn.data.synthetic import SyntheticFaces
+
+    faces = SyntheticFaces(1, 1, size, seed=seed)
+    for person in people:
+        (root / f"{prefix}{person}").mkdir(parents=True)
+        for photo in range(photos):
+            image = faces.render(first_identity + person, photo)
+            (root / f"{prefix}{person}" / f"{photo}.png").write_bytes(encode_image(image, ".png"))
+    return root

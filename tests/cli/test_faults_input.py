@@ -150,16 +150,9 @@ def test_one_identity_is_refused_and_an_empty_identity_folder_is_not_a_class(tmp
 
 
 # ------------------------------------------------------------------ facelearn eval
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("trained")
-    assert facelearn(["train", str(recipe_path("demo")), *TINY, f"train.output_dir={run}"]) == 0
-    return run
-
-
-def test_eval_argument_errors_are_one_line_each(trained, tmp_path, capsys):
+def test_eval_argument_errors_are_one_line_each(tiny_run, tmp_path, capsys):
     capsys.readouterr()
-    best = str(trained / "best.pt")
+    best = str(tiny_run / "best.pt")
     header_only = tmp_path / "header_only.txt"
     header_only.write_text("10 300\n")
     empty = tmp_path / "empty.txt"
@@ -184,9 +177,9 @@ def test_eval_argument_errors_are_one_line_each(trained, tmp_path, capsys):
         assert line.startswith("facelearn: error: ") and message in line, (arguments, line)
 
 
-def test_eval_of_another_width_names_the_mismatch_and_eval_names_what_it_wrote(trained, tmp_path, capsys):
+def test_eval_of_another_width_names_the_mismatch_and_eval_names_what_it_wrote(tiny_run, tmp_path, capsys):
     capsys.readouterr()
-    backbone = str(trained / "backbone.pt")  # width 1, blocks 1-1-1-1, 32-d
+    backbone = str(tiny_run / "backbone.pt")  # width 1, blocks 1-1-1-1, 32-d
     assert facelearn(["eval", backbone, "--architecture", "mbf", "--synthetic", "20"]) == 2  # mbf: width 2
     line = error_line(capsys)
     assert "tensors differ in shape" in line and "check the architecture named — --architecture" in line
@@ -195,7 +188,7 @@ def test_eval_of_another_width_names_the_mismatch_and_eval_names_what_it_wrote(t
         facelearn(["eval", backbone, "--model", "mobilefacenet", "--synthetic", "20", "--output", str(tmp_path)]) == 0
     )
     assert "eval --model is deprecated: name the architecture with --architecture" in capsys.readouterr().err
-    assert facelearn(["eval", str(trained / "best.pt"), "--synthetic", "20", "--output", str(tmp_path / "e")]) == 0
+    assert facelearn(["eval", str(tiny_run / "best.pt"), "--synthetic", "20", "--output", str(tmp_path / "e")]) == 0
     out = capsys.readouterr().out
     assert "run directory" not in out and f"metrics.json, score histograms and ROC plots in {tmp_path / 'e'}" in out
 

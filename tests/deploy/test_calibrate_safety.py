@@ -13,11 +13,11 @@ import hashlib
 import numpy as np
 import pytest
 from conftest import need
+from helpers import synthetic_people
 
 from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
-from facelearn.data.images import encode_image
-from facelearn.data.synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
+from facelearn.data.synthetic import UNSEEN_IDENTITY_OFFSET
 from facelearn.deploy.calibration import Calibration, UnsupportedFMR, calibrate
 from facelearn.deploy.stored_calibration import store_calibration
 from facelearn.errors import ConfigError
@@ -40,13 +40,7 @@ SMALL = [  # a few seconds of training: the model only has to embed, not to be g
 
 
 def photo_folder(folder, people, photos):
-    faces = SyntheticFaces(1, 1, 32, seed=5)
-    for person in range(people):
-        (folder / f"p{person}").mkdir(parents=True)
-        for photo in range(photos):
-            image = faces.render(UNSEEN_IDENTITY_OFFSET + 700_000 + person, photo)
-            (folder / f"p{person}" / f"{photo}.png").write_bytes(encode_image(image, ".png"))
-    return folder
+    return synthetic_people(folder, range(people), photos, 32, seed=5, first_identity=UNSEEN_IDENTITY_OFFSET + 700_000)
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import need, shared_path
-from helpers import TINY
 
 from facelearn.cli import main as facelearn
-from facelearn.cli import recipe_path
 from facelearn.data.images import encode_image, fit_size, read_image
 from facelearn.data.lfw_split import lfw_split
 from facelearn.deploy.calibration import calibrate
@@ -25,13 +23,6 @@ from facelearn.eval.verification import evaluate_pairs
 from facelearn.models.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("trained")
-    assert facelearn(["train", str(recipe_path("demo")), *TINY, f"train.output_dir={run}"]) == 0
-    return run
 
 
 def lfw_face(path, size):
@@ -47,10 +38,10 @@ def lfw_folds_8_10():
     return paths, np.array([n1 == n2 for n1, _, n2, _ in pairs])
 
 
-def test_onnx_export_matches_pytorch_on_real_faces(trained, lfw_folds_8_10, tmp_path, capsys):
+def test_onnx_export_matches_pytorch_on_real_faces(tiny_run, lfw_folds_8_10, tmp_path, capsys):
     need("onnxruntime", "deploy")
     paths, issame = lfw_folds_8_10
-    torch_model = Recognizer.load(trained / "best.pt", detector=None)
+    torch_model = Recognizer.load(tiny_run / "best.pt", detector=None)
     size = torch_model.input_size
     faces = [lfw_face(p, size) for p in paths]  # 3,600 real faces
     parity_folder = tmp_path / "parity"
@@ -58,7 +49,7 @@ def test_onnx_export_matches_pytorch_on_real_faces(trained, lfw_folds_8_10, tmp_
         (parity_folder / f"{number // 100}").mkdir(parents=True, exist_ok=True)
         (parity_folder / f"{number // 100}" / f"{number}.png").write_bytes(encode_image(face, ".png"))
     onnx_path = tmp_path / "model.onnx"
-    export = ["export", str(trained / "best.pt"), str(onnx_path), "--parity", str(parity_folder), "--int8"]
+    export = ["export", str(tiny_run / "best.pt"), str(onnx_path), "--parity", str(parity_folder), "--int8"]
     assert facelearn(export) == 0
     printed = capsys.readouterr().out
     assert "parity with PyTorch on 1000 faces" in printed and "int8 against PyTorch fp32: min cosine" in printed
@@ -76,12 +67,12 @@ def test_onnx_export_matches_pytorch_on_real_faces(trained, lfw_folds_8_10, tmp_
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_recognizer_loads_a_checkpoint_a_plain_state_dict_and_an_onnx_file(trained, tmp_path, caplog):
+def test_recognizer_loads_a_checkpoint_a_plain_state_dict_and_an_onnx_file(tiny_run, tmp_path, caplog):
     need("onnxruntime", "deploy")
     from facelearn.deploy.backends import OnnxEmbedder
 
     # fp32 PyTorch against the fp32 export (backend auto may pick bf16 on a CPU with native bf16: ~3e-3 apart)
-    checkpoint = Recognizer.load(trained / "best.pt", detector=None, backend="torch", precision="float32")
+    checkpoint = Recognizer.load(tiny_run / "best.pt", detector=None, backend="torch", precision="float32")
     from facelearn.config import ModelConfig
     from facelearn.models import build_backbone
 
@@ -89,7 +80,7 @@ def test_recognizer_loads_a_checkpoint_a_plain_state_dict_and_an_onnx_file(train
     torch.save(arcface_torch_like, tmp_path / "model.pt")  # a plain state_dict, as arcface_torch saves
     plain = Recognizer.load(tmp_path / "model.pt", "mobilefacenet", detector=None)
     faces = [np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(8)]
-    assert facelearn(["export", str(trained / "best.pt"), str(tmp_path / "m.onnx")]) == 0
+    assert facelearn(["export", str(tiny_run / "best.pt"), str(tmp_path / "m.onnx")]) == 0
     exported = Recognizer.load(tmp_path / "m.onnx", detector=None)
     np.testing.assert_allclose(checkpoint.embed(faces, aligned=True), exported.embed(faces, aligned=True), atol=1e-4)
     with pytest.raises(Exception, match="does not match"):
@@ -111,9 +102,9 @@ def test_recognizer_loads_a_checkpoint_a_plain_state_dict_and_an_onnx_file(train
         OnnxEmbedder(tmp_path / "f.onnx")
 
 
-def test_calibration_is_stored_in_the_model_and_used_by_verify(trained, tmp_path):
+def test_calibration_is_stored_in_the_model_and_used_by_verify(tiny_run, tmp_path):
     model = tmp_path / "best.pt"
-    model.write_bytes((trained / "best.pt").read_bytes())
+    model.write_bytes((tiny_run / "best.pt").read_bytes())
     before = load_checkpoint(model)
     rng = np.random.default_rng(0)
     scores = np.r_[rng.normal(0.7, 0.1, 300), rng.normal(0.0, 0.1, 12_000)]
@@ -130,14 +121,14 @@ def test_calibration_is_stored_in_the_model_and_used_by_verify(trained, tmp_path
     with pytest.raises(DataError, match="needs at least 100,000 impostor pairs"):
         recognizer.verify(face, face, fmr=1e-4, aligned=True)
     plain = tmp_path / "backbone.pt"
-    plain.write_bytes((trained / "backbone.pt").read_bytes())
+    plain.write_bytes((tiny_run / "backbone.pt").read_bytes())
     with pytest.raises(DataError, match="plain state_dict, which has no place for a calibration"):
         store_calibration(plain, calibration)
 
 
-def test_recognizer_detects_aligns_and_is_safe_across_threads(trained, tmp_path):
+def test_recognizer_detects_aligns_and_is_safe_across_threads(tiny_run, tmp_path):
     weights = shared_path("weights", "retinaface")
-    recognizer = Recognizer.load(trained / "best.pt", detector="retinaface", weights=str(weights))
+    recognizer = Recognizer.load(tiny_run / "best.pt", detector="retinaface", weights=str(weights))
     lfw = shared_path("data", "lfw_a", "lfw")
     photos = [read_image(p) for p in sorted((lfw / "Colin_Powell").glob("*.jpg"))[:6]]
     blank = np.full((200, 200, 3), 127, np.uint8)
@@ -174,18 +165,18 @@ def test_recognizer_detects_aligns_and_is_safe_across_threads(trained, tmp_path)
     assert json.dumps(found)  # plain types: ready for --json and the service
 
 
-def test_the_default_backend_is_chosen_by_measurement(trained, caplog, tmp_path, monkeypatch):
+def test_the_default_backend_is_chosen_by_measurement(tiny_run, caplog, tmp_path, monkeypatch):
     need("onnxruntime", "deploy")
     monkeypatch.setenv("FACELEARN_HOME", str(tmp_path))  # no choice remembered from an earlier run
     faces = [np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(4)]
     with caplog.at_level(logging.INFO, logger="facelearn.deploy.backends"):
-        chosen = Recognizer.load(trained / "best.pt", detector=None)  # backend="auto"
+        chosen = Recognizer.load(tiny_run / "best.pt", detector=None)  # backend="auto"
     assert "embedding backend: torch" in caplog.text and "onnx" in caplog.text and "faces/s" in caplog.text
     assert chosen.embedder.name in ("torch", "onnx")
-    in_memory = Recognizer.load(trained / "best.pt", detector=None, backend="onnx")
+    in_memory = Recognizer.load(tiny_run / "best.pt", detector=None, backend="onnx")
     # fp32 on both sides: on a CPU with native bf16 the PyTorch default is bf16 (~3e-3 from fp32)
-    plain = Recognizer.load(trained / "best.pt", detector=None, backend="torch", precision="float32")
+    plain = Recognizer.load(tiny_run / "best.pt", detector=None, backend="torch", precision="float32")
     np.testing.assert_allclose(in_memory.embed(faces, aligned=True), plain.embed(faces, aligned=True), atol=1e-4)
     assert in_memory.model_id == plain.model_id
     with pytest.raises(ConfigError, match="unknown embedding backend 'tpu'; valid names: onnx, torch"):
-        Recognizer.load(trained / "best.pt", detector=None, backend="tpu")
+        Recognizer.load(tiny_run / "best.pt", detector=None, backend="tpu")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import synthetic_people
 
 from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
@@ -34,12 +35,10 @@ def trained(tmp_path_factory):
 
 
 def photo_files(folder, first_person, people, photos, size=32):
-    faces = SyntheticFaces(1, 1, size, seed=11)
-    for person in range(first_person, first_person + people):
-        (folder / f"person{person}").mkdir(parents=True)
-        for photo in range(photos):
-            image = faces.render(UNSEEN_IDENTITY_OFFSET + 500_000 + person, photo)
-            (folder / f"person{person}" / f"{photo}.png").write_bytes(encode_image(image, ".png"))
+    people = range(first_person, first_person + people)
+    synthetic_people(
+        folder, people, photos, size, seed=11, first_identity=UNSEEN_IDENTITY_OFFSET + 500_000, prefix="person"
+    )
 
 
 def run_json(capsys, arguments) -> object:

@@ -11,11 +11,10 @@ import threading
 
 import numpy as np
 import pytest
-from helpers import untrained_model
+from helpers import synthetic_people, untrained_model
 
 from facelearn.cli import main as facelearn
-from facelearn.data.images import encode_image
-from facelearn.data.synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
+from facelearn.data.synthetic import UNSEEN_IDENTITY_OFFSET
 
 pytestmark = pytest.mark.slow  # each command loads a model (seconds on 2 shared cores)
 
@@ -32,13 +31,7 @@ def home(tmp_path, monkeypatch):
 
 
 def faces(folder, people: int, photos: int):
-    rendered = SyntheticFaces(1, 1, 48, seed=3)
-    for person in range(people):
-        (folder / f"p{person}").mkdir(parents=True)
-        for photo in range(photos):
-            face = rendered.render(UNSEEN_IDENTITY_OFFSET + 9000 + person, photo)
-            (folder / f"p{person}" / f"{photo}.png").write_bytes(encode_image(face, ".png"))
-    return folder
+    return synthetic_people(folder, range(people), photos, 48, seed=3, first_identity=UNSEEN_IDENTITY_OFFSET + 9000)
 
 
 def error_of(capsys) -> str:

@@ -15,8 +15,7 @@ import pytest
 from conftest import need
 
 from facelearn.deploy.calibration import calibrate, impostors_needed, wilson_interval
-from facelearn.deploy.gallery import GalleryError, open_gallery
-from facelearn.deploy.gallery.index import build_index
+from facelearn.deploy.gallery import GalleryError, build_index, open_gallery
 from facelearn.deploy.gallery.sqlite import SQLiteGallery
 from facelearn.errors import DataError
 

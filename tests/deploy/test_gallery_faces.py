@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from conftest import need
 
-from facelearn.deploy.gallery import UnknownFace, UnknownSubject, open_gallery
-from facelearn.deploy.gallery.index import build_index
+from facelearn.deploy.gallery import UnknownFace, UnknownSubject, build_index, open_gallery
 from facelearn.deploy.gallery.sqlite import SQLiteGallery
 from facelearn.errors import DataError
 

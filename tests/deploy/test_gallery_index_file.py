@@ -11,7 +11,8 @@ from conftest import need
 
 import facelearn.deploy.gallery.index as index_module
 from facelearn.deploy.gallery import open_gallery
-from facelearn.deploy.gallery.index import ApproximateIndex, ExactIndex
+from facelearn.deploy.gallery.approximate_index import ApproximateIndex
+from facelearn.deploy.gallery.index import ExactIndex
 from facelearn.deploy.gallery.index_file import read_index_file, write_index_file
 from facelearn.eval.synthetic_faces import FaceModel, generate_faces
 

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import need
-from helpers import tiny_config
+from helpers import synthetic_people, tiny_config
 
 from facelearn.bulk.teacher import teacher_embed
 from facelearn.data.images import encode_image
-from facelearn.data.synthetic import SyntheticFaces
 from facelearn.data.teacher_embeddings import TeacherEmbeddings
 from facelearn.deploy.teachers import build_teacher
 from facelearn.errors import ConfigError, DataError
@@ -24,12 +23,7 @@ pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a br
 
 
 def face_folder(root, people=6, photos=4, size=32, prefix="p"):
-    faces = SyntheticFaces(1, 1, size, seed=3)
-    for person in range(people):
-        (root / f"{prefix}{person}").mkdir(parents=True)
-        for photo in range(photos):
-            (root / f"{prefix}{person}" / f"{photo}.png").write_bytes(encode_image(faces.render(person, photo), ".png"))
-    return root
+    return synthetic_people(root, range(people), photos, size, seed=3, prefix=prefix)
 
 
 def random_teacher(root, size=16, skip=(), missing=()):

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import shared_path
-from helpers import TINY
 
 from facelearn.align.align import align_face
 from facelearn.cli import main as facelearn
-from facelearn.cli import recipe_path
 from facelearn.data.images import encode_image, read_image
 from facelearn.data.synthetic import UNSEEN_IDENTITY_OFFSET, SyntheticFaces
 from facelearn.data.transforms import to_tensor
@@ -23,13 +21,6 @@ from facelearn.eval.recognition import load_ijb_features, score_ijb
 from facelearn.models.checkpoint import backbone_from_checkpoint
 
 pytestmark = pytest.mark.slow  # trains a model, starts processes or drives a browser
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("trained")
-    assert facelearn(["train", str(recipe_path("demo")), *TINY, f"train.output_dir={run}"]) == 0
-    return run
 
 
 @pytest.fixture
@@ -46,9 +37,9 @@ def ijb_folder(tmp_path):
     return folder
 
 
-def test_eval_ijb_aligns_with_the_release_landmarks_and_scores_both_protocols(trained, ijb_folder, tmp_path, capsys):
+def test_eval_ijb_aligns_with_the_release_landmarks_and_scores_both_protocols(tiny_run, ijb_folder, tmp_path, capsys):
     output = tmp_path / "out"
-    arguments = ["eval", str(trained / "best.pt"), "--ijb", str(ijb_folder.parent), "--output", str(output)]
+    arguments = ["eval", str(tiny_run / "best.pt"), "--ijb", str(ijb_folder.parent), "--output", str(output)]
     assert facelearn(arguments) == 0
     printed = capsys.readouterr().out
     assert "IJBC 1:1 templates, 577 images" in printed and "TPIR@FPIR=0.01" in printed
@@ -59,7 +50,7 @@ def test_eval_ijb_aligns_with_the_release_landmarks_and_scores_both_protocols(tr
     # every image went through align_face with its own five landmarks, then the model and its mirror
     meta = read_ijb_meta(ijb_folder, "IJBC")
     features, mirrors = load_ijb_features(output / "ijbc_features.npz", meta)
-    backbone, size = backbone_from_checkpoint(trained / "best.pt")
+    backbone, size = backbone_from_checkpoint(tiny_run / "best.pt")
     for index in (0, 300):
         face = align_face(read_image(ijb_folder / "loose_crop" / meta.names[index]), meta.landmarks[index], size, size)
         with torch.no_grad():
@@ -70,9 +61,9 @@ def test_eval_ijb_aligns_with_the_release_landmarks_and_scores_both_protocols(tr
     assert rescored["one_to_one"] == report["one_to_one"]
 
 
-def test_ijb_layout_errors_name_the_problem(trained, ijb_folder, tmp_path, capsys):
+def test_ijb_layout_errors_name_the_problem(tiny_run, ijb_folder, tmp_path, capsys):
     meta_dir = ijb_folder / "meta"
-    best = str(trained / "best.pt")
+    best = str(tiny_run / "best.pt")
     capsys.readouterr()
     (ijb_folder / "loose_crop" / "7.jpg").unlink()
     assert facelearn(["eval", best, "--ijb", str(ijb_folder), "--output", str(tmp_path / "o")]) == 2
@@ -122,14 +113,14 @@ def write_faces(folder, identities, per_identity, faces, offset=0):
             (folder / f"person{identity}" / f"{k}.jpg").write_bytes(encode_image(image))
 
 
-def test_eval_gallery_probes_distractors_on_folders(trained, tmp_path, capsys):
+def test_eval_gallery_probes_distractors_on_folders(tiny_run, tmp_path, capsys):
     faces = SyntheticFaces(1, 1, 64, seed=5)
     write_faces(tmp_path / "gallery", range(8), 1, faces)
     write_faces(tmp_path / "probes", range(12), 2, faces, offset=10)  # 8 enrolled, 4 never enrolled
     write_faces(tmp_path / "distractors", range(100, 130), 1, faces)
     output = tmp_path / "out"
     folders = ["--gallery", str(tmp_path / "gallery"), "--probes", str(tmp_path / "probes")]
-    arguments = ["eval", str(trained / "best.pt"), *folders, "--distractors", str(tmp_path / "distractors")]
+    arguments = ["eval", str(tiny_run / "best.pt"), *folders, "--distractors", str(tmp_path / "distractors")]
     assert facelearn([*arguments, "--output", str(output)]) == 0
     assert "closed set: rank-1" in capsys.readouterr().out
     report = json.loads((output / "identification.json").read_text())
@@ -138,5 +129,5 @@ def test_eval_gallery_probes_distractors_on_folders(trained, tmp_path, capsys):
     assert all(r <= f for r, f in zip(report["realised_fpir"], report["fpir"], strict=True))
     assert {"identification_cmc.png", "identification_det.png"} <= {p.name for p in output.iterdir()}
     (tmp_path / "empty").mkdir()
-    assert facelearn(["eval", str(trained / "best.pt"), "--gallery", str(tmp_path / "empty"), *folders[2:]]) == 2
+    assert facelearn(["eval", str(tiny_run / "best.pt"), "--gallery", str(tmp_path / "empty"), *folders[2:]]) == 2
     assert "gallery folder" in capsys.readouterr().err

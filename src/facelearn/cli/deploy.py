@@ -1,5 +1,5 @@
-"""The deployment commands: export, calibrate, enroll, verify, gallery (identify: identification.py). Parse →
-library call → print."""
+"""The deployment commands: export, calibrate, verify, gallery; enroll (enrollment.py) and identify
+(identification.py) are registered here too. Parse → library call → print."""
 
 from __future__ import annotations
 
@@ -12,16 +12,18 @@ import numpy as np
 
 from ..deploy.gallery import STORES
 from ..errors import ConfigError, DataError
-from . import identification
-from .options import BACKEND_HELP, DETECTOR_HELP, add_quality_options
-
-MODEL_HELP = (
-    "a named model (dlib), a facelearn checkpoint, a plain state_dict (arcface_torch model.pt) or an .onnx "
-    "(facelearn's export, or an insightface-style recognition model)"
-)
-ARCHITECTURE_HELP = (
-    "architecture of a plain state_dict: a facelearn backbone (iresnet50) or an arcface_torch name (r50, mbf); "
-    "default: read from its keys"
+from . import enrollment, identification
+from .answer_text import print_calibration, print_verified, quality_text
+from .options import DETECTOR_HELP, add_quality_options, progress_bar
+from .recognition import (
+    ARCHITECTURE_HELP,
+    MODEL_HELP,
+    add_model_options,
+    answer_for,
+    audit,
+    check_answered,
+    open_recognizer,
+    read_photos,
 )
 
 
@@ -149,239 +151,7 @@ def command_calibrate(args: argparse.Namespace) -> None:
     else:
         store_calibration(args.model, calibration)
         where = "stored in the model"
-    if args.json:
-        print(json.dumps(calibration.to_dict(), indent=2))
-        return
-    print(
-        f"facelearn: calibrated {args.model} on {source}: {calibration.num_genuine:,} genuine and "
-        f"{calibration.num_impostor:,} impostor pairs ({where})"
-    )
-    for point in calibration.points:
-        if point["threshold"] is None:
-            print(f"  FMR {point['fmr']:g}: not supported — needs {point['impostors_needed']:,} impostor pairs")
-            continue
-        low, high = point["fmr_interval"]
-        print(
-            f"  FMR {point['fmr']:g}: threshold {point['threshold']:.4f}  realised FMR {point['realised_fmr']:.2e} "
-            f"(95 % {low:.1e}–{high:.1e})  FNMR {100 * point['fnmr']:.2f} %"
-        )
-
-
-def open_recognizer(args: argparse.Namespace, gallery: bool = True):
-    from ..deploy.quality import QualityGate
-    from ..deploy.recognizer import Recognizer
-
-    gate = QualityGate(args.min_quality, args.min_eye_distance) if hasattr(args, "min_quality") else None
-    return Recognizer.load(
-        args.model,
-        args.architecture,
-        gallery=args.gallery if gallery else None,
-        store=getattr(args, "store", None),
-        index=getattr(args, "index", "exact"),
-        detector=None if args.aligned else args.detector,
-        weights=args.weights,
-        backend=args.backend,
-        threshold=getattr(args, "threshold", None),
-        quality=getattr(args, "quality", "auto"),
-        gate=gate,
-    )
-
-
-def read_photos(paths: list) -> list[np.ndarray]:
-    """Every photo through the decoding gate, with one pixel budget for the whole command."""
-    from ..data.images import PixelBudget, read_image
-    from ..deploy.photo_folders import check_photo
-
-    budget = PixelBudget()
-    return [read_image(check_photo(path), budget=budget) for path in paths]
-
-
-def progress_bar(total: int, what: str, unit: str = "photo"):
-    """A bar on the terminal's stderr (none when stderr is not a terminal)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=what, unit=unit, disable=None, leave=False)
-
-
-def command_enroll(args: argparse.Namespace) -> None:
-    from ..deploy.gallery_files import check_gallery_writable, gallery_errors
-    from ..deploy.photo_folders import one_subject, subject_tree
-    from ..deploy.subject_ids import subject_id
-
-    if args.from_embeddings:
-        return enroll_from_embeddings(args)
-    if not args.model or args.subject is None:
-        raise ConfigError(
-            "facelearn enroll needs GALLERY SUBJECT PHOTOS|FOLDER --model M, or GALLERY TREE --model M (one subject "
-            "per subfolder of TREE), or GALLERY --from-embeddings OUT"
-        )
-    if args.photos:
-        subjects = one_subject(subject_id(args.subject), args.photos)
-    elif args.subject and Path(args.subject).is_dir():
-        subjects = subject_tree(args.subject)
-    else:
-        raise ConfigError(f"no photos for {args.subject!r}: facelearn enroll GALLERY SUBJECT PHOTOS (or FOLDER)")
-    # photos named one by one are all read before the model loads: a bad one fails at once
-    given = None if subjects.from_folders else read_photos(next(iter(subjects.photos.values())))
-    check_gallery_writable(args.gallery)
-    recognizer = open_recognizer(args)
-    enrolled = {s["subject"] for s in recognizer.subjects()}
-    results = []
-    total = sum(len(photos) for photos in subjects.photos.values())
-    with gallery_errors(args.gallery), progress_bar(total, "enroll") as bar:
-        for name, photos in subjects.photos.items():
-            result = enroll_subject(args, recognizer, name, photos, given, enrolled, bar, subjects.from_folders)
-            results.append(result)
-    print_enrolled(args, results, subjects)
-
-
-def enroll_subject(args, recognizer, name: str, photos: list[Path], given, enrolled: set, bar, lenient: bool) -> dict:
-    """One subject's photos, each reported: enrolled, no face, or unreadable (``lenient``: photos found in
-    folders, reported and passed over; else an error). A subject enrolled already is passed over (a tree:
-    rerun-safe) or an error (one subject), unless ``--append``."""
-    from ..data.images import ImageError, PixelBudget, read_image
-    from ..deploy.gallery import DuplicateSubject
-    from ..deploy.subject_ids import subject_id
-
-    result = {"subject": name, "faces": 0, "no_face": [], "refused": [], "enrolled": [], "unreadable": []}
-    try:
-        subject = result["subject"] = subject_id(name)
-        if subject in enrolled and not args.append:
-            raise DuplicateSubject(f"subject {subject!r} is already enrolled (--append adds faces)")
-    except (ConfigError, DataError, DuplicateSubject) as error:
-        if not lenient:
-            raise
-        bar.update(len(photos))
-        return {**result, "skipped": str(error)}
-    budget, embeddings, qualities, sources, photo_report = PixelBudget(), [], [], [], []
-    for i, path in enumerate(photos):
-        try:
-            image = given[i] if given is not None else read_image(path, budget=budget)
-        except ImageError as error:  # only photos found in folders get here: reported, passed over
-            reason = str(error).removeprefix(f"{path}: ")
-            result["unreadable"].append({"photo": str(path), "reason": reason})
-            photo_report.append((path, f"unreadable, not enrolled: {reason}"))
-            bar.update(1)
-            continue
-        (embedding,), (quality,) = recognizer.embed_with_quality([image], aligned=args.aligned)
-        _, refused = recognizer.apply_gate([quality])
-        if quality is None:
-            result["no_face"].append(str(path))
-            photo_report.append((path, "no face found, not enrolled"))
-        elif refused:  # below the enroll gate (--min-quality, --min-eye-distance)
-            reasons, score = refused[0]["reasons"], refused[0]["quality"]
-            result["refused"].append({"photo": str(path), "reasons": reasons, "quality": score})
-            photo_report.append((path, f"refused: {', '.join(reasons)} (quality {quality_text(score)})"))
-        else:
-            embeddings.append(embedding)
-            qualities.append(quality.quality)
-            sources.append(Path(path).name)  # the file's name, listed by facelearn gallery list GALLERY SUBJECT
-            result["enrolled"].append({"photo": str(path), "quality": quality.quality})
-            photo_report.append((path, f"enrolled (quality {quality_text(quality.quality)})"))
-        bar.update(1)
-    result["photo_report"] = photo_report
-    if not embeddings:
-        what = "no face above the enroll gate" if result["refused"] else "no face found"
-        message = f"{what} in any of the {len(photos)} photos of {subject!r}: nothing enrolled"
-        if result["refused"]:
-            message += "; " + "; ".join(f"{r['photo']}: {', '.join(r['reasons'])}" for r in result["refused"])
-        if not lenient:
-            raise DataError(message)
-        return {**result, "skipped": message}
-    result["faces"] = recognizer.add(subject, np.stack(embeddings), qualities, append=args.append, sources=sources)
-    audit(args, "add" if args.append else "enroll", subject, len(embeddings))
-    return result
-
-
-def print_enrolled(args: argparse.Namespace, results: list[dict], subjects) -> None:
-    reports = [result.pop("photo_report", []) for result in results]
-    if args.json:
-        answer = {"subjects": results} if subjects.tree else results[0]
-        print(json.dumps(answer))
-        return
-    for result, report in zip(results, reports, strict=True):
-        if "skipped" in result:
-            print(f"facelearn: {result['subject']!r} not enrolled: {result['skipped']}")
-        else:
-            print(f"facelearn: enrolled {result['subject']!r} in {args.gallery}: {result['faces']} faces")
-        for path, status in report:
-            print(f"  {path}: {status}")
-    if subjects.not_images:
-        print(f"  not photos, left alone: {len(subjects.not_images)} files, e.g. {subjects.not_images[0]}")
-    if len(results) > 1:
-        done = [r for r in results if "skipped" not in r]
-        print(
-            f"facelearn: {len(done)} of {len(results)} subjects enrolled, "
-            f"{sum(len(r['no_face']) for r in results)} photos without a face, "
-            f"{sum(len(r['unreadable']) for r in results)} unreadable"
-        )
-
-
-def quality_text(quality: float | None) -> str:
-    return "n/a" if quality is None else f"{quality:.2f}"
-
-
-def audit(args: argparse.Namespace, action: str, subject: str, faces: int, **details) -> None:
-    """One record of a gallery change in the audit log (deploy/audit.py): the local user, via the CLI."""
-    from ..deploy.audit import AuditLog, default_audit_path, local_user
-
-    path = args.audit_log or default_audit_path(args.gallery)
-    AuditLog(path).record(action, subject, faces, local_user(), args.gallery, via="cli", **details)
-
-
-def enroll_from_embeddings(args: argparse.Namespace) -> None:
-    from ..bulk.enroll import enroll_from_embeddings
-    from ..deploy.recognizer import Recognizer
-
-    if args.subject or args.photos:
-        raise ConfigError("--from-embeddings takes the subjects and faces from the Parquet: give no SUBJECT or PHOTOS")
-    model_id = None
-    if args.model:  # the Parquet's embeddings must be this model's
-        model_id = Recognizer.load(args.model, args.architecture, detector=None, backend="torch").model_id
-    counts = enroll_from_embeddings(
-        args.from_embeddings, args.gallery, args.store, model_id, args.subject_column, args.faces, args.batch
-    )
-    audit(args, "enroll", f"{counts['subjects']} subjects of {args.from_embeddings}", counts["faces_enrolled"])
-    if args.json:
-        print(json.dumps(counts))
-        return
-    print(
-        f"facelearn: enrolled {counts['faces_enrolled']:,} faces from {args.from_embeddings} into {args.gallery} "
-        f"({counts['subjects']:,} subjects, model {counts['model_id']}); {counts['already_enrolled']:,} were enrolled "
-        f"already, {counts['without_subject']:,} have no subject"
-    )
-
-
-def check_answered(unanswered: int, photos: int) -> None:
-    """Exit 2 when a photo had no answer (each said where its answer would be); the others were answered."""
-    if unanswered:
-        raise DataError(f"{unanswered} of {photos} photos had no answer (each said above)")
-
-
-def answer_for(photo, question, **options) -> dict:
-    """The answer about one photo, or the reason there is none (a photo without a face, or unreadable): one
-    photo of many that cannot be answered does not stop the others."""
-    from ..data.images import ImageError, read_image
-    from ..deploy.recognizer import NoFaceFound
-
-    try:
-        return {"answer": question(read_image(photo), **options)}
-    except (NoFaceFound, ImageError) as error:
-        return {"error": str(error).removeprefix(f"{photo}: ")}
-
-
-def describe_box(face: dict) -> str:
-    quality = "" if face.get("quality") is None else f", quality {face['quality']:.2f}"
-    if face.get("box") is None:
-        return f"aligned face{quality.replace(',', ' (', 1) + ')' if quality else ''}"
-    x1, y1, x2, y2 = face["box"]
-    return f"box {x1:.0f},{y1:.0f}-{x2:.0f},{y2:.0f} (detection {face['detection_score']:.2f}{quality})"
-
-
-def decided_at(answer: dict) -> str:
-    if not answer.get("calibrated", True):
-        return f"uncalibrated threshold {answer['threshold']:.4f}"
-    return f"threshold {answer['threshold']:.4f} at FMR {answer['fmr']:g}"
+    print_calibration(args, calibration, source, where)
 
 
 def command_verify(args: argparse.Namespace) -> None:
@@ -411,23 +181,6 @@ def command_verify(args: argparse.Namespace) -> None:
             unanswered += "error" in answer
             bar.update(1)
     check_answered(unanswered, len(others))
-
-
-def print_verified(args: argparse.Namespace, reference: Path, photo: Path, result: dict) -> None:
-    if args.json:
-        print(json.dumps({"photo_a": str(reference), "photo_b": str(photo), **result.get("answer", result)}))
-        return
-    if "error" in result:
-        print(f"facelearn: {reference} and {photo}: {result['error']}")
-        return
-    answer = result["answer"]
-    verdict = "same person" if answer["same"] else "different people"
-    print(
-        f"facelearn: {reference} and {photo}: {verdict}: score {answer['score']:.4f}, {decided_at(answer)} "
-        f"(model {answer['model']})"
-    )
-    for path, face in zip((reference, photo), answer["faces"], strict=True):
-        print(f"  {path}: {describe_box(face)}")
 
 
 def command_gallery(args: argparse.Namespace) -> None:
@@ -497,25 +250,6 @@ def delete_face(args: argparse.Namespace, gallery, lookup_id) -> None:
     gallery.close()
 
 
-def add_model_options(parser: argparse.ArgumentParser, fmr: bool = True, model_required: bool = True) -> None:
-    parser.add_argument("--model", required=model_required, help=MODEL_HELP)
-    parser.add_argument("--architecture", help=ARCHITECTURE_HELP)
-    parser.add_argument("--detector", default="retinaface", help=DETECTOR_HELP)
-    parser.add_argument("--weights", help="folder of the detector weights (default: $FACELEARN_HOME/weights/...)")
-    parser.add_argument("--aligned", action="store_true", help="the images are aligned faces: no detection")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--store", choices=STORES.names(), help="gallery store (default: Milvus for a URI)")
-    parser.add_argument("--index", default="exact", help="SQLite gallery index: exact, hnsw, ivf, SQfp16, HNSW32")
-    parser.add_argument("--backend", default="auto", help=BACKEND_HELP + " (auto's choice is remembered per model)")
-    if fmr:
-        parser.add_argument("--fmr", type=float, default=1e-3, help="false-match rate of the decision (default 1e-3)")
-        parser.add_argument(
-            "--threshold",
-            type=float,
-            help="a cosine threshold for a model without calibration (answers say: uncalibrated threshold)",
-        )
-
-
 def add_commands(commands) -> None:
     export = commands.add_parser("export", help="export a checkpoint to ONNX (preprocessing inside, parity-checked)")
     export.add_argument("checkpoint", help="a facelearn checkpoint, a plain state_dict or an insightface-style .onnx")
@@ -556,25 +290,8 @@ def add_commands(commands) -> None:
     calibrate.add_argument("--json", action="store_true")
     calibrate.set_defaults(func=command_calibrate)
 
-    enroll = commands.add_parser(
-        "enroll", help="enroll photos into a gallery: a subject's photos or folder, or a tree of subject folders"
-    )
-    enroll.add_argument("gallery", help="the gallery file (SQLite), created if missing")
-    enroll.add_argument("subject", nargs="?", help="the subject; or a folder with one subfolder per subject")
-    enroll.add_argument("photos", nargs="*", help="the subject's photos, or a folder of them")
-    enroll.add_argument("--append", action="store_true", help="add faces to an enrolled subject")
-    enroll.add_argument("--audit-log", help="the audit log of gallery changes (default: <gallery>.audit.log)")
-    enroll.add_argument(
-        "--from-embeddings", metavar="OUT", help="every subject of a facelearn embed output (rerun-safe)"
-    )
-    enroll.add_argument("--subject-column", default="subject", help="with --from-embeddings (default: subject)")
-    enroll.add_argument("--faces", default="largest", choices=["largest", "all"], help="with --from-embeddings")
-    enroll.add_argument("--batch", type=int, default=10_000, help="with --from-embeddings: faces per write")
-    add_model_options(enroll, fmr=False, model_required=False)
-    add_quality_options(enroll)
-    enroll.set_defaults(func=command_enroll)
-
-    identification.add_commands(commands, add_model_options)
+    enrollment.add_commands(commands)
+    identification.add_commands(commands)
 
     verify = commands.add_parser("verify", help="same person or not, at a false-match rate")
     verify.add_argument(

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..io import write_text_atomic
-from .deploy import progress_bar
 from .eval_protocols import add_recognition_arguments, run_identification, run_ijb
-from .options import DETECTOR_HELP
+from .options import DETECTOR_HELP, progress_bar
 from .train import print_summary
 
 log = logging.getLogger(__name__)

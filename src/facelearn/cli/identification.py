@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-
-def open_gallery_recognizer(args: argparse.Namespace, fmr: float | None = None):
-    """The model, and the gallery opened for it (never creating one: an empty gallery answers unknown to all).
-    ``fmr``: a model without a 1:1 calibration says so first."""
-    from ..deploy.gallery_files import check_gallery_exists
-    from .deploy import open_recognizer
-
-    recognizer = open_recognizer(args, gallery=False)
-    if fmr is not None:
-        recognizer.threshold(fmr)
-    check_gallery_exists(args.gallery)
-    recognizer.open_gallery(args.gallery, args.store, args.index)
-    return recognizer
+from .answer_text import print_gallery_calibration, print_identified
+from .options import progress_bar
+from .recognition import add_model_options, answer_for, check_answered, open_gallery_recognizer, read_photos
 
 
 def command_identify(args: argparse.Namespace) -> None:
     """Each photo answered on its own (one model load), or all of them as one person (``--as-one-person``)."""
     from ..deploy.gallery_files import gallery_errors
     from ..deploy.photo_folders import check_photo
-    from .deploy import answer_for, check_answered, progress_bar, read_photos
 
     photos = [check_photo(photo) for photo in args.photos]  # before the model loads: a bad path fails at once
     fmr = None if args.fpir is not None else args.fmr
@@ -45,31 +33,6 @@ def command_identify(args: argparse.Namespace) -> None:
     check_answered(unanswered, len(photos))
 
 
-def print_identified(args: argparse.Namespace, photo, result: dict) -> None:
-    from .deploy import decided_at, describe_box
-
-    if args.json:
-        body = {"faces": result["answer"]} if "answer" in result else {"error": result["error"]}
-        print(json.dumps({"photo": str(photo), **body}))
-        return
-    if "error" in result:
-        print(f"{photo}: {result['error']}")
-        return
-    print(f"{photo}:")
-    for number, face in enumerate(result["answer"], start=1):
-        decision = face["subject"] if face["subject"] is not None else "unknown"
-        rate = f"threshold {face['threshold']:.4f} at FPIR {face['fpir']:g}" if face["fpir"] else decided_at(face)
-        size = f"gallery of {face['gallery_size']:,}" + (
-            f", calibrated for {face['calibrated_gallery_size']:,}" if face["calibrated_gallery_size"] else ""
-        )
-        where = describe_box(face) if "images" not in face else f"{face['images']} faces fused"
-        print(f"  face {number}: {decision}  {where}; {rate}, {face['fusion']} scores, {size}")
-        if face["warning"]:
-            print(f"    warning: {face['warning']}")
-        for candidate in face["candidates"]:
-            print(f"    {candidate['subject']:<30} {candidate['score']:.4f}")
-
-
 def command_calibrate_gallery(args: argparse.Namespace) -> None:
     from ..deploy.gallery_files import check_gallery_writable, gallery_errors
     from ..deploy.open_set import FPIRS
@@ -82,22 +45,10 @@ def command_calibrate_gallery(args: argparse.Namespace) -> None:
         calibration = recognizer.calibrate_identification(
             strangers, args.fpir or FPIRS, args.fusion, args.aligned, source=f"every photo in {args.strangers}"
         )
-    if args.json:
-        print(json.dumps(calibration.to_dict(), indent=2))
-        return
-    print(
-        f"facelearn: calibrated {args.gallery} ({calibration.gallery_size:,} subjects, {calibration.fusion} scores) on "
-        f"{calibration.num_searches:,} non-mated searches of {calibration.num_people:,} people (stored in the gallery)"
-    )
-    for point in calibration.points:
-        low, high = point["fpir_interval"]
-        print(
-            f"  FPIR {point['fpir']:g}: threshold {point['threshold']:.4f}  realised FPIR {point['realised_fpir']:.2e} "
-            f"(95 % {low:.1e}–{high:.1e})"
-        )
+    print_gallery_calibration(args, calibration)
 
 
-def add_commands(commands, add_model_options) -> None:
+def add_commands(commands) -> None:
     from ..deploy.fusion import DEFAULT_FUSION, FUSIONS
     from .options import add_quality_options
 

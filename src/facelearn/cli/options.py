@@ -1,5 +1,5 @@
-"""What several commands share: help texts (the names themselves come from the registries at run time), and
-turning parsed arguments into the library's option dataclasses."""
+"""What several commands share: help texts (the names themselves come from the registries at run time),
+turning parsed arguments into the library's option dataclasses, and a progress bar."""
 
 from __future__ import annotations
 
@@ -44,3 +44,10 @@ def add_quality_options(parser: argparse.ArgumentParser, gate: bool = True) -> N
             help="enroll gate: faces with fewer pixels between the eyes in the photo are refused "
             f"(default {DEFAULT_MIN_EYE_DISTANCE:g})",
         )
+
+
+def progress_bar(total: int, what: str, unit: str = "photo"):
+    """A bar on the terminal's stderr (none when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit=unit, disable=None, leave=False)

@@ -6,7 +6,7 @@ face detector (upsampling once), the five-point shape predictor, and a 150×150 
 0.25 (``dlib.get_face_chip``). Its five points are dlib's (two corners of each eye and the base of
 the nose), not the ArcFace template's, so :class:`DlibDetector` is not a general detector: its
 landmarks feed :meth:`DlibFaceModel.align` and nothing else. The Recognizer asks the embedder for
-its alignment where it has one (:meth:`facelearn.deploy.recognizer.Recognizer.align`).
+its alignment where it has one (:meth:`facelearn.deploy.face_pipeline.FacePipeline.align`).
 
 Embeddings are the 128-d descriptors scaled to unit length, quality their raw norm; no flip. The
 model id is the sha256 of the model file. The thresholds are facelearn's own measurement on LFW-a

@@ -4,21 +4,18 @@ A subject scores its best face, so the top-k subjects come from the best faces i
 order (the first face of each new subject): an index only has to give its m best faces per
 query, and m grows (×4) only when those hold fewer than k subjects.
 
+* :class:`SubjectIndex` — which subject and face each row is, and the search by subject on top of an
+  index's best faces; the indexes below subclass it.
 * :class:`ExactIndex` — float32 rows in NumPy, chunked matrix products (never the whole score
   matrix of a batch of queries against a million faces). No dependency; the default. With faiss
   installed and at least :data:`SCAN_FROM` rows, a query first scans 8-bit codes of the rows (a
   quarter of the bytes) and re-scores its best candidates in float32; the candidates grow until
   no row outside them can beat the m-th best by the codes' error bound, so the answer stays exact.
-* :class:`ApproximateIndex` (``"hnsw"``, ``"ivf"``) — a faiss index over compressed rows (an HNSW
-  graph over 64 PCA dimensions; or IVF lists of 8-bit codes) proposes candidates, re-scored exactly
-  in float32. Trained on the rows of its first add (the gallery adds all its rows at once).
-* :class:`FaissIndex` — a faiss index by its factory string: ``"SQfp16"`` (exact search over
-  float16 codes, 1 KB a 512-d face), ``"HNSW32"`` or ``"IVF1024,Flat"`` (approximate). Deleted
-  faces are removed (flat and IVF codes) or masked out of every search (HNSW, which cannot remove;
-  the gallery rebuilds it when reopened).
 
-A subject is removed with all its rows (:meth:`~SubjectIndex.remove`), one face by its id
-(:meth:`~SubjectIndex.remove_face`); the gallery's face ids are given with the rows (−1: none).
+The approximate ones (``hnsw``, ``ivf``, a faiss factory string) are :mod:`.approximate_index`;
+:func:`facelearn.deploy.gallery.build_index` builds either by its kind. A subject is removed with all
+its rows (:meth:`~SubjectIndex.remove`), one face by its id (:meth:`~SubjectIndex.remove_face`); the
+gallery's face ids are given with the rows (−1: none).
 """
 
 from __future__ import annotations
@@ -136,7 +133,7 @@ class SubjectIndex:
         raise NotImplementedError
 
 
-def _faiss():
+def faiss_or_none():
     try:
         import faiss
     except ImportError:
@@ -145,7 +142,7 @@ def _faiss():
 
 
 @contextlib.contextmanager
-def _one_thread(faiss, queries: np.ndarray):
+def one_thread(faiss, queries: np.ndarray):
     """One query runs on this thread alone: faiss's OpenMP regions for a single query (the PCA product, the graph
     walk) cost a second, spinning thread six times the CPU on a busy machine (measured: 7.9 → 1.3 ms a query at
     200,000 faces). OpenMP's thread count is per calling thread, so other threads' searches keep theirs."""
@@ -160,7 +157,7 @@ def _one_thread(faiss, queries: np.ndarray):
         faiss.omp_set_num_threads(before)
 
 
-def _selector(faiss, usable: np.ndarray):
+def row_selector(faiss, usable: np.ndarray):
     """A faiss selector of the usable rows (None: all), and the bitmap it reads (keep it alive)."""
     if usable.all():
         return None, None
@@ -195,7 +192,7 @@ class ExactIndex(SubjectIndex):
                 self.code_error = max(self.code_error, self._code_error(embeddings))
                 return
             self.codes = None
-        if self.codes is None and self.rows >= SCAN_FROM and (faiss := _faiss()) is not None:
+        if self.codes is None and self.rows >= SCAN_FROM and (faiss := faiss_or_none()) is not None:
             vectors = self.vectors[: self.rows]
             self.codes = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
             self.codes.train(vectors)  # per-dimension min and max over every row
@@ -221,7 +218,7 @@ class ExactIndex(SubjectIndex):
         self.vectors[:kept] = self.vectors[:total][keep]
         self.vectors[kept:total] = 0  # no copy of a deleted face stays in memory
         if self.codes is not None:
-            self.codes.remove_ids(_faiss().IDSelectorBatch(rows.astype(np.int64)))  # shifts like the rows
+            self.codes.remove_ids(faiss_or_none().IDSelectorBatch(rows.astype(np.int64)))  # shifts like the rows
         self._compact(keep)
 
     def memory_bytes(self) -> int:
@@ -232,7 +229,7 @@ class ExactIndex(SubjectIndex):
         """What :meth:`restore` needs to rebuild this index (the gallery's persisted index file)."""
         state = {"vectors": self.vectors[: self.rows]}
         if self.codes is not None:
-            state["codes"] = _faiss().serialize_index(self.codes)
+            state["codes"] = faiss_or_none().serialize_index(self.codes)
             state["code_error"] = np.array([self.code_error])
         return state
 
@@ -242,7 +239,7 @@ class ExactIndex(SubjectIndex):
             raise ValueError(f"{state['vectors'].shape[0]} saved rows for {len(subjects)} faces")
         self.vectors = state["vectors"]
         self._append_subjects(subjects, face_ids)
-        if "codes" in state and (faiss := _faiss()) is not None:
+        if "codes" in state and (faiss := faiss_or_none()) is not None:
             self.codes = faiss.deserialize_index(np.asarray(state["codes"], np.uint8))
             if self.codes.ntotal != len(subjects):
                 raise ValueError(f"saved codes of {self.codes.ntotal} rows for {len(subjects)} faces")
@@ -284,189 +281,20 @@ class ExactIndex(SubjectIndex):
         of its float32 score (Cauchy–Schwarz), so when the c-th code score plus that cannot reach the m-th
         float32 score, no other row can; otherwise every row whose code score can (a range search) is
         re-scored too."""
-        faiss = _faiss()
-        selector, _bitmap = _selector(faiss, usable)
+        faiss = faiss_or_none()
+        selector, _bitmap = row_selector(faiss, usable)
         params = faiss.SearchParameters(sel=selector)
         available = int(usable.sum())
         wanted = min(available, max(256, 8 * m))
         all_scores, all_rows = np.empty((len(queries), m), np.float32), np.empty((len(queries), m), np.int64)
         for number, query in enumerate(queries):
-            with _one_thread(faiss, queries):
+            with one_thread(faiss, queries):
                 approximate, rows = self.codes.search(query[None], wanted, params=params)
             scores, best = self._rescored(query, rows[0], m)
             if wanted < available and approximate[0, -1] + self.code_error > scores[-1]:
-                with _one_thread(faiss, queries):
+                with one_thread(faiss, queries):
                     radius = float(scores[-1]) - self.code_error
                     _, _, rows = self.codes.range_search(query[None], radius, params=params)
                 scores, best = self._rescored(query, np.union1d(rows, best[best >= 0]), m)
             all_scores[number], all_rows[number] = scores, best
         return all_scores, all_rows
-
-
-class ApproximateIndex(ExactIndex):
-    """A faiss index proposes each query's ``candidates`` likeliest rows; they are re-scored exactly in float32.
-
-    * ``hnsw``: the rows projected on their first 64 principal axes (PCA, from a sample of the first add),
-      an HNSW graph over them (M 32, efConstruction 40), searched at efSearch ``depth`` (512: recall@1 0.995
-      at a million realistic faces).
-    * ``ivf``: ``lists`` k-means lists (default ≈ √rows) of 8-bit codes, the ``depth`` nearest scanned.
-
-    Both search by L2, which ranks unit rows as the inner product does. A deleted row's float32 row and
-    its codes are zeroed (IVF: removed from its list) and it is masked out of every search; row numbers
-    are never reused."""
-
-    def __init__(self, dim: int, kind: str = "hnsw", depth: int | None = None, candidates: int = 64):
-        super().__init__(dim)
-        self.faiss = _faiss()
-        if self.faiss is None:
-            raise DataError(f"index {kind!r} needs faiss: pip install -e '.[search]', or use the exact index")
-        if kind not in ("hnsw", "ivf"):
-            raise DataError(f"approximate index kinds are hnsw and ivf, not {kind!r}")
-        self.kind, self.candidates = kind, candidates
-        self.depth = depth or (512 if kind == "hnsw" else 32)
-        self.lists = None  # ivf: from the rows of the first add unless set
-        self.coarse = None
-
-    def _added(self, embeddings: np.ndarray) -> None:
-        if not len(embeddings):
-            return
-        if self.coarse is None:
-            self._train(embeddings)
-        self.coarse.add(embeddings)  # faiss numbers rows in order: its ids are our row numbers
-
-    def _train(self, sample: np.ndarray) -> None:
-        faiss = self.faiss
-        picked = np.sort(np.random.default_rng(0).choice(len(sample), min(len(sample), 100_000), replace=False))
-        if self.kind == "hnsw":
-            reduced = min(64, self.dim)
-            factory = f"PCA{reduced},HNSW32" if reduced < self.dim else "HNSW32"
-            self.coarse = faiss.index_factory(self.dim, factory, faiss.METRIC_L2)
-            self._graph().hnsw.efConstruction = 40
-        else:
-            lists = self.lists or int(np.clip(round(np.sqrt(len(sample))), 1, 4096))
-            self.coarse = faiss.index_factory(self.dim, f"IVF{lists},SQ8", faiss.METRIC_L2)
-            picked = picked[: 64 * lists]
-        self.coarse.train(sample[picked])
-
-    def _graph(self):
-        inner = self.coarse.index if isinstance(self.coarse, self.faiss.IndexPreTransform) else self.coarse
-        return self.faiss.downcast_index(inner)
-
-    def _remove_rows(self, rows: np.ndarray) -> None:
-        self.vectors[rows] = 0  # no copy of a deleted face stays in memory
-        graph = self._graph()
-        if self.kind == "ivf":
-            graph.remove_ids(self.faiss.IDSelectorBatch(rows.astype(np.int64)))
-        else:  # a graph cannot drop a node: its stored (projected) vector is zeroed, the node masked
-            storage = self.faiss.downcast_index(graph.storage)
-            stored = self.faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d)
-            stored = stored.reshape(storage.ntotal, storage.d)
-            stored[rows] = 0
-        self.alive[rows] = False  # row numbers are faiss's ids: masked, never reused
-
-    def memory_bytes(self) -> int:
-        own = self.rows * (self.dim * 4 + 8 + 8 + 1)
-        return own + (len(self.faiss.serialize_index(self.coarse)) if self.coarse is not None else 0)
-
-    def state(self) -> dict[str, np.ndarray]:
-        if not self.alive[: self.rows].all():
-            raise DataError("an index with deleted rows is not saved: build it anew from the gallery")
-        return {"vectors": self.vectors[: self.rows], "coarse": self.faiss.serialize_index(self.coarse)}
-
-    def restore(self, subjects: list[str], state: dict[str, np.ndarray], face_ids=None) -> None:
-        if state["vectors"].shape != (len(subjects), self.dim):
-            raise ValueError(f"{state['vectors'].shape[0]} saved rows for {len(subjects)} faces")
-        self.coarse = self.faiss.deserialize_index(np.asarray(state["coarse"], np.uint8))
-        if self.coarse.ntotal != len(subjects):
-            raise ValueError(f"a saved index of {self.coarse.ntotal} rows for {len(subjects)} faces")
-        self.vectors = np.array(state["vectors"], np.float32)  # a copy: the file's buffer is let go
-        self._append_subjects(subjects, face_ids)
-
-    def _best_faces(self, queries, m, usable):
-        faiss = self.faiss
-        selector, _bitmap = _selector(faiss, usable)
-        wanted = max(self.candidates, m)
-        if self.kind == "hnsw":
-            inner = faiss.SearchParametersHNSW(efSearch=max(self.depth, wanted), sel=selector)
-        else:
-            inner = faiss.SearchParametersIVF(nprobe=self.depth, sel=selector)
-        transformed = isinstance(self.coarse, faiss.IndexPreTransform)
-        params = faiss.SearchParametersPreTransform(index_params=inner) if transformed else inner
-        with _one_thread(faiss, queries):
-            _, candidates = self.coarse.search(queries, wanted, params=params)
-        best = [self._rescored(query, rows, m) for query, rows in zip(queries, candidates, strict=True)]
-        return np.stack([b[0] for b in best]), np.stack([b[1] for b in best])
-
-
-class FaissIndex(SubjectIndex):
-    def __init__(self, dim: int, kind: str = "SQfp16", search_depth: int = 64):
-        super().__init__(dim)
-        try:
-            import faiss
-        except ImportError:
-            raise DataError(f"index {kind!r} needs faiss: pip install -e '.[search]', or use the exact index") from None
-        self.faiss, self.kind = faiss, kind
-        self.index = faiss.index_factory(dim, kind, faiss.METRIC_INNER_PRODUCT)
-        self.removable = not kind.startswith("HNSW")
-        self.search_depth = search_depth  # HNSW efSearch / IVF nprobe
-
-    def train(self, sample: np.ndarray) -> None:
-        """IVF needs its centroids from data before anything is added."""
-        if not self.index.is_trained:
-            self.index.train(self.check(sample))
-
-    def add(self, subjects: list[str], embeddings: np.ndarray, face_ids=None) -> None:
-        if not len(subjects):
-            return
-        embeddings = self.check(embeddings)
-        if not self.index.is_trained:
-            raise DataError(f"index {self.kind!r} must be trained on a sample before faces are added")
-        self.index.add(embeddings)
-        self._append_subjects(subjects, face_ids)
-
-    def _remove_rows(self, rows: np.ndarray) -> None:
-        if not self.removable:
-            self.alive[rows] = False  # masked out of every search until the gallery is reopened
-            return
-        self.index.remove_ids(self.faiss.IDSelectorBatch(rows.astype(np.int64)))
-        keep = np.ones(self.rows, bool)
-        keep[rows] = False
-        self._compact(keep)
-
-    def memory_bytes(self) -> int:
-        return len(self.faiss.serialize_index(self.index)) + self.rows * 17
-
-    def state(self) -> dict[str, np.ndarray]:
-        if not self.alive[: self.rows].all():
-            raise DataError("an index with deleted rows is not saved: build it anew from the gallery")
-        return {"faiss": self.faiss.serialize_index(self.index)}
-
-    def restore(self, subjects: list[str], state: dict[str, np.ndarray], face_ids=None) -> None:
-        self.index = self.faiss.deserialize_index(np.asarray(state["faiss"], np.uint8))
-        self._append_subjects(subjects, face_ids)
-
-    def _best_faces(self, queries, m, usable):
-        faiss = self.faiss
-        selector = None if usable.all() else faiss.IDSelectorBatch(np.flatnonzero(usable).astype(np.int64))
-        if self.kind.startswith("HNSW"):
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.search_depth, m))
-        elif self.kind.startswith("IVF"):
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.search_depth)
-        else:
-            params = faiss.SearchParameters(sel=selector)
-        scores, rows = self.index.search(queries, m, params=params)
-        return scores, rows
-
-
-def build_index(dim: int, kind: str = "exact") -> SubjectIndex:
-    """``exact`` (float32), ``hnsw`` or ``ivf`` (approximate, re-scored exactly; trained on their first add),
-    or a faiss factory string that needs no training (``SQfp16``, ``HNSW32``)."""
-    if kind == "exact":
-        return ExactIndex(dim)
-    if kind in ("hnsw", "ivf"):
-        return ApproximateIndex(dim, kind)
-    if kind.startswith("IVF"):
-        raise DataError(
-            f"index {kind!r} must be trained before use; a gallery takes exact, hnsw, ivf, SQfp16 or HNSW32"
-        )
-    return FaissIndex(dim, kind)

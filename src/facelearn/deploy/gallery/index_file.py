@@ -1,4 +1,5 @@
-"""A built index saved beside its gallery, trusted only when whole and fresh.
+"""A built index saved beside its gallery (:class:`SavedIndex`: ``people.db.<kind>.index``), trusted only when
+whole and fresh.
 
 Layout: a magic line, the header's length (8 bytes, little-endian), the header (JSON: what the index
 was built from, and each array's name, dtype, shape and offset), the arrays (each at a 64-byte
@@ -22,6 +23,7 @@ from ...io import write_atomic
 
 log = logging.getLogger("facelearn.gallery")
 MAGIC = b"facelearn-index 1\n"
+INDEX_SUFFIX = ".index"
 ALIGN = 64
 
 
@@ -88,3 +90,41 @@ def read_index_file(path: Path, expected: dict) -> dict[str, np.ndarray] | None:
     except (OSError, ValueError, KeyError, TypeError) as error:
         log.warning("%s cannot be trusted (%s): rebuilding the index", path, error)
         return None
+
+
+class SavedIndex:
+    """A gallery's built index, saved beside it as ``<gallery>.<kind>.index``: read back only when it matches
+    the gallery (``identity``: model, embedding size, kind, the faces' generation; and every row's face id)."""
+
+    def __init__(self, gallery: Path, kind: str):
+        self.gallery, self.kind = gallery, kind
+
+    @property
+    def path(self) -> Path:
+        return self.gallery.with_name(f"{self.gallery.name}.{self.kind}{INDEX_SUFFIX}")
+
+    def restore(self, index, identity: dict, face_ids: np.ndarray, names: list[str]) -> bool:
+        """Fill ``index`` (new, empty) from the saved file; False when there is none to trust."""
+        state = read_index_file(self.path, identity)
+        if state is None or not np.array_equal(state.pop("face_ids", None), face_ids):
+            return False
+        try:
+            index.restore(names, state, face_ids)
+        except (RuntimeError, ValueError, KeyError) as error:  # a faiss blob that does not read back
+            log.warning("%s cannot be trusted (%s): rebuilding the index", self.path, error)
+            return False
+        return True
+
+    def save(self, index, identity: dict, face_ids: np.ndarray) -> bool:
+        """Write it (atomically); False when the folder will not take it (the gallery works, it opens slower)."""
+        try:
+            write_index_file(self.path, identity, {"face_ids": face_ids, **index.state()})
+        except OSError as error:
+            log.warning("could not save the index beside %s (%s); it is rebuilt at the next open", self.gallery, error)
+            return False
+        return True
+
+    def remove_all(self) -> None:
+        """Every kind's saved index of this gallery (a delete: no copy of a deleted face outlives it on disk)."""
+        for path in self.gallery.parent.glob(f"{self.gallery.name}.*{INDEX_SUFFIX}"):
+            path.unlink(missing_ok=True)

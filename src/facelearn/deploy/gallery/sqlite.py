@@ -11,21 +11,18 @@
 * Delete removes the subject (or one face) and its embeddings in one transaction; ``secure_delete`` overwrites
   the freed pages, and :meth:`checkpoint` folds the WAL into the file and truncates it, after which
   the vectors' bytes are nowhere in the database files.
-* The commit and the erasure are separate steps. A write commits without waiting for readers (WAL);
-  the erasure (``wal_checkpoint(TRUNCATE)``) cannot finish while another connection reads an older
-  snapshot, and is never waited for: one attempt with no busy timeout, and when a reader is in the
-  way the erasure is *pending* — retried every :data:`ERASE_RETRY_S` by a timer, at the next write,
-  and on close (or, if the process ended first, when the gallery is next opened).
+* The commit and the erasure are separate steps, and the erasure never waits on a reader: when one
+  is in the way it is *pending*, and finished later (:mod:`.erasure`).
 * The index (rows grouped by subject) is rebuilt whenever another connection has changed the file
   (``PRAGMA data_version``), so several processes can share one gallery without searching stale
   data. Searches never re-read the database.
-* A built index is saved beside the gallery (``people.db.<kind>.index``, written atomically, see
-  :mod:`.index_file`) with the model, embedding size, kind and the faces' *generation* — a counter
+* A built index is saved beside the gallery (``people.db.<kind>.index``, written atomically:
+  :class:`.index_file.SavedIndex`) with the model, embedding size, kind and the faces' *generation* — a counter
   that SQLite triggers raise on every insert, delete or update of a face, whoever writes — and each
   row's face id. Opening reuses it when all of them match (a million faces in seconds) and builds
   anew otherwise. A delete removes the saved files first, inside its transaction: no copy of a
   deleted face outlives the delete on disk.
-* Beside it, one template per subject (:mod:`facelearn.deploy.fusion`), derived from the faces and
+* Beside it, one template per subject (:class:`.templates.SubjectTemplates`), derived from the faces and
   updated with them, in memory only: a deleted subject's template goes with its faces.
 * The identification calibration is a row of the ``meta`` table: in the gallery's own file, so it is
   written in one transaction, copied and backed up with the people it was measured on, and never
@@ -34,28 +31,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import sqlite3
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from ..fusion import Template, check_fusion
-from . import STORES
+from ..fusion import check_fusion
+from . import STORES, build_index
 from .base import DuplicateSubject, GalleryError, GalleryStore, UnknownFace, UnknownSubject, face_number
-from .index import ExactIndex, build_index
-from .index_file import read_index_file, write_index_file
+from .erasure import ERASURE_PENDING, WalErasure
+from .index_file import SavedIndex
+from .templates import SubjectTemplates
 
-log = logging.getLogger("facelearn.gallery")
 CALIBRATION_KEY = "identification_calibration"
 BUSY_TIMEOUT_S = 30  # how long a write waits for another connection's write
-ERASE_RETRY_S = 1.0  # how often a pending erasure is tried again while a reader holds an older snapshot
-ERASURE_PENDING = (
-    "pending: another connection is reading an older snapshot; the deleted data is erased from the "
-    f"database files as soon as it lets go (tried every {ERASE_RETRY_S:g} s, at the next write and on close)"
-)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,7 +67,6 @@ CREATE TRIGGER IF NOT EXISTS faces_generation_delete AFTER DELETE ON faces BEGIN
 CREATE TRIGGER IF NOT EXISTS faces_generation_update AFTER UPDATE ON faces BEGIN
     UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'faces_generation'; END;
 """
-INDEX_SUFFIX = ".index"
 
 
 @STORES.register("sqlite")
@@ -97,16 +88,16 @@ class SQLiteGallery(GalleryStore):
             raise GalleryError(f"{self.path} is not a facelearn gallery (SQLite says: {error})") from None
         self.lock = threading.RLock()
         self.model_id, self.dim, self.index_kind = model_id, dim, index
-        self.erasure_pending, self.retry, self.closed = False, None, False
+        self.eraser = WalErasure(self.db, self.lock, self.path, BUSY_TIMEOUT_S)
         self._claim_model()
         self.index = build_index(self.dim, index)
-        self.templates: dict[str, Template] = {}
-        self.template_index = ExactIndex(self.dim)
+        self.saved_index = SavedIndex(self.path, index)
+        self.templates = SubjectTemplates(self.dim)
         self.version = None
         self._refresh()
         wal = Path(f"{self.path}-wal")
         if wal.exists() and wal.stat().st_size:  # a previous process may have ended with an erasure pending
-            self._erase()
+            self.eraser.attempt()
 
     def _claim_model(self) -> None:
         with self.lock, self.db:
@@ -161,65 +152,19 @@ class SQLiteGallery(GalleryStore):
             self.index = build_index(self.dim, self.index_kind)
             self.index.add(names, vectors, face_ids)
             self._save_index(identity, face_ids)
-        self._build_templates(names, vectors, [r[2] for r in rows])
+        self.templates.rebuild(names, vectors, [r[2] for r in rows])
         self.version = version
 
-    def _build_templates(self, names: list[str], vectors: np.ndarray, qualities: list) -> None:
-        """One template per subject from its faces (rows come grouped by subject)."""
-        self.templates, self.template_index = {}, ExactIndex(self.dim)
-        starts = [i for i in range(len(names)) if i == 0 or names[i] != names[i - 1]]
-        for start, end in zip(starts, starts[1:] + [len(names)], strict=False):  # none: no rows
-            self.templates[names[start]] = Template.of(vectors[start:end], qualities[start:end])
-        self._index_templates(list(self.templates))
-
-    def _index_templates(self, names: list[str]) -> None:
-        """Put the templates of ``names`` (new or changed) into the template index."""
-        for name in names:
-            self.template_index.remove(name)
-        if names:
-            self.template_index.add(names, np.stack([self.templates[n].vector for n in names]))
-
-    def _extend_templates(self, subjects: list[str], embeddings: np.ndarray, qualities: list) -> None:
-        rows: dict[str, list[int]] = {}
-        for row, name in enumerate(subjects):
-            rows.setdefault(name, []).append(row)
-        for name, taken in rows.items():
-            faces, weights = embeddings[taken], [qualities[i] for i in taken]
-            known = self.templates.get(name)
-            self.templates[name] = known.extended(faces, weights) if known else Template.of(faces, weights)
-        self._index_templates(list(rows))
-
-    def index_file(self) -> Path:
-        return self.path.with_name(f"{self.path.name}.{self.index_kind}{INDEX_SUFFIX}")
-
     def _saved_index(self, identity: dict, face_ids: np.ndarray, names: list[str]):
-        state = read_index_file(self.index_file(), identity)
-        if state is None or not np.array_equal(state.pop("face_ids", None), face_ids):
-            return None
         index = build_index(self.dim, self.index_kind)
-        try:
-            index.restore(names, state, face_ids)
-        except (RuntimeError, ValueError, KeyError) as error:  # a faiss blob that does not read back
-            log.warning("%s cannot be trusted (%s): rebuilding the index", self.index_file(), error)
-            return None
-        return index
+        return index if self.saved_index.restore(index, identity, face_ids, names) else None
 
     def _save_index(self, identity: dict, face_ids: np.ndarray) -> None:
-        if not len(face_ids):
-            return
-        path = self.index_file()
-        try:
-            write_index_file(path, identity, {"face_ids": face_ids, **self.index.state()})
-        except OSError as error:  # a read-only folder or a full disk: the gallery works, it opens slower
-            log.warning("could not save the index beside %s (%s); it is rebuilt at the next open", self.path, error)
+        if not len(face_ids) or not self.saved_index.save(self.index, identity, face_ids):
             return
         generation = self.db.execute("SELECT value FROM meta WHERE key = 'faces_generation'").fetchone()[0]
         if generation != identity["generation"]:  # written while someone changed the faces (maybe a delete)
-            self._remove_index_files()
-
-    def _remove_index_files(self) -> None:
-        for path in self.path.parent.glob(f"{self.path.name}.*{INDEX_SUFFIX}"):
-            path.unlink(missing_ok=True)
+            self.saved_index.remove_all()
 
     def _data_version(self) -> int:
         """Changes when *another* connection commits (never for this one's own commits)."""
@@ -233,6 +178,30 @@ class SQLiteGallery(GalleryStore):
         first = max(largest, int(given[0]) if given else 0) + 1
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('last_face_id', ?)", (str(first + count - 1),))
         return list(range(first, first + count))
+
+    @contextlib.contextmanager
+    def _write_transaction(self):
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception (an interrupt too): all or nothing."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def _insert_faces(self, numbers: list[int], embeddings: np.ndarray, qualities: list, sources: list) -> list[int]:
+        """New faces (row ``i`` of subject number ``numbers[i]``), inside a write transaction; returns their ids."""
+        ids = self._new_face_ids(len(embeddings))
+        self.db.executemany(
+            "INSERT INTO faces (id, subject_id, embedding, quality, source) VALUES (?, ?, ?, ?, ?)",
+            [
+                (i, number, e.astype(np.float32).tobytes(), q, s)
+                for i, number, e, q, s in zip(ids, numbers, embeddings, qualities, sources, strict=True)
+            ],
+        )
+        return ids
 
     def _after_write(self, update) -> None:
         """Apply this connection's own change to the index, or rebuild if someone else also wrote."""
@@ -258,8 +227,7 @@ class SQLiteGallery(GalleryStore):
         sources = sources or [None] * len(embeddings)
         with self.lock:
             self._refresh()
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
+            with self._write_transaction():
                 row = self.db.execute("SELECT id FROM subjects WHERE name = ?", (subject,)).fetchone()
                 if row and not append:
                     raise DuplicateSubject(
@@ -270,28 +238,16 @@ class SQLiteGallery(GalleryStore):
                         "INSERT INTO subjects (name, metadata) VALUES (?, ?)", (subject, json.dumps(metadata or {}))
                     )
                     row = (cursor.lastrowid,)
-                ids = self._new_face_ids(len(embeddings))
-                self.db.executemany(
-                    "INSERT INTO faces (id, subject_id, embedding, quality, source) VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (i, row[0], e.astype(np.float32).tobytes(), q, s)
-                        for i, e, q, s in zip(ids, embeddings, qualities, sources, strict=True)
-                    ],
-                )
-                self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
+                ids = self._insert_faces([row[0]] * len(embeddings), embeddings, qualities, sources)
 
             def update():
                 self.index.add([subject] * len(embeddings), embeddings, ids)
-                self._extend_templates([subject] * len(embeddings), embeddings, qualities)
+                self.templates.extend([subject] * len(embeddings), embeddings, qualities)
                 self.metadata.setdefault(subject, metadata or {})
 
             self._after_write(update)
-            if self.erasure_pending:
-                self._erase()
+            if self.eraser.pending:
+                self.eraser.attempt()
             return self.index.count(subject)
 
     def add_faces(
@@ -307,8 +263,7 @@ class SQLiteGallery(GalleryStore):
         sources = sources or [None] * len(embeddings)
         with self.lock:
             self._refresh()
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
+            with self._write_transaction():
                 numbers = {}
                 for name in dict.fromkeys(subjects):
                     row = self.db.execute("SELECT id FROM subjects WHERE name = ?", (name,)).fetchone()
@@ -319,23 +274,11 @@ class SQLiteGallery(GalleryStore):
                             "INSERT INTO subjects (name, metadata) VALUES (?, '{}')", (name,)
                         ).lastrowid
                     )
-                ids = self._new_face_ids(len(embeddings))
-                self.db.executemany(
-                    "INSERT INTO faces (id, subject_id, embedding, quality, source) VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (i, numbers[n], e.tobytes(), q, s)
-                        for i, n, e, q, s in zip(ids, subjects, embeddings, qualities, sources, strict=True)
-                    ],
-                )
-                self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
+                ids = self._insert_faces([numbers[n] for n in subjects], embeddings, qualities, sources)
 
             def update():
                 self.index.add(list(subjects), embeddings, ids)
-                self._extend_templates(list(subjects), embeddings, qualities)
+                self.templates.extend(list(subjects), embeddings, qualities)
                 for name in numbers:
                     self.metadata.setdefault(name, {})
 
@@ -356,12 +299,11 @@ class SQLiteGallery(GalleryStore):
                     raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.path}")
                 removed = self.db.execute("DELETE FROM faces WHERE subject_id = ?", row).rowcount
                 self.db.execute("DELETE FROM subjects WHERE id = ?", row)
-                self._remove_index_files()  # before the commit: a saved index never outlives a delete
+                self.saved_index.remove_all()  # before the commit: a saved index never outlives a delete
 
             def update():
                 self.index.remove(subject)
-                self.template_index.remove(subject)
-                self.templates.pop(subject, None)
+                self.templates.remove(subject)
                 self.metadata.pop(subject, None)
 
             self._after_write(update)
@@ -390,7 +332,7 @@ class SQLiteGallery(GalleryStore):
                 number = self._subject_number(subject)
                 if not self.db.execute("DELETE FROM faces WHERE id = ? AND subject_id = ?", (face, number)).rowcount:
                     raise UnknownFace(f"face {face} is not one of the faces of {subject!r} in {self.path}")
-                self._remove_index_files()  # before the commit: a saved index never outlives a delete
+                self.saved_index.remove_all()  # before the commit: a saved index never outlives a delete
                 kept = self.db.execute(
                     "SELECT embedding, quality FROM faces WHERE subject_id = ? ORDER BY id", (number,)
                 ).fetchall()
@@ -402,12 +344,10 @@ class SQLiteGallery(GalleryStore):
                 self.index.remove_face(face)
                 if left:  # the template is made again from the faces kept: nothing of the deleted one stays
                     vectors = np.frombuffer(b"".join(r[0] for r in kept), np.float32).reshape(left, self.dim)
-                    self.templates[subject] = Template.of(vectors, [r[1] for r in kept])
-                    self._index_templates([subject])
+                    self.templates.replace(subject, vectors, [r[1] for r in kept])
                 else:
                     self.index.remove(subject)
-                    self.template_index.remove(subject)
-                    self.templates.pop(subject, None)
+                    self.templates.remove(subject)
                     self.metadata.pop(subject, None)
 
             self._after_write(update)
@@ -416,36 +356,17 @@ class SQLiteGallery(GalleryStore):
     def checkpoint(self) -> bool:
         """Fold the WAL into the database file and truncate it (after a delete: no copy left behind), without
         waiting for readers. True when done; False when a reader's snapshot is in the way and the erasure
-        is pending (finished later, see the module's docstring; :data:`ERASURE_PENDING` says so in words)."""
+        is pending (finished later: :mod:`.erasure`; :data:`.erasure.ERASURE_PENDING` says so in words)."""
         with self.lock:
-            return self._erase()
+            return self.eraser.attempt()
+
+    @property
+    def erasure_pending(self) -> bool:
+        return self.eraser.pending
 
     @property
     def erasure(self) -> str:
-        return ERASURE_PENDING if self.erasure_pending else super().erasure
-
-    def _erase(self) -> bool:
-        """One attempt at ``wal_checkpoint(TRUNCATE)`` with no busy timeout: it never waits on a reader."""
-        with self.lock:
-            if self.closed:
-                return not self.erasure_pending
-            self.db.execute("PRAGMA busy_timeout = 0")
-            try:
-                busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            finally:
-                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-            self.erasure_pending = bool(busy)
-            if self.erasure_pending and self.retry is None:
-                self.retry = threading.Timer(ERASE_RETRY_S, self._retry_erasure)
-                self.retry.daemon = True
-                self.retry.start()
-            return not self.erasure_pending
-
-    def _retry_erasure(self) -> None:
-        with self.lock:
-            self.retry = None
-            if self.erasure_pending and not self.closed:
-                self._erase()
+        return ERASURE_PENDING if self.eraser.pending else super().erasure
 
     def subjects(self) -> list[dict]:
         with self.lock:
@@ -483,7 +404,7 @@ class SQLiteGallery(GalleryStore):
                 allowed = {n for n, m in self.metadata.items() if all(m.get(a) == b for a, b in where.items())}
             if subject is not None:
                 allowed = {subject} & (allowed if allowed is not None else set(self.metadata))
-            index = self.template_index if fusion == "mean" else self.index
+            index = self.templates.index if fusion == "mean" else self.index
             return index.search(queries, k, allowed)
 
     def __len__(self) -> int:
@@ -504,15 +425,5 @@ class SQLiteGallery(GalleryStore):
 
     def close(self) -> None:
         with self.lock:
-            if self.erasure_pending and not self._erase():
-                log.warning(
-                    "%s: deleted data is still in %s-wal (another connection reads an older snapshot); "
-                    "the next checkpoint or open of the gallery erases it",
-                    self.path,
-                    self.path,
-                )
-            if self.retry is not None:
-                self.retry.cancel()
-                self.retry = None
-            self.closed = True
+            self.eraser.close()
             self.db.close()
