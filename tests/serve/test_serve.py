@@ -229,7 +229,9 @@ def test_no_image_or_embedding_reaches_the_log(server, lfw_people):
 
 def test_parameters_in_the_query_are_taken_as_documented(server, lfw_people):
     probe = next(iter(lfw_people.probes.values()))
-    with server.client() as http:
+    person, photos = next(iter(lfw_people.enrolled.items()))
+    with server.client() as http:  # someone to be a candidate, whichever tests ran before
+        http.post("/v1/subjects", data={"subject": f"{person}_query"}, files=files(photos[:1]))
         documented = http.get("/openapi.json").json()["paths"]["/v1/identify"]["post"]["parameters"]
         assert {p["name"] for p in documented if p["in"] == "query"} == {"aligned", "k", "fmr", "fpir"}
         faces = http.post("/v1/identify?k=1&fmr=0.01", files=files([probe], "image")).json()["faces"]
