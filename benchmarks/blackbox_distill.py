@@ -105,6 +105,16 @@ RUNS = {  # in the order they run
         *UNLABELLED,
         "train.steps=2400",
     ],
+    "dlib_centred_p1_arcface_weight0.1_unlabelled_600_steps": [  # the best student's setting, shorter
+        "distill.method=angular",
+        "distill.p=1",
+        "distill.head_weight=0.1",
+        "model.embedding_size=128",
+        "distill.final_weight=10",
+        *CENTRED,
+        *UNLABELLED,
+        "train.steps=600",
+    ],
     "dlib_centred_p1_arcface_weight0.1_unlabelled_1200_steps": [
         "distill.method=angular",
         "distill.p=1",
