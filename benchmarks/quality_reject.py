@@ -48,7 +48,7 @@ MODELS = {  # name: (model, detector: the one its training data was prepared wit
     "lfw_mbf": ("/tmp/wt24b_lfw/model.pt", "retinaface", "/tmp/wt24b_lfw/train"),
     "recipe_mbf": ("/work/runs/lfw/mbf_detect/best.pt", "mtcnn", None),  # folds 8-10 are held out by the recipe
     "blackbox_student": (  # benchmarks/blackbox_distill.py's best student, trained again: its test pairs too
-        "/work/runs/lfw/distill_dlib_centred_p1_arcface_weight0.1_unlabelled_2400_steps_from_embed/best.pt",
+        "/work/runs/lfw/distill_dlib_centred_p1_arcface_weight0.1_unlabelled_600_steps_from_embed/best.pt",
         "mtcnn",
         None,
     ),
