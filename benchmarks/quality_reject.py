@@ -234,6 +234,9 @@ def main() -> None:
     lfw = Path(args.lfw) / "lfw"
     rows = []
     for name, (model, detector, trained) in models.items():
+        if model != "dlib" and not Path(model).is_file():
+            print(f"{name}: {model} does not exist (train it first); its rows are not measured")
+            continue
         trained_people = {p.name for p in Path(trained).iterdir()} if trained else set()
         weights = str(SHARED / "weights" / detector) if detector else None
         recognizer = Recognizer.load(model, detector=detector, weights=weights, backend="torch")
