@@ -27,22 +27,37 @@ Needs the split and prepared faces of benchmarks/lfw_recipe.py (runs/lfw/source,
    steps with the ArcFace term back at a tenth of its weight (``head_weight=0.1``, 128-d), for the low-FAR tail.
 Writes benchmarks/results/blackbox_distill.json (accuracy ± std, AUC, TAR@FAR, commands). Rows already
 in it are kept; ``--only`` redoes the named ones (``teacher``: the teacher's row, from dlib_test.npz).
+
+``--teacher-from-embed FACES`` builds the training teacher file from the output of ``facelearn embed
+--model dlib`` (docs/bulk.md) instead of running teacher-embed (dlib: a few photos a second here). The two
+give the same vectors: teacher-embed's answer is dlib's raw descriptor of the largest face, and embed keeps
+every face's unit embedding and its raw norm (the ``quality`` column of a dlib embedding), so the largest
+face's embedding × quality is that answer (checked on 18 LFW-a photos, 8 with several faces: equal to
+3e-8). Photos the output lacks, or where dlib found no face, become the file's ``missing`` rows: the
+teacher's term skips them and the ArcFace term still sees them. The count is in the file's meta and the row.
+Such a student's run and row are ``<name>_from_embed``, beside the one trained on teacher-embed's file.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 from common import RESULTS, machine, needs, shell_command, write_result
+from lfw_identification import prepare_distractors
+from lfw_recipe import lfw_parser
 
+from facelearn.bulk.output import done_keys, face_rows
 from facelearn.cli import main as facelearn
 from facelearn.cli import recipe_path
+from facelearn.data.folder import ImageFolder
 from facelearn.data.pairs import read_lfw_pairs
-from facelearn.data.teacher_embeddings import TeacherEmbeddings
+from facelearn.data.teacher_embeddings import TeacherEmbeddings, image_key
+from facelearn.deploy.recognizer import Recognizer
+from facelearn.deploy.teachers import build_teacher
 from facelearn.eval.verification import evaluate_pairs
 
 NO_ARCFACE = ["distill.head_weight=0", "model.embedding_size=128", "distill.final_weight=10"]
@@ -90,6 +105,16 @@ RUNS = {  # in the order they run
         *UNLABELLED,
         "train.steps=2400",
     ],
+    "dlib_centred_p1_arcface_weight0.1_unlabelled_600_steps": [  # the best student's setting, shorter
+        "distill.method=angular",
+        "distill.p=1",
+        "distill.head_weight=0.1",
+        "model.embedding_size=128",
+        "distill.final_weight=10",
+        *CENTRED,
+        *UNLABELLED,
+        "train.steps=600",
+    ],
     "dlib_centred_p1_arcface_weight0.1_unlabelled_1200_steps": [
         "distill.method=angular",
         "distill.p=1",
@@ -127,9 +152,14 @@ def teacher_file(work: Path, half: str) -> Path:
     return path
 
 
-def training_teacher_file(work: Path) -> Path:
+def training_teacher_file(work: Path, from_embed: Path | None = None) -> Path:
     """The teacher's answers for the training photos and the unlabelled ones (the people in neither the
     training split nor the test pairs: the distractors of benchmarks/lfw_identification.py), in one file."""
+    if from_embed:
+        path = work / "dlib_train_and_unlabelled_from_embed.npz"
+        if not path.exists():
+            teacher_from_embed(from_embed, [work / "source" / "train", work / "source" / "distractors"]).save(path)
+        return path
     path = work / "dlib_train_and_unlabelled.npz"
     if not path.exists():
         both = TeacherEmbeddings.load(teacher_file(work, "train"))
@@ -140,6 +170,44 @@ def training_teacher_file(work: Path) -> Path:
         both.meta["photos"] = f"{both.meta['photos']} + {extra.meta['photos']}"
         both.save(path)
     return path
+
+
+def teacher_from_embed(faces: Path, folders: list[Path]) -> TeacherEmbeddings:
+    """dlib's teacher answers for every photo of ``folders`` (identity folders), read from ``facelearn embed
+    --model dlib`` output: the largest face's unit embedding × its raw norm; a photo without one is missing."""
+    model_id = Recognizer.load("dlib").model_id  # output of another dlib model file is refused
+    table = face_rows(str(faces), model_id)
+    if not len(table):
+        sys.exit(
+            f"{faces} holds no faces of dlib's model {model_id}: is it the output of facelearn embed --model dlib?"
+        )
+    boxes = table.column("box").combine_chunks().flatten().to_numpy().reshape(-1, 4)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keys = [str(k).rsplit(".", 1)[0] for k in table.column("photo_key").to_pylist()]
+    raw = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(len(keys), -1)
+    raw = raw * pc.cast(table.column("quality"), "float32").to_numpy()[:, None]
+    largest: dict[str, int] = {}
+    for row, key in enumerate(keys):
+        if key not in largest or areas[row] > areas[largest[key]]:
+            largest[key] = row
+    answers = TeacherEmbeddings(
+        {
+            **build_teacher("dlib").identity,
+            "photos": " + ".join(str(f.resolve()) for f in folders),
+            "made_from": f"facelearn embed --model dlib output {faces.resolve()} (largest face, embedding x quality)",
+        }
+    )
+    embedded = {str(k).rsplit(".", 1)[0] for k in done_keys(str(faces), model_id)}  # with a face or without
+    not_embedded = 0
+    for folder in folders:
+        for photo in ImageFolder(folder).paths:
+            key = image_key(photo, folder)
+            not_embedded += key not in embedded
+            answers.add(key, raw[largest[key]] if key in largest else None)
+    answers.meta["photos_not_in_the_embed_output"] = not_embedded
+    print(f"teacher file from {faces}: {len(answers.keys)} answers, {len(answers.missing)} missing: "
+          f"{not_embedded} photos not in the embed output, the rest without a face", flush=True)  # fmt: skip
+    return answers
 
 
 def teacher_on_test_pairs(work: Path) -> dict:
@@ -166,14 +234,18 @@ def summary(result: dict) -> dict:
     return {k: result[k] for k in keep}
 
 
-def train(name: str, work: Path, extra: list[str]) -> dict:
-    output = work / f"distill_{name}"
+def train(name: str, work: Path, extra: list[str], from_embed: Path | None) -> dict:
+    """One student; with ``from_embed`` (the teacher file made from embed output) its run and row are
+    ``<name>_from_embed``, beside the row trained on teacher-embed's file."""
+    run_name = f"{name}_from_embed" if from_embed else name
+    output = work / f"distill_{run_name}"
+    teacher = training_teacher_file(work, from_embed)
     command = [
         "train",
         str(recipe_path("lfw_mbf_distill")),
         f"train.output_dir={output}",
         "distill.teacher=null",
-        f"distill.teacher_embeddings={training_teacher_file(work)}",
+        f"distill.teacher_embeddings={teacher}",
         f"data.root={work / 'detect' / 'train'}",
         f"eval.sets.0.path={work / 'pairs_folds_8_10.txt'}",
         f"eval.sets.0.root={work / 'detect' / 'test'}",
@@ -188,22 +260,29 @@ def train(name: str, work: Path, extra: list[str]) -> dict:
     metrics = json.loads((output / "metrics.json").read_text())
     result = summary(next(iter(metrics["verification"].values())))
     how = {k: metrics[k] for k in ("precision", "compiled", "seconds") if k in metrics}
-    return {"run": name, **result, **how, "command": shell_command(command), **trained_on}
+    meta = TeacherEmbeddings.load(teacher).meta
+    source = {k: meta[k] for k in ("made_from", "photos_not_in_the_embed_output") if k in meta}
+    return {"run": run_name, **result, **how, "command": shell_command(command), **trained_on, **source}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="runs/lfw")
+    parser = lfw_parser(__doc__)
     parser.add_argument("--only", nargs="+", choices=["teacher", *RUNS], default=["teacher", *RUNS])
+    parser.add_argument("--teacher-from-embed", type=Path, help="facelearn embed --model dlib output (see above)")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every student")
     args = parser.parse_args()
     work = needs(args.work, "benchmarks/lfw_recipe.py")
+    prepare_distractors(Path(args.lfw), work, Path(args.weights), args.workers)  # the unlabelled faces, once
     output = RESULTS / "blackbox_distill.json"
     # rows recorded by earlier runs of this script are kept (each with its command); those asked for are redone
     rows = {row["run"]: row for row in json.loads(output.read_text())["rows"]} if output.is_file() else {}
     for name in args.only:
-        key = name if name != "teacher" else TEACHER
-        row = teacher_on_test_pairs(work) if name == "teacher" else train(name, work, args.overrides)
+        key = TEACHER if name == "teacher" else f"{name}_from_embed" if args.teacher_from_embed else name
+        row = (
+            teacher_on_test_pairs(work)
+            if name == "teacher"
+            else train(name, work, args.overrides, args.teacher_from_embed)
+        )
         rows[key] = row = {**rows.get(key, {}), **row}
         print(f"{row['run']}: {100 * row['accuracy']:.2f} ± {100 * row['accuracy_std']:.2f} %", flush=True)
         write_result(output, {"rows": list(rows.values()), "overrides": args.overrides})

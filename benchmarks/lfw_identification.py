@@ -50,8 +50,22 @@ def link_images(images: list[Path], folder: Path) -> None:
             link.symlink_to(image.resolve())
 
 
-def make_protocol(lfw: Path, work: Path, weights: Path, workers: int) -> dict:
+def prepare_distractors(lfw: Path, work: Path, weights: Path, workers: int) -> tuple[list[str], Path]:
+    """Every person in neither the training split nor the test pairs: their photos linked under
+    ``work/source/distractors`` and prepared like the test half (MTCNN, the central face) into
+    ``work/detect/distractors``, once. Returns (their names, the prepared folder)."""
     split = json.loads((work / "split.json").read_text())
+    used = set(split["train_names"]) | {p.name for p in (work / "source" / "test").iterdir()}
+    names = sorted(p.name for p in (lfw / "lfw").iterdir() if p.is_dir() and p.name not in used)
+    link_identities(names, lfw / "lfw", work / "source" / "distractors")
+    prepared = work / "detect" / "distractors"
+    if not (prepared / "prepare_report.json").is_file():
+        options = PrepareOptions(crop="detect", weights=str(weights), choose="central", no_face="center")
+        prepare_dataset(work / "source" / "distractors", prepared, options, workers)
+    return names, prepared
+
+
+def make_protocol(lfw: Path, work: Path, weights: Path, workers: int) -> dict:
     test_names = sorted(p.name for p in (work / "source" / "test").iterdir())
     aligned = work / "detect" / "test"
     images = {name: sorted((aligned / name).glob("*.jpg"))[:MAX_IMAGES] for name in test_names}
@@ -66,13 +80,7 @@ def make_protocol(lfw: Path, work: Path, weights: Path, workers: int) -> dict:
     link_images(
         [i for name in enrolled for i in images[name][1:]] + [i for n in others for i in images[n]], folder / "probes"
     )
-    used = set(split["train_names"]) | set(test_names)
-    distractor_names = sorted(p.name for p in (lfw / "lfw").iterdir() if p.is_dir() and p.name not in used)
-    link_identities(distractor_names, lfw / "lfw", work / "source" / "distractors")
-    prepared = work / "detect" / "distractors"
-    if not (prepared / "prepare_report.json").is_file():
-        options = PrepareOptions(crop="detect", weights=str(weights), choose="central", no_face="center")
-        prepare_dataset(work / "source" / "distractors", prepared, options, workers)
+    distractor_names, prepared = prepare_distractors(lfw, work, weights, workers)
     return {
         "enrolled_identities": len(enrolled),
         "mated_probes": sum(len(images[name]) - 1 for name in enrolled),

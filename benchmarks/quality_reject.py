@@ -17,20 +17,23 @@ trained on; dlib, a few photos a second on a shared CPU, gets the first ``--dlib
 different pairs of each fold), and the unconstrained photos (``$FACELEARN_SHARED/data/photos/deepface``,
 master.csv's labelled pairs). Pairs with a photo where the model finds no face are left out and counted.
 Per-photo results are cached in ``--cache`` (a rerun embeds nothing again). Writes
-benchmarks/results/quality_reject.json and quality_reject.png.
+benchmarks/results/quality_reject.json and quality_reject.png: the rows of the models run now replace
+theirs, the other models' rows already in the file are kept (each with the machine, command and load it
+was measured with), and the plot shows every row.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, write_result
+from common import RESULTS, command, machine, write_result
 
 from facelearn.data.images import read_image
 from facelearn.data.pairs import read_lfw_pairs
@@ -44,6 +47,11 @@ FMR = 1e-3
 MODELS = {  # name: (model, detector: the one its training data was prepared with, None: its own; its training people)
     "lfw_mbf": ("/tmp/wt24b_lfw/model.pt", "retinaface", "/tmp/wt24b_lfw/train"),
     "recipe_mbf": ("/work/runs/lfw/mbf_detect/best.pt", "mtcnn", None),  # folds 8-10 are held out by the recipe
+    "blackbox_student": (  # benchmarks/blackbox_distill.py's best student, trained again: its test pairs too
+        "/work/runs/lfw/distill_dlib_centred_p1_arcface_weight0.1_unlabelled_600_steps_from_embed/best.pt",
+        "mtcnn",
+        None,
+    ),
     "dlib": ("dlib", None, None),
 }
 FIELDS = ("found", "embedding", "quality", "stability", "blur", "yaw", "eye_distance")
@@ -153,7 +161,20 @@ def evaluate(results: dict, index: dict, pairs: list[tuple[str, str]], issame: n
     return row
 
 
+def merged(output: Path, rows: list[dict]) -> list[dict]:
+    """``rows`` and the rows already in ``output`` of the models not run now, each of those with the machine,
+    command and load average its file recorded (the file's head describes the latest run only)."""
+    if not output.is_file():
+        return rows
+    earlier = json.loads(output.read_text())
+    run_now = {row["model"] for row in rows}
+    recorded = {key: earlier.get(key) for key in ("machine", "command", "load_average")}
+    kept = [{**recorded, **row} for row in earlier["rows"] if row["model"] not in run_now]
+    return kept + rows
+
+
 def plot(rows: list[dict], path: Path) -> None:
+    """One panel per row: a model's line of panels, one per pair set."""
     try:
         import matplotlib
 
@@ -162,8 +183,14 @@ def plot(rows: list[dict], path: Path) -> None:
     except ImportError:
         print("matplotlib is not installed: no plot (the JSON has the curves)")
         return
-    figure, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.6), squeeze=False)
-    for ax, row in zip(axes[0], rows, strict=True):
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    sets = list(dict.fromkeys(row["set"].split()[0] for row in rows))
+    figure, axes = plt.subplots(len(models), len(sets), figsize=(4.4 * len(sets), 3.4 * len(models)), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for row in rows:
+        ax = axes[models.index(row["model"]), sets.index(row["set"].split()[0])]
+        ax.set_visible(True)
         x = 100 * np.array(row["fractions"])
         ax.fill_between(x, *row["random_95"], color="0.85", label="random (95 %)")
         ax.plot(x, row["random_mean"], color="0.5", linestyle="--", label="random (mean)")
@@ -207,6 +234,9 @@ def main() -> None:
     lfw = Path(args.lfw) / "lfw"
     rows = []
     for name, (model, detector, trained) in models.items():
+        if model != "dlib" and not Path(model).is_file():
+            print(f"{name}: {model} does not exist (train it first); its rows are not measured")
+            continue
         trained_people = {p.name for p in Path(trained).iterdir()} if trained else set()
         weights = str(SHARED / "weights" / detector) if detector else None
         recognizer = Recognizer.load(model, detector=detector, weights=weights, backend="torch")
@@ -247,8 +277,10 @@ def main() -> None:
             f"{r['fnmr_random_10%']:>8.3f}{r['fnmr_quality_20%']:>7.3f}{r['fnmr_random_20%']:>8.3f}"
             f"{r['auc']['quality']:>7.4f}{r['auc_random']:>8.4f}"
         )
+    now = {"machine": machine(), "command": command(), "load_average": os.getloadavg()}
+    rows = merged(Path(args.output), [{**now, **row} for row in rows])
     plot(rows, Path(args.output).with_suffix(".png"))
-    write_result(args.output, {"fmr": FMR, "load_average": os.getloadavg(), "rows": rows})
+    write_result(args.output, {"fmr": FMR, "load_average": now["load_average"], "rows": rows})
 
 
 if __name__ == "__main__":

@@ -110,8 +110,7 @@ def test_a_subjects_faces_are_listed_with_their_sources_in_order(tmp_path, store
     gallery.enroll("bob", unit_rows(1))
     faces = gallery.faces("alice")
     assert [face["source"] for face in faces] == ["a1.jpg", "a2.jpg", "a3.jpg"]
-    if store == "sqlite":  # Milvus keeps no quality
-        assert [face["quality"] for face in faces] == [0.5, 0.25, None]
+    assert [face["quality"] for face in faces] == [0.5, 0.25, None]
     assert [{k: v for k, v in face.items() if k != "face_id"} for face in gallery.faces("bob")] == [
         {"source": None, "quality": None}
     ]

@@ -7,7 +7,9 @@ that holds another model's collection is refused, naming it. A subject's faces g
 (all or none); search groups faces by subject (a subject scores its best face); delete removes
 every face of the subject. A face's id is its row's primary key (Milvus makes it, unique for the
 collection's life, in every collection since the first); a subject exists while it has a face.
-Qualities are not kept. Same interface as :class:`SQLiteGallery`.
+Each face keeps its quality (a nullable ``quality`` field: None where the enroll gave none); a
+collection made before qualities were kept lacks the field and lists None for every face. Same
+interface as :class:`SQLiteGallery`.
 
 Two small collections sit beside the faces: ``<collection>__templates``, one row per subject (its
 template and the running sums it comes from, :mod:`facelearn.deploy.fusion`), upserted after each
@@ -99,6 +101,7 @@ class MilvusGallery(GalleryStore):
             schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
             schema.add_field("metadata", DataType.JSON)
             schema.add_field("source", DataType.VARCHAR, max_length=MAX_SOURCE)  # where the face came from
+            schema.add_field("quality", DataType.DOUBLE, nullable=True)  # as SQLite's REAL: None where none was given
             index_type, build, _ = MILVUS_INDEXES[index]
             params = self.client.prepare_index_params()
             params.add_index("embedding", index_type=index_type, metric_type="IP", params=build)
@@ -111,6 +114,7 @@ class MilvusGallery(GalleryStore):
             self.client.load_collection(self.collection)  # after an unclean stop it is left released
         fields = self.client.describe_collection(self.collection)["fields"]
         self.has_sources = any(f["name"] == "source" for f in fields)  # collections made before sources lack it
+        self.has_qualities = any(f["name"] == "quality" for f in fields)  # and those made before qualities
         built = self.client.describe_index(self.collection, "embedding").get("index_type", "FLAT")
         self.search_params = next((p for t, _, p in MILVUS_INDEXES.values() if t == built), {})
         self.templates, self.settings = self.collection + TEMPLATES, self.collection + SETTINGS
@@ -141,18 +145,22 @@ class MilvusGallery(GalleryStore):
         self._build_templates()
 
     def _build_templates(self) -> None:
-        """Templates of a gallery made before them, from its faces (equal weights: it kept no qualities)."""
+        """Templates of a gallery made before them, from its faces (weighted by their qualities where it kept
+        them, else equally)."""
         faces: dict[str, list] = {}
+        qualities: dict[str, list] = {}
         metadata: dict[str, dict] = {}
-        pages = self.client.query_iterator(
-            self.collection, batch_size=10_000, filter="id >= 0", output_fields=["subject", "embedding", "metadata"]
-        )
+        fields = ["subject", "embedding", "metadata", *self.quality_field]
+        pages = self.client.query_iterator(self.collection, batch_size=10_000, filter="id >= 0", output_fields=fields)
         while rows := pages.next():
             for row in rows:
                 faces.setdefault(row["subject"], []).append(row["embedding"])
+                qualities.setdefault(row["subject"], []).append(row.get("quality"))
                 metadata.setdefault(row["subject"], row["metadata"])
         pages.close()
-        templates = {subject: Template.of(np.asarray(rows, np.float32)) for subject, rows in faces.items()}
+        templates = {
+            subject: Template.of(np.asarray(rows, np.float32), qualities[subject]) for subject, rows in faces.items()
+        }
         self._put_templates(templates, metadata)
 
     def _put_templates(self, templates: dict[str, Template], metadata: dict[str, dict]) -> None:
@@ -188,10 +196,17 @@ class MilvusGallery(GalleryStore):
                 templates[name], metadatas[name] = Template.of(faces, weights), metadata
         self._put_templates(templates, metadatas)
 
-    def _row(self, subject: str, embedding: np.ndarray, metadata: dict | None, source: str | None) -> dict:
+    @property
+    def quality_field(self) -> list[str]:
+        """``["quality"]`` where the collection keeps qualities: the output field to ask for."""
+        return ["quality"] if self.has_qualities else []
+
+    def _row(self, subject: str, embedding: np.ndarray, metadata: dict | None, source: str | None, quality) -> dict:
         row = {"subject": subject, "embedding": embedding.tolist(), "metadata": metadata or {}}
         if self.has_sources:
             row["source"] = (source or "")[:MAX_SOURCE]
+        if self.has_qualities:
+            row["quality"] = None if quality is None or not np.isfinite(quality) else float(quality)
         return row
 
     def _faces(self, subject: str) -> list[dict]:
@@ -208,7 +223,10 @@ class MilvusGallery(GalleryStore):
             if existing and not append:
                 raise DuplicateSubject(f"subject {subject!r} is already enrolled (add faces with append, or delete it)")
             sources = sources or [None] * len(embeddings)
-            rows = [self._row(subject, e, metadata, s) for e, s in zip(embeddings, sources, strict=True)]
+            rows = [
+                self._row(subject, e, metadata, s, q)
+                for e, s, q in zip(embeddings, sources, qualities or [None] * len(embeddings), strict=True)
+            ]
             self.client.insert(self.collection, rows)  # one request: all faces or none
             self._extend_templates([subject] * len(embeddings), embeddings, qualities, metadata)
             return len(existing) + len(rows)
@@ -219,7 +237,11 @@ class MilvusGallery(GalleryStore):
         if any(len(subject.encode()) > MAX_SUBJECT for subject in subjects):
             raise GalleryError(f"subject names are at most {MAX_SUBJECT} bytes")
         sources = sources or [None] * len(embeddings)
-        rows = [self._row(n, e, None, s) for n, e, s in zip(subjects, embeddings, sources, strict=True)]
+        qualities_or_none = qualities or [None] * len(embeddings)
+        rows = [
+            self._row(n, e, None, s, q)
+            for n, e, s, q in zip(subjects, embeddings, sources, qualities_or_none, strict=True)
+        ]
         with self.lock:
             self.client.insert(self.collection, rows)
             self._extend_templates(list(subjects), embeddings, qualities)
@@ -250,13 +272,13 @@ class MilvusGallery(GalleryStore):
             return len(faces)
 
     def faces(self, subject: str) -> list[dict]:
-        fields = ["id", "source"] if self.has_sources else ["id"]
+        fields = ["id"] + (["source"] if self.has_sources else []) + self.quality_field
         with self.lock:
             rows = self.client.query(self.collection, filter=f"subject == {quoted(subject)}", output_fields=fields)
         if not rows:
             raise UnknownSubject(f"subject {subject!r} is not enrolled in {self.uri}")
         return [
-            {"face_id": str(row["id"]), "quality": None, "source": row.get("source") or None}
+            {"face_id": str(row["id"]), "quality": row.get("quality"), "source": row.get("source") or None}
             for row in sorted(rows, key=lambda row: row["id"])
         ]
 
@@ -271,10 +293,13 @@ class MilvusGallery(GalleryStore):
             self.client.delete(self.templates, filter=f"subject == {quoted(subject)}")  # first: never left over
             self.client.delete(self.collection, ids=[face])
             kept = self.client.query(
-                self.collection, filter=f"subject == {quoted(subject)}", output_fields=["embedding", "metadata"]
+                self.collection,
+                filter=f"subject == {quoted(subject)}",
+                output_fields=["embedding", "metadata", *self.quality_field],
             )
-            if kept:  # made again from the faces kept (equal weights: no qualities here)
-                template = Template.of(np.asarray([row["embedding"] for row in kept], np.float32))
+            if kept:  # made again from the faces kept, weighted by their qualities as at enroll
+                embeddings = np.asarray([row["embedding"] for row in kept], np.float32)
+                template = Template.of(embeddings, [row.get("quality") for row in kept])
                 self._put_templates({subject: template}, {subject: kept[0]["metadata"]})
             return len(faces) - 1
 
@@ -292,13 +317,15 @@ class MilvusGallery(GalleryStore):
 
     def subjects(self) -> list[dict]:
         with self.lock:
-            rows = self.client.query(self.collection, filter="id >= 0", output_fields=["subject", "metadata"])
+            rows = self.client.query(
+                self.collection, filter="id >= 0", output_fields=["id", "subject", "metadata", *self.quality_field]
+            )
         found: dict[str, dict] = {}
-        for row in rows:
-            name = row["subject"]
+        for row in sorted(rows, key=lambda row: row["id"]):  # each subject's qualities in the order enrolled
+            name, quality = row["subject"], row.get("quality")
             entry = found.setdefault(name, {"subject": name, "metadata": row["metadata"], "faces": 0, "qualities": []})
             entry["faces"] += 1
-            entry["qualities"].append(None)  # the collection keeps no quality (only SQLite does)
+            entry["qualities"].append(quality if quality is None or 0 <= quality <= 1 else None)  # as SQLite lists
         return [found[name] for name in sorted(found)]
 
     def search(
