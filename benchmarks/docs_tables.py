@@ -59,6 +59,10 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "serve_load_aligned": (("serve_load.json",), deploy.serve_load_aligned),
     "serve_load_photo": (("serve_load.json",), deploy.serve_load_photo),
     "serve_to_model": (("serve_load.json",), deploy.serve_to_model),
+    "search_and_serving_headline": (
+        ("realistic_search_one_thread.json", "realistic_search_exact.json", "serve_load.json"),
+        deploy.search_and_serving_headline,
+    ),
     "vs_arcface_torch": (("vs_arcface_torch.json",), speed.vs_arcface_torch),
     "vs_arcface_torch_bf16": (("vs_arcface_torch_bf16.json",), speed.vs_arcface_torch),
     "recipe_speed": (("recipe_speed_glibc.json", "recipe_speed.json"), speed.recipe_speed),

@@ -274,3 +274,24 @@ def face_statistics(result: dict) -> str:
         f"({count(result['within_pairs'])} same-person and {count(result['between_pairs'])} different-person pairs "
         f"of {count(result['people'])} people).\n"
     )
+
+
+def search_and_serving_headline(search: dict, exact: dict, serving: dict) -> str:
+    """README: the million-face search (the approximate index at recall@1 >= 0.99, and the exact scan) and the
+    service's photos/s and its share of the model's throughput."""
+    approximate = min((r for r in search["rows"] if r["recall_at_1"] >= 0.99), key=lambda r: r["p50_ms"])
+    scan = next(r for r in exact["rows"] if r["index"].startswith("exact, 8-bit"))
+    run = serving["runs"]["after"]
+    photos = max(r["requests_per_s"] for r in run["rows"] if r["workload"] == "photo" and not r["errors"])
+    several = max(r["of_the_same_work"] for r in run["service_to_model"] if r["workload"].startswith("aligned x"))
+    return (
+        f"Among {count(search['faces'])} realistic faces a search takes {fixed(approximate['p50_ms'], 1)} ms "
+        f"(p50, HNSW over PCA-64 codes re-scored exactly, recall@1 {fixed(approximate['recall_at_1'], 4)}) or "
+        f"{fixed(scan['p50_ms'], 0)} ms exact; the service answers {fixed(photos, 0)} photos/s on "
+        f"{run_cores(serving)} cores and, fed 16 aligned faces a request, reaches {pct(several, 0)} of its "
+        f"model's own throughput: [search](docs/deploy.md), [service](docs/service.md)."
+    )
+
+
+def run_cores(result: dict) -> int:
+    return result["machine"]["cpu_threads"]
