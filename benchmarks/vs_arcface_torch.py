@@ -207,6 +207,9 @@ def measure_model(args, name: str, model: Model) -> dict:
                 "first_two_steps_seconds": warmup_seconds[contender_name],
                 "gflop_per_image": round(per_image, 3),
                 "gflops": round(speed * per_image, 1),
+                "gflop_by_operator": {
+                    op: round(v, 3) for op, v in by_operator[contender.counted or contender_name].items()
+                },
             }
         )
     profiles = {}
@@ -214,10 +217,7 @@ def measure_model(args, name: str, model: Model) -> dict:
         for contender_name, contender in found.items():
             if contender_name.startswith("facelearn"):
                 profiles[contender_name] = operator_profile(contender.step, *batches[contender.batch])
-    counted = {
-        contender_name: {op: round(v, 3) for op, v in ops.items()} for contender_name, ops in by_operator.items()
-    }
-    return {"rows": rows, "gflop_by_operator": counted, "profiles": profiles}
+    return {"rows": rows, "profiles": profiles}
 
 
 def chosen(args, name: str) -> Model:
@@ -266,11 +266,6 @@ def summarise(parts: list[dict]) -> dict:
         "peak": {**best, "measurements": peaks},
         "rows": [r for r in rows if not r["try"]],
         "tries": [r for r in rows if r["try"]],
-        "gflop_by_operator": {
-            f"{name} / {part['allocator']}": model["gflop_by_operator"]
-            for part in parts
-            for name, model in part["models"].items()
-        },
         "profiles": {
             name: model["profiles"] for part in parts for name, model in part["models"].items() if model["profiles"]
         },
