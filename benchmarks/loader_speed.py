@@ -42,6 +42,7 @@ from common import RESULTS, ProcessTreeUsage, write_result
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+import facelearn
 from facelearn.bulk.prepare import pack_recordio
 from facelearn.data.loader import TrainingDataset, build_train_loader
 from facelearn.data.recordio import RecordDataset, RecordReader, unpack
@@ -174,6 +175,7 @@ def main() -> None:
             "batch_size": BATCH,
             "image_size": SIZE,
             "images_in_recordio": len(RecordDataset(root)),
+            "facelearn_source": str(Path(facelearn.__file__).parent),  # which loader: a checkout's src/ or another
             "gpu_speeds": {m: {"images_per_second": s, "source": src} for m, (s, src) in GPU_SPEEDS.items()},
             "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
             "rows": rows,
