@@ -22,7 +22,8 @@ its achieved GFLOP/s (images/s × GFLOP per image) and that as a fraction of eac
 facelearn's steps are profiled (``torch.profiler``) to show what holds them below the peak.
 
 ``--tries`` adds facelearn variants to the same rounds (NCHW instead of channels_last, ``max-autotune``
-compilation, a doubled batch), recorded under ``tries``: each default was kept or changed by these numbers.
+compilation, a doubled batch), recorded under ``tries`` (``--output results/vs_arcface_torch_tries.json``): each
+default was kept or changed by these numbers.
 
 facelearn's trainer tells glibc to keep freed memory (``keep_freed_memory``), a process-wide setting, so each
 allocator runs in a fresh process: ``glibc`` (nobody changes the allocator: arcface_torch as shipped, facelearn
@@ -215,7 +216,7 @@ def measure_model(args, name: str, model: Model) -> dict:
     profiles = {}
     if args.allocator == "kept":  # facelearn as it trains: where its step's time goes
         for contender_name, contender in found.items():
-            if contender_name.startswith("facelearn"):
+            if contender_name.startswith("facelearn") and not contender.is_try:
                 profiles[contender_name] = operator_profile(contender.step, *batches[contender.batch])
     return {"rows": rows, "profiles": profiles}
 
