@@ -186,12 +186,15 @@ def measure_model(args, name: str, model: Model) -> dict:
         warmup_seconds[contender_name] = round(time.perf_counter() - start, 1)
         print(f"{name}: {contender_name} warmed up in {warmup_seconds[contender_name]} s", flush=True)
     speeds = {contender_name: [] for contender_name in found}
+    busy = {contender_name: [] for contender_name in found}  # CPU seconds / (wall seconds × threads): < 1 when starved
     for _ in range(model.rounds):
         for contender_name, contender in found.items():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for _ in range(model.steps):
                 contender.step(*batches[contender.batch])
-            speeds[contender_name].append(model.steps * contender.batch / (time.perf_counter() - start))
+            seconds = time.perf_counter() - start
+            speeds[contender_name].append(model.steps * contender.batch / seconds)
+            busy[contender_name].append((time.process_time() - cpu) / seconds / torch.get_num_threads())
     rows = []
     for contender_name, contender in found.items():
         per_image = gflop[contender.counted or contender_name]
@@ -205,6 +208,7 @@ def measure_model(args, name: str, model: Model) -> dict:
                 "allocator": args.allocator,
                 "images_per_second": round(speed, 2),
                 "rounds": [round(v, 2) for v in speeds[contender_name]],
+                "rounds_cpu_busy": [round(v, 2) for v in busy[contender_name]],
                 "first_two_steps_seconds": warmup_seconds[contender_name],
                 "gflop_per_image": round(per_image, 3),
                 "gflops": round(speed * per_image, 1),
