@@ -12,12 +12,14 @@ there; this machine has none):
 * **facelearn**: ``TrainingDataset`` on ``RecordDataset`` with ``TrainTransform`` (random flip, seeded per
   sample) through ``build_train_loader``: the checked decode (``decode_image``: format sniffed, JPEG structure
   walked, OpenCV decode), then flip and scaling to [−1, 1].
-* **arcface_torch's steps**: its ``MXFaceDataset`` needs mxnet and torchvision, which do not install here
-  (CPU-only torch 2.13, Python 3.11), so its ``__getitem__`` is re-enacted step by step with the libraries
-  under them: the record read (facelearn's reader for ``mx.recordio``), OpenCV decode to RGB (what
-  ``mx.image.imdecode`` runs), ``PIL.Image.fromarray`` (``ToPILImage``), a PIL flip with probability ½
-  (``RandomHorizontalFlip``), ``ToTensor`` (to float, /255) and ``Normalize(0.5, 0.5)``; shuffled batches
-  through torch's default collate. A stand-in for its steps, not its code.
+* **arcface_torch's steps**: its ``MXFaceDataset`` needs mxnet and torchvision, which cannot run beside this
+  project's packages (mxnet 1.9.1, the last release, fails on import under NumPy 2: ``np.PZERO`` was removed;
+  torchvision's only build on the index needs torch 2.14 with CUDA in place of the CPU torch 2.13), so its
+  ``__getitem__`` is re-enacted step by step with the libraries under them: the record read (facelearn's
+  reader for ``mx.recordio``), OpenCV decode to RGB (what ``mx.image.imdecode`` runs),
+  ``PIL.Image.fromarray`` (``ToPILImage``), a PIL flip with probability ½ (``RandomHorizontalFlip``),
+  ``ToTensor`` (to float, /255) and ``Normalize(0.5, 0.5)``; shuffled batches through torch's default
+  collate. A stand-in for its steps, not its code.
 
 Per core = images per CPU-second of the whole process tree (workers and the main process) while the batches
 are timed, so it holds on a shared machine; the wall-clock rate is printed beside it. The first
