@@ -3,6 +3,8 @@ shared memory), and batches for a CUDA device come pinned."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -49,3 +51,17 @@ def test_a_workers_batches_equal_the_main_processs(recordio):
 def test_batches_are_pinned_for_cuda_only():
     assert pins(load_config(None, ["train.device=cuda"]).train)
     assert not pins(load_config(None, ["train.device=cpu"]).train)
+
+
+def test_a_forked_worker_reads_the_recordio_with_its_own_file(recordio):
+    reader = recordio.reader
+    expected = [reader.read(key) for key in (2, 3)]  # the main process has the file open, as when workers fork
+    parent = reader._file.fileno()
+    position = os.lseek(parent, 0, os.SEEK_CUR)
+    child = os.fork()
+    if child == 0:  # a worker: its reads must not move the main process's file offset
+        reader.read(9)
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.lseek(parent, 0, os.SEEK_CUR) == position
+    assert [reader.read(key) for key in (2, 3)] == expected
