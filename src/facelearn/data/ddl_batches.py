@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from ..config import DDLConfig, DegradeConfig
 from ..errors import DataError
-from .loader import read_or_skip, seeded_loader
+from .loader import read_or_skip, seeded_loader, stack_images
 from .transforms import TrainTransform
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def collate_whole(samples) -> dict:
     """Stack a DDL batch; one unreadable image drops the whole batch (its layout would break)."""
     if any(s is None for s in samples):
         return {"images": torch.empty(0), "labels": torch.empty(0, dtype=torch.long), "skipped": len(samples)}
-    images = torch.stack([s[0] for s in samples])
+    images = stack_images([s[0] for s in samples])
     return {"images": images, "labels": torch.tensor([s[1] for s in samples]), "skipped": 0}
 
 
@@ -169,4 +169,4 @@ def build_ddl_loader(
     dataset = DDLDataset(source, groups, image_size, seed, options.get("flip", True), options.get("strict", False))
     workers = options.get("num_workers", 0)
     sampler = DDLBatchSampler(groups, config.pairs, seed, start_batch, options.get("rank", 0))
-    return seeded_loader(dataset, sampler, collate_whole, workers, seed)
+    return seeded_loader(dataset, sampler, collate_whole, workers, seed, options.get("pin_memory", False))

