@@ -68,6 +68,7 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "training_peak": (("vs_arcface_torch_peak.json",), speed.training_peak),
     "training_profile": (("vs_arcface_torch_peak.json",), speed.training_profile),
     "speed_headline": (("vs_arcface_torch_peak.json",), speed.speed_headline),
+    "loader_speed": (("loader_speed_before.json", "loader_speed.json"), speed.loader_speed),
     "recipe_speed": (("recipe_speed_glibc.json", "recipe_speed.json"), speed.recipe_speed),
     "train_throughput": (("train_throughput.json",), speed.train_throughput),
     "partial_fc_scaling": (("partial_fc_scaling.json",), speed.partial_fc_scaling),
