@@ -24,11 +24,12 @@ def command_serve(args: argparse.Namespace) -> None:
     if not args.model or not args.gallery:
         raise ConfigError("facelearn serve needs --model and --gallery (or: facelearn serve keys add NAME --keys FILE)")
     try:
+        import torch
         import uvicorn
 
         from ..serve.app import create_app
         from ..serve.connections import guarded_connections
-        from ..serve.service import Service
+        from ..serve.service import Service, model_threads
     except ImportError as error:
         raise ConfigError(
             f"facelearn serve needs its extra ({error.name} is missing): pip install 'facelearn[serve]'"
@@ -75,6 +76,7 @@ def command_serve(args: argparse.Namespace) -> None:
     def stop_serving(_: Exception) -> None:  # a model or gallery that cannot load: exit with the reason
         server.should_exit = True
 
+    torch.set_num_threads(model_threads(settings))  # this process serves: before any thread runs the model
     service = Service(settings, keys, on_load_error=stop_serving)
     config = uvicorn.Config(
         create_app(service),

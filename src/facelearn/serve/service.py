@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
-import torch
 
 from ..deploy.answers import face_fields
 from ..deploy.audit import AuditLog, default_audit_path
@@ -92,10 +91,10 @@ class Face:
 
 
 def model_threads(settings: ServeSettings) -> int:
-    """Threads a model call uses: ``--model-threads``, else the cores left beside the ``--workers`` (at least
-    one). The workers decode, detect (a detector each) and score quality while the model runs: a model
-    spread over every core would wait at each layer for cores the workers hold (measured on 2 cores:
-    87 against 68 aligned faces/s, 46.5 against 35.4 photos/s at concurrency 16; docs/service.md)."""
+    """Threads a model call uses (``facelearn serve`` sets them for its process): ``--model-threads``, else
+    the cores left beside the ``--workers`` (at least one). The workers decode, detect (a detector each)
+    and score quality while the model runs: a model spread over every core waits at each layer for the
+    cores the workers hold (on 2 cores, 51.9 against 29.5 photos/s at concurrency 16: docs/service.md)."""
     return settings.model_threads or max(1, available_cores() - settings.workers)
 
 
@@ -108,7 +107,6 @@ class Service:
         self.audit = AuditLog(settings.audit_log or default_audit_path(settings.gallery))
         self.metrics = Metrics()
         self.pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelearn-worker")
-        torch.set_num_threads(model_threads(settings))  # before any thread runs the model
         self.recognizer = None
         self.batcher: EmbeddingBatcher | None = None
         self.load_error: str | None = None
