@@ -22,11 +22,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity: a container's or taskset's share)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with native bf16 kernels (AVX-512 BF16, AMX). Without them (AVX2 only) bf16
     autocast runs ~10× slower than fp32 here: MobileFaceNet fwd+bwd, 64 faces, 7.9 s against 0.8 s."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from ..deploy.audit import AuditLog, default_audit_path
 from ..deploy.quality import DEFAULT_MIN_EYE_DISTANCE, DEFAULT_MIN_QUALITY, QualityGate, refusal_message
 from ..deploy.subject_ids import lookup_id
 from ..errors import describe_os_error
-from ..hardware import available_cores
 from .batcher import EmbeddingBatcher
 from .browsers import BrowserPolicy
 from .keys import KeyStore
@@ -96,6 +96,11 @@ def model_threads(settings: ServeSettings) -> int:
     and score quality while the model runs: a model spread over every core waits at each layer for the
     cores the workers hold (on 2 cores, 51.9 against 29.5 photos/s at concurrency 16: docs/service.md)."""
     return settings.model_threads or max(1, available_cores() - settings.workers)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity: a container's or taskset's share)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Service:
