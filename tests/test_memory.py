@@ -14,6 +14,7 @@ pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="a glibc allocator setting"
 )
 
+SLACK = 256  # pages (1 MB) faulted by anything else meanwhile (a thread's stack): seen at 16,385 against 16,384
 ALLOCATE_64_MB_FIVE_TIMES = """
 import resource, sys, torch
 from facelearn.config import load_config
@@ -51,12 +52,12 @@ def page_faults(mode: str, **environment: str) -> int:
 def test_a_cpu_trainer_keeps_freed_activations_instead_of_faulting_them_in_every_step():
     pages = 5 * 64 * 2**20 // 4096
     assert page_faults("plain") > 0.9 * pages  # glibc's default: every 64 MB tensor is fresh pages
-    assert page_faults("trainer") <= pages // 5  # kept: the freed block is reused (at most one fresh one)
+    assert page_faults("trainer") <= pages // 5 + SLACK  # kept: the freed block is reused (at most one fresh one)
 
 
 def test_a_cpu_embedder_keeps_freed_activations_too():
     pages = 5 * 64 * 2**20 // 4096
-    assert page_faults("embedder") <= pages // 5
+    assert page_faults("embedder") <= pages // 5 + SLACK
 
 
 def test_the_users_own_malloc_setting_is_left_as_it_is():
