@@ -67,6 +67,7 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "vs_arcface_torch_bf16": (("vs_arcface_torch_bf16.json",), speed.vs_arcface_torch),
     "training_peak": (("vs_arcface_torch_peak.json",), speed.training_peak),
     "training_profile": (("vs_arcface_torch_peak.json",), speed.training_profile),
+    "training_tries": (("vs_arcface_torch_tries.json",), speed.training_tries),
     "speed_headline": (("vs_arcface_torch_peak.json", "loader_speed.json"), speed.speed_headline),
     "loader_speed": (("loader_speed_before.json", "loader_speed.json"), speed.loader_speed),
     "recipe_speed": (("recipe_speed_glibc.json", "recipe_speed.json"), speed.recipe_speed),

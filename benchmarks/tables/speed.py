@@ -150,7 +150,7 @@ def base_of(attempt: dict, rows: list[dict]) -> dict:
 
 
 def training_tries(result: dict) -> str:
-    """results/vs_arcface_torch_peak.json: each variant tried against the default it varies."""
+    """results/vs_arcface_torch_tries.json: each variant tried against the default it varies, same rounds."""
     rows = []
     for attempt in result["tries"]:
         base = base_of(attempt, result["rows"])
