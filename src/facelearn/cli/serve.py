@@ -11,7 +11,7 @@ from ..deploy.gallery import STORES
 from ..errors import ConfigError
 from ..serve.browsers import is_loopback
 from ..serve.keys import KeyStore
-from ..serve.service import ServeSettings
+from ..serve.settings import ServeSettings, model_threads
 from ..serve.uploads import ImageLimits
 from .options import BACKEND_HELP, DETECTOR_HELP, add_quality_options, options_from
 
@@ -29,7 +29,7 @@ def command_serve(args: argparse.Namespace) -> None:
 
         from ..serve.app import create_app
         from ..serve.connections import guarded_connections
-        from ..serve.service import Service, model_threads
+        from ..serve.service import Service
     except ImportError as error:
         raise ConfigError(
             f"facelearn serve needs its extra ({error.name} is missing): pip install 'facelearn[serve]'"

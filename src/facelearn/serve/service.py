@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
 from ..deploy.answers import face_fields
 from ..deploy.audit import AuditLog, default_audit_path
-from ..deploy.quality import DEFAULT_MIN_EYE_DISTANCE, DEFAULT_MIN_QUALITY, QualityGate, refusal_message
+from ..deploy.quality import QualityGate, refusal_message
 from ..deploy.subject_ids import lookup_id
 from ..errors import describe_os_error
 from .batcher import EmbeddingBatcher
@@ -28,43 +27,12 @@ from .browsers import BrowserPolicy
 from .keys import KeyStore
 from .metrics import Metrics
 from .problems import Problem
-from .uploads import ImageLimits, decode_upload
+from .settings import ServeSettings
+from .uploads import decode_upload
 
 log = logging.getLogger("facelearn.serve")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 MAX_ALIGNED_ASPECT, MIN_ALIGNED_SIDE = 1.25, 16
-
-
-@dataclass
-class ServeSettings:
-    model: str
-    gallery: str
-    store: str | None = None
-    index: str = "exact"
-    detector: str = "retinaface"
-    weights: str | None = None
-    backend: str = "auto"
-    architecture: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    keys: str | None = None
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    workers: int = 2
-    model_threads: int | None = None  # threads of each model call; None: the cores not given to the workers
-    max_request_bytes: int = 25 * 1024 * 1024
-    limits: ImageLimits = field(default_factory=ImageLimits)
-    timeout_s: float = 30.0
-    fmr: float = 1e-3
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    header_timeout_s: float = 10.0
-    max_connections: int = 1000
-    audit_log: str | None = None  # default: <gallery>.audit.log
-    threshold: float | None = None  # for a model without calibration: answers say "fmr": null, "calibrated": false
-    quality: str = "auto"  # deploy/quality.py: auto, norm or estimate
-    min_quality: float = DEFAULT_MIN_QUALITY  # the enroll gate
-    min_eye_distance: float = DEFAULT_MIN_EYE_DISTANCE
 
 
 def check_aligned_shape(image: np.ndarray, name: str, size: int) -> None:
@@ -88,19 +56,6 @@ class Face:
     @property
     def box(self) -> list[float] | None:
         return self.fields["box"]
-
-
-def model_threads(settings: ServeSettings) -> int:
-    """Threads a model call uses (``facelearn serve`` sets them for its process): ``--model-threads``, else
-    the cores left beside the ``--workers`` (at least one). The workers decode, detect (a detector each)
-    and score quality while the model runs: a model spread over every core waits at each layer for the
-    cores the workers hold (on 2 cores, 51.9 against 29.5 photos/s at concurrency 16: docs/service.md)."""
-    return settings.model_threads or max(1, available_cores() - settings.workers)
-
-
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity: a container's or taskset's share)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Service:
@@ -284,19 +239,27 @@ class Service:
 
     async def embedded_many(self, uploads: list[bytes], aligned: bool) -> dict:
         """Every face of several uploads, embedded together (one batcher entry: one model call)."""
-        found = await asyncio.gather(
-            *(self.faces(data, f"images[{i}]", aligned) for i, data in enumerate(uploads)), return_exceptions=True
+        found, no_face = await self.faces_of_each(uploads, lambda data, name: self.faces(data, name, aligned))
+        faces = [face for _, faces in found for face in faces]
+        images = [i for i, faces in found for _ in faces]
+        return await self.embedded(faces, images, no_face)
+
+    @staticmethod
+    async def faces_of_each(uploads: list[bytes], find) -> tuple[list[tuple[int, object]], list[int]]:
+        """``find(data, name)`` on every upload at once: ``(index, found)`` for the uploads with a face, and the
+        indices of those without one (``no_face``: listed, not an error); any other problem is raised."""
+        results = await asyncio.gather(
+            *(find(data, f"images[{i}]") for i, data in enumerate(uploads)), return_exceptions=True
         )
-        faces, images, no_face = [], [], []
-        for i, result in enumerate(found):
+        found, no_face = [], []
+        for i, result in enumerate(results):
             if isinstance(result, Problem) and result.code == "no_face":
                 no_face.append(i)
             elif isinstance(result, BaseException):
                 raise result
             else:
-                faces += result
-                images += [i] * len(result)
-        return await self.embedded(faces, images, no_face)
+                found.append((i, result))
+        return found, no_face
 
     async def verify(self, uploads: list[tuple[str, bytes]], params) -> dict:
         """Two photos, or one photo and ``params.subject``: the Recognizer's verdict, with the faces' boxes."""
@@ -336,19 +299,10 @@ class Service:
     async def enroll(self, subject: str, images: list[bytes], params, metadata: dict | None, append: bool) -> dict:
         """The largest face of each photo that passes the quality gate into the gallery; photos without a face
         (``no_face``) and refused faces (``refused``: reasons, quality) are listed, not enrolled."""
-        picked = await asyncio.gather(
-            *(self.one_face(data, f"images[{i}]", params.aligned, params.single) for i, data in enumerate(images)),
-            return_exceptions=True,
+        picked, no_face = await self.faces_of_each(
+            images, lambda data, name: self.one_face(data, name, params.aligned, params.single)
         )
-        chosen, photos, no_face = [], [], []
-        for i, result in enumerate(picked):
-            if isinstance(result, Problem) and result.code == "no_face":
-                no_face.append(i)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                chosen.append(result)
-                photos.append(i)
+        photos, chosen = [i for i, _ in picked], [face for _, face in picked]
         if not chosen:
             raise Problem(422, "no_face", f"no face found in any of the {len(images)} images: nothing enrolled")
         embeddings, _, qualities = await self.embed(chosen)
